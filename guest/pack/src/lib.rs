@@ -1,0 +1,112 @@
+//! Builds toolshed plugins from their guest crates.
+//!
+//! Used from build scripts: [`build_plugin`] compiles a guest crate for
+//! `wasm32-wasip2` (installing the target when the toolchain lacks it),
+//! reads the `///` docs of the world's exported functions from the WIT, and
+//! writes them into the component's `toolshed:docs` custom section, because
+//! wit-bindgen does not carry them into the binary.
+
+#![deny(missing_docs)]
+
+mod docs;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+pub use docs::{docs_for_world, embed_docs};
+
+/// The target guests are compiled for.
+pub const TARGET: &str = "wasm32-wasip2";
+
+/// One guest crate to build into a plugin.
+#[derive(Debug, Clone)]
+pub struct Guest<'a> {
+    /// The cargo package name, such as `workspace-tools`.
+    pub package: &'a str,
+    /// The world the plugin targets, such as `toolshed:tools/workspace-plugin@0.1.0`.
+    pub world: &'a str,
+}
+
+/// Environment variables a parent cargo sets for build scripts that must not
+/// leak into the nested build, which has its own target and flags.
+const PARENT_ONLY_ENV: [&str; 7] = [
+    "CARGO_ENCODED_RUSTFLAGS",
+    "RUSTFLAGS",
+    "CARGO_TARGET_DIR",
+    "CARGO_BUILD_TARGET",
+    "CARGO_BUILD_RUSTFLAGS",
+    "RUSTC_WRAPPER",
+    "RUSTC_WORKSPACE_WRAPPER",
+];
+
+/// Makes sure the active toolchain can build for [`TARGET`].
+///
+/// # Errors
+///
+/// When the target is missing and `rustup` cannot add it.
+pub fn ensure_target() -> anyhow::Result<()> {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(&rustc).args(["--print", "sysroot"]).output().context("running rustc --print sysroot")?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    if sysroot.join("lib/rustlib").join(TARGET).exists() {
+        return Ok(());
+    }
+    let mut rustup = Command::new("rustup");
+    rustup.args(["target", "add", TARGET]);
+    if let Ok(toolchain) = std::env::var("RUSTUP_TOOLCHAIN") {
+        rustup.args(["--toolchain", &toolchain]);
+    }
+    let status = rustup.status().context("running rustup to add the wasm32-wasip2 target")?;
+    if !status.success() {
+        bail!("rustup target add {TARGET} failed ({status}); install the target and build again");
+    }
+    Ok(())
+}
+
+/// Compiles `guest` from the workspace at `workspace` into `target_dir`, embeds
+/// its docs, and writes the plugin to `out_dir/<package>.wasm`.
+///
+/// # Errors
+///
+/// When the build fails or the WIT cannot be read.
+pub fn build_plugin(workspace: &Path, target_dir: &Path, out_dir: &Path, guest: &Guest<'_>) -> anyhow::Result<PathBuf> {
+    ensure_target()?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut command = Command::new(cargo);
+    command
+        .current_dir(workspace)
+        .args(["build", "--release", "--target", TARGET, "-p", guest.package, "--target-dir"])
+        .arg(target_dir)
+        .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
+        .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
+        .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "s");
+    for name in PARENT_ONLY_ENV {
+        command.env_remove(name);
+    }
+    let status = command.status().with_context(|| format!("running cargo build for {}", guest.package))?;
+    if !status.success() {
+        bail!("building guest {} for {TARGET} failed ({status})", guest.package);
+    }
+    let artifact = target_dir.join(TARGET).join("release").join(format!("{}.wasm", guest.package.replace('-', "_")));
+    let component = std::fs::read(&artifact).with_context(|| format!("reading {}", artifact.display()))?;
+    let wit_dirs = wit_dirs(workspace)?;
+    let docs = docs_for_world(&wit_dirs, guest.world)?;
+    let plugin = embed_docs(component, &docs);
+    std::fs::create_dir_all(out_dir)?;
+    let out = out_dir.join(format!("{}.wasm", guest.package));
+    std::fs::write(&out, plugin).with_context(|| format!("writing {}", out.display()))?;
+    Ok(out)
+}
+
+/// The WIT package directories of the workspace, dependencies first.
+fn wit_dirs(workspace: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let root = workspace.join("wit");
+    let order = ["runtime", "infra", "platform", "tools"];
+    let dirs: Vec<PathBuf> = order.iter().map(|d| root.join(d)).filter(|d| d.is_dir()).collect();
+    if dirs.is_empty() {
+        bail!("no WIT packages under {}", root.display());
+    }
+    Ok(dirs)
+}

@@ -1,0 +1,201 @@
+//! The chat's workspace agent: its status (SPEC 3.2), which one the chat uses
+//! (3.3), and waiting until it is ready (3.4).
+
+use crate::capabilities::{AgentReport, Capabilities};
+use crate::wit::exports::toolshed::tools::workspace_tools::{AgentStatus, StartupScripts};
+use crate::wit::toolshed::infra::db::ChatBinding;
+use crate::wit::toolshed::infra::types::{Agent, LifecycleState};
+
+/// The whole time spent trying to connect to an agent.
+pub const CONNECT_WAIT_MS: u64 = 2 * 60 * 1_000;
+/// The limit of one connection attempt.
+pub const CONNECT_ATTEMPT_MS: u64 = 5_000;
+/// The pause between connection attempts.
+pub const CONNECT_PAUSE_MS: u64 = 2_000;
+/// How often startup scripts are polled.
+pub const LIFECYCLE_POLL_MS: u64 = 2_000;
+/// How long startup scripts may run before the wait gives up.
+pub const LIFECYCLE_WAIT_MS: u64 = 10 * 60 * 1_000;
+
+const CHAT_AGENT_SUFFIX: &str = "-coderd-chat";
+
+/// An agent's connection status as the database times show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Connection {
+    Connecting,
+    Connected,
+    Disconnected,
+    Timeout,
+}
+
+/// The connection status of `agent` at `now` (milliseconds).
+pub fn connection(agent: &Agent, now: u64) -> Connection {
+    let Some(last) = agent.last_connected_at.filter(|_| agent.first_connected_at.is_some()) else {
+        let timeout_ms = u64::from(agent.connection_timeout_seconds) * 1_000;
+        if timeout_ms > 0 && now.saturating_sub(agent.created_at) > timeout_ms {
+            return Connection::Timeout;
+        }
+        return Connection::Connecting;
+    };
+    if agent.disconnected_at.is_some_and(|d| d >= last) {
+        return Connection::Disconnected;
+    }
+    if now.saturating_sub(last) > agent.inactive_disconnect_ms {
+        return Connection::Disconnected;
+    }
+    Connection::Connected
+}
+
+/// Picks the chat's agent among a build's agents.
+///
+/// Only root agents count. One whose name ends in `-coderd-chat` wins;
+/// without one, the first by display order, name and id.
+pub fn choose(agents: &[Agent]) -> Result<Agent, String> {
+    let mut roots: Vec<&Agent> = agents.iter().filter(|a| a.parent_id.is_none()).collect();
+    if roots.is_empty() {
+        return Err("no eligible workspace agents found".into());
+    }
+    roots.sort_by(|a, b| {
+        a.display_order
+            .cmp(&b.display_order)
+            .then_with(|| a.name.to_lowercase().cmp(&b.name.to_lowercase()))
+            .then_with(|| a.name.cmp(&b.name))
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    let chat_agents: Vec<&&Agent> =
+        roots.iter().filter(|a| a.name.to_lowercase().ends_with(CHAT_AGENT_SUFFIX)).collect();
+    match chat_agents.as_slice() {
+        [] => Ok(roots[0].clone()),
+        [only] => Ok((**only).clone()),
+        several => {
+            let names: Vec<&str> = several.iter().map(|a| a.name.as_str()).collect();
+            Err(format!(
+                "several agents use the {CHAT_AGENT_SUFFIX} suffix ({}); only one agent may use it",
+                names.join(", ")
+            ))
+        }
+    }
+}
+
+/// Whether to try connecting before watching the startup scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectPhase {
+    /// Retry connecting for up to two minutes.
+    Full,
+    /// The database already shows the agent connected: skip connecting.
+    Skip,
+    /// One connection wait only (an existing workspace whose agent is still connecting).
+    Once,
+}
+
+/// Chooses the chat agent of `build_id`, binds it, and waits until it is ready.
+pub fn wait_until_ready<C: Capabilities>(host: &C, build_id: &str, phase: ConnectPhase) -> AgentReport {
+    let agents = match host.build_agents(build_id) {
+        Ok(agents) => agents,
+        Err(err) => {
+            return AgentReport {
+                agent_status: Some(AgentStatus::NotReady),
+                agent_error: Some(format!("list agents: {err:?}")),
+                ..Default::default()
+            };
+        }
+    };
+    if agents.is_empty() {
+        return AgentReport { agent_status: Some(AgentStatus::NoAgent), ..Default::default() };
+    }
+    let agent = match choose(&agents) {
+        Ok(agent) => agent,
+        Err(reason) => {
+            return AgentReport {
+                agent_status: Some(AgentStatus::SelectionError),
+                agent_error: Some(reason),
+                ..Default::default()
+            };
+        }
+    };
+    // A failed binding only affects the front end's view; the wait goes on.
+    let _ = host.bind_chat(&ChatBinding { workspace_id: None, build_id: None, agent_id: Some(agent.id.clone()) });
+    wait_for_agent(host, &agent, phase)
+}
+
+/// Connects to `agent` (per `phase`), then watches its startup scripts.
+pub fn wait_for_agent<C: Capabilities>(host: &C, agent: &Agent, phase: ConnectPhase) -> AgentReport {
+    if phase != ConnectPhase::Skip && host.can_connect() {
+        if let Err(reason) = connect(host, &agent.id, phase) {
+            return AgentReport {
+                agent_status: Some(AgentStatus::NotReady),
+                agent_error: Some(reason),
+                ..Default::default()
+            };
+        }
+    }
+    watch_lifecycle(host, &agent.id)
+}
+
+fn connect<C: Capabilities>(host: &C, agent_id: &str, phase: ConnectPhase) -> Result<(), String> {
+    host.progress(&format!("connecting to agent {agent_id}"));
+    let deadline = host.now().saturating_add(CONNECT_WAIT_MS);
+    loop {
+        let remaining = deadline.saturating_sub(host.now());
+        let attempt = match host.connect(agent_id, remaining.min(CONNECT_ATTEMPT_MS).max(1)) {
+            Ok(()) => return Ok(()),
+            Err(reason) => reason,
+        };
+        if phase == ConnectPhase::Once || host.now().saturating_add(CONNECT_PAUSE_MS) >= deadline {
+            return Err(format!("agent did not become reachable: {attempt}"));
+        }
+        host.sleep(CONNECT_PAUSE_MS);
+    }
+}
+
+fn lifecycle_name(state: LifecycleState) -> &'static str {
+    match state {
+        LifecycleState::Created => "created",
+        LifecycleState::Starting => "starting",
+        LifecycleState::StartTimeout => "start_timeout",
+        LifecycleState::StartError => "start_error",
+        LifecycleState::Ready => "ready",
+        LifecycleState::ShuttingDown => "shutting_down",
+        LifecycleState::ShutdownTimeout => "shutdown_timeout",
+        LifecycleState::ShutdownError => "shutdown_error",
+        LifecycleState::Off => "off",
+    }
+}
+
+fn watch_lifecycle<C: Capabilities>(host: &C, agent_id: &str) -> AgentReport {
+    let deadline = host.now().saturating_add(LIFECYCLE_WAIT_MS);
+    let mut announced = false;
+    loop {
+        let state = match host.agent(agent_id) {
+            Ok(agent) => agent.lifecycle_state,
+            Err(_) => {
+                return AgentReport {
+                    startup_scripts: Some(StartupScripts::StartupScriptsUnknown),
+                    ..Default::default()
+                };
+            }
+        };
+        match state {
+            LifecycleState::Ready => return AgentReport::default(),
+            LifecycleState::Created | LifecycleState::Starting => {}
+            other => {
+                return AgentReport {
+                    startup_scripts: Some(StartupScripts::StartupScriptsFailed),
+                    lifecycle_state: Some(lifecycle_name(other).to_string()),
+                    ..Default::default()
+                };
+            }
+        }
+        if !announced {
+            host.progress("waiting for the agent's startup scripts");
+            announced = true;
+        }
+        if host.now() >= deadline {
+            return AgentReport {
+                startup_scripts: Some(StartupScripts::StartupScriptsTimeout),
+                ..Default::default()
+            };
+        }
+        host.sleep(LIFECYCLE_POLL_MS);
+    }
+}

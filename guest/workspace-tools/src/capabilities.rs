@@ -1,0 +1,76 @@
+//! The host capabilities the tools use, as one trait.
+
+use crate::wit::exports::toolshed::tools::workspace_tools::{
+    self as api, CreateWorkspaceResult, StartWorkspaceResult,
+};
+use crate::wit::toolshed::infra::control::{CreateBuildRequest, CreateWorkspaceRequest, CreatedWorkspace};
+use crate::wit::toolshed::infra::db::ChatBinding;
+use crate::wit::toolshed::infra::types::{
+    Agent, Build, Chat, ControlError, Job, QueryError, Template, TemplateParameter, Workspace,
+};
+
+/// What the tools need from their host. Each method mirrors one WIT import.
+pub trait Capabilities {
+    /// Held while a chat's workspace is being changed; dropping releases it.
+    type Guard;
+
+    /// Milliseconds since the Unix epoch on the host clock.
+    fn now(&self) -> u64;
+    /// Waits `ms` milliseconds of host time.
+    fn sleep(&self, ms: u64);
+    /// Takes the chat-scoped lock named `key`.
+    fn lock(&self, key: &str) -> Self::Guard;
+    /// Tells the front end the chat's bindings changed.
+    fn chat_updated(&self);
+    /// Reports progress on a long wait.
+    fn progress(&self, message: &str);
+    /// A random number, for generated names.
+    fn random(&self) -> u64;
+
+    fn chat(&self) -> Result<Chat, QueryError>;
+    fn workspace(&self, id: &str) -> Result<Workspace, QueryError>;
+    fn latest_build(&self, workspace_id: &str) -> Result<Build, QueryError>;
+    fn build(&self, id: &str) -> Result<Build, QueryError>;
+    fn job(&self, id: &str) -> Result<Job, QueryError>;
+    fn build_agents(&self, build_id: &str) -> Result<Vec<Agent>, QueryError>;
+    fn agent(&self, id: &str) -> Result<Agent, QueryError>;
+    fn templates(&self) -> Result<Vec<Template>, QueryError>;
+    fn template(&self, id: &str) -> Result<Template, QueryError>;
+    fn template_parameters(&self, version_id: &str) -> Result<Vec<TemplateParameter>, QueryError>;
+    fn workspace_ttl(&self) -> Result<String, QueryError>;
+    fn template_allowlist(&self) -> Result<Vec<String>, QueryError>;
+    fn bind_chat(&self, binding: &ChatBinding) -> Result<(), QueryError>;
+
+    fn create_workspace(&self, request: &CreateWorkspaceRequest) -> Result<CreatedWorkspace, ControlError>;
+    fn create_build(&self, request: &CreateBuildRequest) -> Result<Build, ControlError>;
+
+    /// Whether the host can reach agents at all.
+    fn can_connect(&self) -> bool;
+    /// One attempt to reach an agent within `timeout_ms`.
+    fn connect(&self, agent_id: &str, timeout_ms: u64) -> Result<(), String>;
+}
+
+/// The keys that describe the chat agent's readiness, merged into results.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct AgentReport {
+    pub agent_status: Option<api::AgentStatus>,
+    pub agent_error: Option<String>,
+    pub startup_scripts: Option<api::StartupScripts>,
+    pub lifecycle_state: Option<String>,
+}
+
+impl AgentReport {
+    pub fn apply_to_create(self, result: &mut CreateWorkspaceResult) {
+        result.agent_status = self.agent_status;
+        result.agent_error = self.agent_error;
+        result.startup_scripts = self.startup_scripts;
+        result.lifecycle_state = self.lifecycle_state;
+    }
+
+    pub fn apply_to_start(self, result: &mut StartWorkspaceResult) {
+        result.agent_status = self.agent_status;
+        result.agent_error = self.agent_error;
+        result.startup_scripts = self.startup_scripts;
+        result.lifecycle_state = self.lifecycle_state;
+    }
+}

@@ -1,0 +1,109 @@
+//! The thin adapter between the WIT bindings and the tool logic.
+
+use crate::capabilities::Capabilities;
+use crate::wit::exports::toolshed::tools::workspace_tools::{self as api, Guest};
+use crate::wit::toolshed::infra::{agent_connect, control, db, types};
+use crate::wit::toolshed::runtime::{clock, events, locks};
+
+/// The host as the tool logic sees it inside the component.
+struct ComponentHost;
+
+impl Capabilities for ComponentHost {
+    type Guard = locks::LockGuard;
+
+    fn now(&self) -> u64 {
+        clock::now()
+    }
+    fn sleep(&self, ms: u64) {
+        clock::sleep(ms)
+    }
+    fn lock(&self, key: &str) -> Self::Guard {
+        locks::acquire(key)
+    }
+    fn chat_updated(&self) {
+        events::chat_updated()
+    }
+    fn progress(&self, message: &str) {
+        events::progress(message)
+    }
+    fn random(&self) -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        // RandomState draws its keys from WASI random.
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(clock::now());
+        hasher.finish()
+    }
+    fn chat(&self) -> Result<types::Chat, types::QueryError> {
+        db::get_chat()
+    }
+    fn workspace(&self, id: &str) -> Result<types::Workspace, types::QueryError> {
+        db::get_workspace(id)
+    }
+    fn latest_build(&self, workspace_id: &str) -> Result<types::Build, types::QueryError> {
+        db::get_latest_build(workspace_id)
+    }
+    fn build(&self, id: &str) -> Result<types::Build, types::QueryError> {
+        db::get_build(id)
+    }
+    fn job(&self, id: &str) -> Result<types::Job, types::QueryError> {
+        db::get_job(id)
+    }
+    fn build_agents(&self, build_id: &str) -> Result<Vec<types::Agent>, types::QueryError> {
+        db::list_build_agents(build_id)
+    }
+    fn agent(&self, id: &str) -> Result<types::Agent, types::QueryError> {
+        db::get_agent(id)
+    }
+    fn templates(&self) -> Result<Vec<types::Template>, types::QueryError> {
+        db::list_templates()
+    }
+    fn template(&self, id: &str) -> Result<types::Template, types::QueryError> {
+        db::get_template(id)
+    }
+    fn template_parameters(&self, version_id: &str) -> Result<Vec<types::TemplateParameter>, types::QueryError> {
+        db::get_template_parameters(version_id)
+    }
+    fn workspace_ttl(&self) -> Result<String, types::QueryError> {
+        db::get_workspace_ttl()
+    }
+    fn template_allowlist(&self) -> Result<Vec<String>, types::QueryError> {
+        db::get_template_allowlist()
+    }
+    fn bind_chat(&self, binding: &db::ChatBinding) -> Result<(), types::QueryError> {
+        db::bind_chat(binding)
+    }
+    fn create_workspace(&self, request: &control::CreateWorkspaceRequest) -> Result<control::CreatedWorkspace, types::ControlError> {
+        control::create_workspace(request)
+    }
+    fn create_build(&self, request: &control::CreateBuildRequest) -> Result<types::Build, types::ControlError> {
+        control::create_build(request)
+    }
+    fn can_connect(&self) -> bool {
+        agent_connect::available()
+    }
+    fn connect(&self, agent_id: &str, timeout_ms: u64) -> Result<(), String> {
+        agent_connect::connect(agent_id, timeout_ms)
+    }
+}
+
+struct Plugin;
+
+impl Guest for Plugin {
+    fn list_templates(args: api::ListTemplatesArgs) -> Result<api::ListTemplatesResult, api::ToolError> {
+        crate::list_templates(&ComponentHost, args)
+    }
+    fn read_template(args: api::ReadTemplateArgs) -> Result<api::ReadTemplateResult, api::ToolError> {
+        crate::read_template(&ComponentHost, args)
+    }
+    fn create_workspace(args: api::CreateWorkspaceArgs) -> Result<api::CreateWorkspaceResult, api::ToolError> {
+        crate::create_workspace(&ComponentHost, args)
+    }
+    fn start_workspace(args: api::StartWorkspaceArgs) -> Result<api::StartWorkspaceResult, api::ToolError> {
+        crate::start_workspace(&ComponentHost, args)
+    }
+    fn stop_workspace() -> Result<api::StopWorkspaceResult, api::ToolError> {
+        crate::stop_workspace(&ComponentHost)
+    }
+}
+
+crate::wit::export!(Plugin with_types_in crate::wit);

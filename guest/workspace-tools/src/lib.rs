@@ -1,0 +1,32 @@
+//! The workspace-lifecycle tools: `list_templates`, `read_template`,
+//! `create_workspace`, `start_workspace` and `stop_workspace`.
+//!
+//! The tool logic is written against [`Capabilities`], a small trait over the
+//! host imports, so the same code runs inside the component (through the
+//! adapter in `component.rs`) and natively (unit tests, benchmark baselines).
+
+mod agents;
+mod builds;
+mod capabilities;
+mod errors;
+mod existing;
+mod lifecycle;
+mod naming;
+mod templates;
+mod ttl;
+
+#[cfg(target_arch = "wasm32")]
+mod component;
+
+/// Types generated from the WIT contract, shared by the logic and the adapter.
+pub mod wit {
+    wit_bindgen::generate!({
+        path: ["../../wit/runtime", "../../wit/infra", "../../wit/tools"],
+        world: "toolshed:tools/workspace-plugin@0.1.0",
+        generate_all,
+    });
+}
+
+pub use capabilities::Capabilities;
+pub use lifecycle::{create_workspace, start_workspace, stop_workspace};
+pub use templates::{list_templates, read_template};

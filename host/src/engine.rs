@@ -1,0 +1,71 @@
+//! The one place the wasmtime [`Config`] is built.
+
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// How often the engine's epoch advances; the unit of guest compute budgets.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Sizes of the instance pool.
+#[derive(Debug, Clone)]
+pub struct PoolSize {
+    /// Calls that can run at once; a call past this gets a "host busy" error.
+    pub concurrent_calls: u32,
+    /// The most linear memory one call may use.
+    pub memory_bytes: usize,
+}
+
+impl Default for PoolSize {
+    fn default() -> Self {
+        Self { concurrent_calls: 1_000, memory_bytes: 64 << 20 }
+    }
+}
+
+/// An engine for plugins: async, component model, pooled instances with
+/// copy-on-write memory images, and epoch interruption.
+///
+/// # Errors
+///
+/// When the platform cannot reserve the pool's address space.
+pub fn build(pool: &PoolSize) -> wasmtime::Result<Engine> {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.memory_init_cow(true);
+    // Small reservations keep the pool's address space in check at
+    // thousands of slots; the cost is explicit bounds checks.
+    config.memory_reservation(pool.memory_bytes as u64);
+    config.memory_guard_size(64 << 10);
+    config.memory_reservation_for_growth(0);
+
+    let mut pooling = PoolingAllocationConfig::default();
+    pooling.total_component_instances(pool.concurrent_calls);
+    pooling.total_core_instances(pool.concurrent_calls * 4);
+    pooling.total_memories(pool.concurrent_calls);
+    pooling.total_tables(pool.concurrent_calls * 4);
+    pooling.max_memory_size(pool.memory_bytes);
+    pooling.max_core_instances_per_component(16);
+    pooling.max_memories_per_component(2);
+    pooling.max_tables_per_component(8);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+
+    let engine = Engine::new(&config)?;
+    start_epoch_ticker(&engine);
+    Ok(engine)
+}
+
+/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is dropped.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("toolshed-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("spawning the epoch thread");
+}

@@ -1,0 +1,77 @@
+//! Error objects of SPEC section 0 for failures the host itself detects.
+
+use serde_json::{Value, json};
+
+/// The category of a failure; it decides whether a retry can help.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    /// The input did not fit the tool's schema.
+    ValidationFailed,
+    /// The plugin returned something the host could not render.
+    SerializationError,
+    /// A limit or a fault in the plugin or host.
+    InternalError,
+    /// The host cannot run the call now.
+    ResourceUnavailable,
+    /// The call ran out of time.
+    Timeout,
+}
+
+impl Category {
+    /// The category's snake_case name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Category::ValidationFailed => "validation_failed",
+            Category::SerializationError => "serialization_error",
+            Category::InternalError => "internal_error",
+            Category::ResourceUnavailable => "resource_unavailable",
+            Category::Timeout => "timeout",
+        }
+    }
+
+    /// Whether a retry can succeed.
+    pub fn recoverable(self) -> bool {
+        matches!(self, Category::ValidationFailed | Category::ResourceUnavailable | Category::Timeout)
+    }
+}
+
+/// A failure detected by the host, before or around the guest.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct HostError {
+    /// The broad kind.
+    pub category: Category,
+    /// A stable UPPER_SNAKE code.
+    pub code: &'static str,
+    /// What went wrong and what to do.
+    pub message: String,
+    /// Next steps worth trying.
+    pub suggestions: Vec<String>,
+}
+
+impl HostError {
+    /// A host error of `category` with `code` and `message`.
+    pub fn new(category: Category, code: &'static str, message: impl Into<String>) -> Self {
+        Self { category, code, message: message.into(), suggestions: Vec::new() }
+    }
+
+    /// Adds a suggested next step.
+    pub fn suggest(mut self, suggestion: impl Into<String>) -> Self {
+        self.suggestions.push(suggestion.into());
+        self
+    }
+
+    /// The error object a client sees.
+    pub fn to_json(&self) -> Value {
+        let mut value = json!({
+            "error": self.message,
+            "category": self.category.name(),
+            "code": self.code,
+            "recoverable": self.category.recoverable(),
+        });
+        if !self.suggestions.is_empty() {
+            value["suggestions"] = json!(self.suggestions);
+        }
+        value
+    }
+}

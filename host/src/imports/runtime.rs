@@ -1,0 +1,53 @@
+//! clock, locks, events and log.
+
+use std::time::Duration;
+
+use wasmtime::component::Resource;
+
+use crate::bindings::toolshed::runtime::{clock, events, locks, log};
+use crate::locks::HeldLock;
+use crate::state::CallState;
+
+impl clock::Host for CallState {
+    async fn now(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.shared.clock.now_ms())
+    }
+
+    async fn sleep(&mut self, ms: u64) -> wasmtime::Result<()> {
+        self.shared.clock.sleep(Duration::from_millis(ms)).await;
+        Ok(())
+    }
+}
+
+impl locks::Host for CallState {
+    async fn acquire(&mut self, key: String) -> wasmtime::Result<Resource<HeldLock>> {
+        let held = self.shared.locks.acquire(&self.cx.chat_id, &key).await;
+        Ok(self.table.push(held)?)
+    }
+}
+
+impl locks::HostLockGuard for CallState {
+    async fn drop(&mut self, lock: Resource<HeldLock>) -> wasmtime::Result<()> {
+        self.table.delete(lock)?;
+        Ok(())
+    }
+}
+
+impl events::Host for CallState {
+    async fn chat_updated(&mut self) -> wasmtime::Result<()> {
+        self.shared.backend.chat_updated(&self.cx).await;
+        Ok(())
+    }
+
+    async fn progress(&mut self, message: String) -> wasmtime::Result<()> {
+        self.shared.backend.progress(&self.cx, &message).await;
+        Ok(())
+    }
+}
+
+impl log::Host for CallState {
+    async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        self.shared.backend.log(&self.cx, &self.plugin, level, &message);
+        Ok(())
+    }
+}

@@ -1,0 +1,24 @@
+//! toolshed: a sandboxed WebAssembly host for agent tools.
+//!
+//! Tools are functions exported by WebAssembly components (plugins). The
+//! host reflects each one into JSON Schema, checks JSON arguments against it,
+//! runs every call in a fresh sandboxed instance, and answers the plugin's
+//! imports from a [`Backend`] on a [`Clock`].
+
+#![deny(missing_docs)]
+
+pub mod backend;
+#[allow(missing_docs)] // generated from the WIT, whose docs it carries
+pub mod bindings;
+pub mod engine;
+pub mod error;
+mod host;
+pub mod imports;
+pub mod locks;
+pub mod plugin;
+pub mod reflect;
+pub mod state;
+
+pub use backend::{Backend, CallContext, Clock, SystemClock, TokioClock};
+pub use host::{Runtime, Stats, ToolOutput, Toolshed};
+pub use plugin::{LoadError, Plugin, Tool};

@@ -1,0 +1,517 @@
+//! A scripted, in-memory [`Backend`] on virtual time that records every call.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use toolshed::bindings::{
+    Agent, ApiError, Build, Chat, ChatBinding, ControlError, CreateBuildRequest, CreateWorkspaceRequest,
+    CreatedWorkspace, Job, QueryError, Template, TemplateParameter, Transition, Validation, Workspace,
+};
+use toolshed::{Backend, CallContext, Clock};
+
+use crate::ids;
+use crate::record::{Call, Recorder};
+use crate::script::{AgentSpec, BuildPlan, ConnectScript, Heartbeat, JobScript};
+
+/// How long a connection stays counted as connected without a heartbeat.
+pub const INACTIVE_DISCONNECT_MS: u64 = 30_000;
+
+struct BuildRow {
+    build: Build,
+    created_at: u64,
+    job: JobScript,
+    agents: Vec<(Agent, AgentSpec)>,
+    parameters: Vec<(String, String)>,
+}
+
+struct WorkspaceRow {
+    workspace: Workspace,
+    owner_id: String,
+}
+
+#[derive(Default)]
+struct World {
+    chats: HashMap<String, Chat>,
+    workspaces: Vec<WorkspaceRow>,
+    builds: Vec<BuildRow>,
+    templates: Vec<Template>,
+    parameters: HashMap<String, Vec<TemplateParameter>>,
+    ttl: Option<Result<String, QueryError>>,
+    allowlist: Vec<String>,
+    plans: VecDeque<BuildPlan>,
+    default_plan: BuildPlan,
+    create_errors: VecDeque<ControlError>,
+    build_errors: VecDeque<ControlError>,
+    connect_attempts: HashMap<String, u32>,
+    can_connect: bool,
+}
+
+/// The fake backend. Cheap to clone; clones share state.
+#[derive(Clone)]
+pub struct FakeBackend {
+    world: Arc<Mutex<World>>,
+    clock: Arc<dyn Clock>,
+    recorder: Recorder,
+}
+
+impl FakeBackend {
+    /// An empty backend on `clock`, able to connect to agents.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        let world = World { can_connect: true, ttl: Some(Ok("0s".into())), ..World::default() };
+        Self { world: Arc::new(Mutex::new(world)), clock, recorder: Recorder::default() }
+    }
+
+    fn world(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The record of every call plugins made.
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    /// The current virtual time in milliseconds.
+    pub fn now(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// Adds a template of `organization_id` with an active version and returns it.
+    pub fn add_template(&self, name: &str, organization_id: &str, active_developers: u32) -> Template {
+        let template = Template {
+            id: ids::fresh(),
+            name: name.to_string(),
+            display_name: String::new(),
+            description: String::new(),
+            organization_id: organization_id.to_string(),
+            active_version_id: ids::fresh(),
+            deprecated: false,
+            deleted: false,
+            active_developers,
+        };
+        self.world().templates.push(template.clone());
+        template
+    }
+
+    /// Changes a template in place.
+    pub fn edit_template(&self, id: &str, edit: impl FnOnce(&mut Template)) {
+        if let Some(t) = self.world().templates.iter_mut().find(|t| t.id == id) {
+            edit(t);
+        }
+    }
+
+    /// Sets the parameters of template version `version_id`.
+    pub fn set_parameters(&self, version_id: &str, parameters: Vec<TemplateParameter>) {
+        self.world().parameters.insert(version_id.to_string(), parameters);
+    }
+
+    /// Publishes a new active version of a template and returns its id.
+    pub fn new_template_version(&self, template_id: &str, parameters: Vec<TemplateParameter>) -> String {
+        let version = ids::fresh();
+        self.set_parameters(&version, parameters);
+        self.edit_template(template_id, |t| t.active_version_id = version.clone());
+        version
+    }
+
+    /// Sets the chat workspace TTL setting, or makes it unreadable with `Err`.
+    pub fn set_ttl(&self, ttl: Result<&str, QueryError>) {
+        self.world().ttl = Some(ttl.map(str::to_string));
+    }
+
+    /// Sets the template allowlist (empty allows all).
+    pub fn set_allowlist(&self, ids: &[&str]) {
+        self.world().allowlist = ids.iter().map(|s| s.to_string()).collect();
+    }
+
+    /// Whether agents can be connected to at all.
+    pub fn set_can_connect(&self, can: bool) {
+        self.world().can_connect = can;
+    }
+
+    /// Sets what every build does unless a plan is queued.
+    pub fn set_default_plan(&self, plan: BuildPlan) {
+        self.world().default_plan = plan;
+    }
+
+    /// Queues the plan of the next build.
+    pub fn push_plan(&self, plan: BuildPlan) {
+        self.world().plans.push_back(plan);
+    }
+
+    /// Makes the next create-workspace request fail with `error`.
+    pub fn fail_next_create(&self, error: ControlError) {
+        self.world().create_errors.push_back(error);
+    }
+
+    /// Makes the next create-build request fail with `error`.
+    pub fn fail_next_build(&self, error: ControlError) {
+        self.world().build_errors.push_back(error);
+    }
+
+    /// Adds a workspace of the default owner built from `template` with one
+    /// build following `plan` (transition `transition`), binds it to the
+    /// default chat, and returns (workspace, build).
+    pub fn add_workspace(&self, template: &Template, transition: Transition, plan: BuildPlan) -> (Workspace, Build) {
+        let workspace = Workspace {
+            id: ids::fresh(),
+            name: format!("ws-{}", &ids::fresh()[30..]),
+            owner_name: ids::OWNER_NAME.into(),
+            template_id: template.id.clone(),
+            deleted: false,
+        };
+        let mut world = self.world();
+        world.workspaces.push(WorkspaceRow { workspace: workspace.clone(), owner_id: ids::OWNER.into() });
+        let build = insert_build(&mut world, self.clock.now_ms(), &workspace.id, transition, Some(template.active_version_id.clone()), plan, Vec::new());
+        let chat = chat_row(&mut world, &default_context());
+        chat.workspace_id = Some(workspace.id.clone());
+        chat.build_id = Some(build.id.clone());
+        (workspace, build)
+    }
+
+    /// Adds a build to an existing workspace, as if started elsewhere.
+    pub fn add_build(&self, workspace_id: &str, transition: Transition, version: Option<String>, plan: BuildPlan) -> Build {
+        let mut world = self.world();
+        insert_build(&mut world, self.clock.now_ms(), workspace_id, transition, version, plan, Vec::new())
+    }
+
+    /// Marks a workspace deleted.
+    pub fn delete_workspace(&self, id: &str) {
+        if let Some(row) = self.world().workspaces.iter_mut().find(|w| w.workspace.id == id) {
+            row.workspace.deleted = true;
+        }
+    }
+
+    /// Binds a workspace to a chat, as another tool would have.
+    pub fn bind(&self, cx: &CallContext, workspace_id: &str) {
+        let mut world = self.world();
+        chat_row(&mut world, cx).workspace_id = Some(workspace_id.to_string());
+    }
+
+    /// The chat as the backend stores it.
+    pub fn chat(&self, cx: &CallContext) -> Chat {
+        chat_row(&mut self.world(), cx).clone()
+    }
+
+    /// The workspaces of all owners that are not deleted.
+    pub fn live_workspaces(&self) -> Vec<Workspace> {
+        self.world().workspaces.iter().filter(|w| !w.workspace.deleted).map(|w| w.workspace.clone()).collect()
+    }
+
+    /// A build by id.
+    pub fn build_by_id(&self, id: &str) -> Option<Build> {
+        self.world().builds.iter().find(|b| b.build.id == id).map(|b| b.build.clone())
+    }
+
+    fn owns_workspace(world: &World, cx: &CallContext, workspace_id: &str) -> bool {
+        world.workspaces.iter().any(|w| w.workspace.id == workspace_id && w.owner_id == cx.owner_id)
+    }
+
+    fn agent_view(&self, agent: &Agent, spec: &AgentSpec, built_at: u64) -> Agent {
+        let now = self.clock.now_ms();
+        let mut agent = agent.clone();
+        agent.lifecycle_state = spec.lifecycle_at(now.saturating_sub(built_at));
+        match spec.heartbeat {
+            Heartbeat::Connected => {
+                agent.first_connected_at = Some(agent.created_at);
+                agent.last_connected_at = Some(now);
+            }
+            Heartbeat::Connecting => {
+                agent.created_at = now;
+            }
+            Heartbeat::Disconnected => {
+                agent.first_connected_at = Some(agent.created_at);
+                agent.last_connected_at = Some(agent.created_at);
+                agent.disconnected_at = Some(agent.created_at + 1);
+            }
+            Heartbeat::TimedOut => {
+                agent.connection_timeout_seconds = 1;
+                agent.created_at = now.saturating_sub(60_000);
+            }
+        }
+        agent
+    }
+}
+
+/// The context of the default chat.
+pub fn default_context() -> CallContext {
+    CallContext { chat_id: ids::CHAT.into(), owner_id: ids::OWNER.into(), organization_id: ids::ORG.into() }
+}
+
+fn chat_row<'a>(world: &'a mut World, cx: &CallContext) -> &'a mut Chat {
+    world.chats.entry(cx.chat_id.clone()).or_insert_with(|| Chat {
+        id: cx.chat_id.clone(),
+        owner_id: cx.owner_id.clone(),
+        organization_id: cx.organization_id.clone(),
+        workspace_id: None,
+        build_id: None,
+        agent_id: None,
+    })
+}
+
+fn insert_build(
+    world: &mut World,
+    now: u64,
+    workspace_id: &str,
+    transition: Transition,
+    version: Option<String>,
+    plan: BuildPlan,
+    parameters: Vec<(String, String)>,
+) -> Build {
+    let build = Build {
+        id: ids::fresh(),
+        workspace_id: workspace_id.to_string(),
+        job_id: ids::fresh(),
+        transition,
+        template_version_id: version,
+    };
+    let agent_ids: Vec<String> = plan.agents.iter().map(|_| ids::fresh()).collect();
+    let agents = plan
+        .agents
+        .iter()
+        .zip(&agent_ids)
+        .map(|(spec, id)| {
+            let agent = Agent {
+                id: id.clone(),
+                name: spec.name.clone(),
+                parent_id: spec.parent.map(|i| agent_ids[i].clone()),
+                display_order: spec.display_order,
+                created_at: now,
+                first_connected_at: None,
+                last_connected_at: None,
+                disconnected_at: None,
+                connection_timeout_seconds: 600,
+                lifecycle_state: spec.lifecycle_at(0),
+                inactive_disconnect_ms: INACTIVE_DISCONNECT_MS,
+            };
+            (agent, spec.clone())
+        })
+        .collect();
+    world.builds.push(BuildRow { build: build.clone(), created_at: now, job: plan.job, agents, parameters });
+    build
+}
+
+fn next_plan(world: &mut World) -> BuildPlan {
+    world.plans.pop_front().unwrap_or_else(|| world.default_plan.clone())
+}
+
+#[async_trait]
+impl Backend for FakeBackend {
+    async fn chat(&self, cx: &CallContext) -> Result<Chat, QueryError> {
+        Ok(chat_row(&mut self.world(), cx).clone())
+    }
+
+    async fn workspace(&self, cx: &CallContext, id: &str) -> Result<Workspace, QueryError> {
+        let world = self.world();
+        world
+            .workspaces
+            .iter()
+            .find(|w| w.workspace.id == id && w.owner_id == cx.owner_id)
+            .map(|w| w.workspace.clone())
+            .ok_or(QueryError::NotFound)
+    }
+
+    async fn latest_build(&self, cx: &CallContext, workspace_id: &str) -> Result<Build, QueryError> {
+        let world = self.world();
+        if !Self::owns_workspace(&world, cx, workspace_id) {
+            return Err(QueryError::NotFound);
+        }
+        world.builds.iter().rev().find(|b| b.build.workspace_id == workspace_id).map(|b| b.build.clone()).ok_or(QueryError::NotFound)
+    }
+
+    async fn build(&self, cx: &CallContext, id: &str) -> Result<Build, QueryError> {
+        let world = self.world();
+        world
+            .builds
+            .iter()
+            .find(|b| b.build.id == id && Self::owns_workspace(&world, cx, &b.build.workspace_id))
+            .map(|b| b.build.clone())
+            .ok_or(QueryError::NotFound)
+    }
+
+    async fn job(&self, cx: &CallContext, id: &str) -> Result<Job, QueryError> {
+        let now = self.clock.now_ms();
+        let world = self.world();
+        let row = world
+            .builds
+            .iter()
+            .find(|b| b.build.job_id == id && Self::owns_workspace(&world, cx, &b.build.workspace_id))
+            .ok_or(QueryError::NotFound)?;
+        let status = row.job.status_at(now.saturating_sub(row.created_at));
+        let error = matches!(status, toolshed::bindings::JobStatus::Failed).then(|| row.job.error.clone()).flatten();
+        Ok(Job { id: id.to_string(), status, error })
+    }
+
+    async fn build_agents(&self, cx: &CallContext, build_id: &str) -> Result<Vec<Agent>, QueryError> {
+        let world = self.world();
+        let row = world
+            .builds
+            .iter()
+            .find(|b| b.build.id == build_id && Self::owns_workspace(&world, cx, &b.build.workspace_id))
+            .ok_or(QueryError::NotFound)?;
+        Ok(row.agents.iter().map(|(a, spec)| self.agent_view(a, spec, row.created_at)).collect())
+    }
+
+    async fn agent(&self, cx: &CallContext, id: &str) -> Result<Agent, QueryError> {
+        let world = self.world();
+        for row in &world.builds {
+            if let Some((agent, spec)) = row.agents.iter().find(|(a, _)| a.id == id) {
+                if !Self::owns_workspace(&world, cx, &row.build.workspace_id) {
+                    return Err(QueryError::NotFound);
+                }
+                return Ok(self.agent_view(agent, spec, row.created_at));
+            }
+        }
+        Err(QueryError::NotFound)
+    }
+
+    async fn templates(&self, _cx: &CallContext) -> Result<Vec<Template>, QueryError> {
+        Ok(self.world().templates.clone())
+    }
+
+    async fn template(&self, _cx: &CallContext, id: &str) -> Result<Template, QueryError> {
+        self.world().templates.iter().find(|t| t.id == id).cloned().ok_or(QueryError::NotFound)
+    }
+
+    async fn template_parameters(&self, _cx: &CallContext, version_id: &str) -> Result<Vec<TemplateParameter>, QueryError> {
+        Ok(self.world().parameters.get(version_id).cloned().unwrap_or_default())
+    }
+
+    async fn workspace_ttl(&self, _cx: &CallContext) -> Result<String, QueryError> {
+        self.world().ttl.clone().unwrap_or(Ok("0s".into()))
+    }
+
+    async fn template_allowlist(&self, _cx: &CallContext) -> Result<Vec<String>, QueryError> {
+        Ok(self.world().allowlist.clone())
+    }
+
+    async fn bind_chat(&self, cx: &CallContext, binding: ChatBinding) -> Result<(), QueryError> {
+        self.recorder.push(cx, Call::Bind(binding.clone()));
+        let mut world = self.world();
+        let chat = chat_row(&mut world, cx);
+        if let Some(id) = binding.workspace_id {
+            chat.workspace_id = Some(id);
+        }
+        if let Some(id) = binding.build_id {
+            chat.build_id = Some(id);
+        }
+        if let Some(id) = binding.agent_id {
+            chat.agent_id = Some(id);
+        }
+        Ok(())
+    }
+
+    async fn create_workspace(&self, cx: &CallContext, request: CreateWorkspaceRequest) -> Result<CreatedWorkspace, ControlError> {
+        self.recorder.push(cx, Call::CreateWorkspace(request.clone()));
+        let now = self.clock.now_ms();
+        let mut world = self.world();
+        if let Some(error) = world.create_errors.pop_front() {
+            return Err(error);
+        }
+        let taken = world
+            .workspaces
+            .iter()
+            .any(|w| w.owner_id == cx.owner_id && !w.workspace.deleted && w.workspace.name == request.name);
+        if taken {
+            return Err(ControlError::Api(ApiError {
+                status: 409,
+                message: format!("workspace {:?} already exists", request.name),
+                detail: String::new(),
+                validations: vec![Validation { field: "name".into(), detail: "already in use".into() }],
+            }));
+        }
+        let template = world.templates.iter().find(|t| t.id == request.template_id).cloned().ok_or_else(|| {
+            ControlError::Api(ApiError { status: 404, message: "template not found".into(), detail: String::new(), validations: vec![] })
+        })?;
+        let workspace = Workspace {
+            id: ids::fresh(),
+            name: request.name.clone(),
+            owner_name: ids::OWNER_NAME.into(),
+            template_id: template.id.clone(),
+            deleted: false,
+        };
+        world.workspaces.push(WorkspaceRow { workspace: workspace.clone(), owner_id: cx.owner_id.clone() });
+        let plan = next_plan(&mut world);
+        let build = insert_build(&mut world, now, &workspace.id, Transition::Start, Some(template.active_version_id), plan, request.parameters);
+        Ok(CreatedWorkspace { workspace, build })
+    }
+
+    async fn create_build(&self, cx: &CallContext, request: CreateBuildRequest) -> Result<Build, ControlError> {
+        self.recorder.push(cx, Call::CreateBuild(request.clone()));
+        let now = self.clock.now_ms();
+        let mut world = self.world();
+        if let Some(error) = world.build_errors.pop_front() {
+            return Err(error);
+        }
+        let Some(row) = world.workspaces.iter().find(|w| w.workspace.id == request.workspace_id && w.owner_id == cx.owner_id) else {
+            return Err(ControlError::Api(ApiError { status: 404, message: "workspace not found".into(), detail: String::new(), validations: vec![] }));
+        };
+        let template_id = row.workspace.template_id.clone();
+        let version = world.templates.iter().find(|t| t.id == template_id).map(|t| t.active_version_id.clone());
+        // Values given before carry over; the new version's required
+        // parameters must all have one.
+        let mut values: Vec<(String, String)> = world
+            .builds
+            .iter()
+            .filter(|b| b.build.workspace_id == request.workspace_id)
+            .flat_map(|b| b.parameters.clone())
+            .collect();
+        values.extend(request.parameters.clone());
+        if request.transition == Transition::Start {
+            let required = version.as_ref().and_then(|v| world.parameters.get(v)).cloned().unwrap_or_default();
+            let missing: Vec<Validation> = required
+                .iter()
+                .filter(|p| p.required && p.default_value.is_none() && !values.iter().any(|(n, _)| *n == p.name))
+                .map(|p| Validation { field: p.name.clone(), detail: "a value is required".into() })
+                .collect();
+            if !missing.is_empty() {
+                return Err(ControlError::Api(ApiError {
+                    status: 400,
+                    message: "Unable to validate parameters".into(),
+                    detail: String::new(),
+                    validations: missing,
+                }));
+            }
+        }
+        let plan = next_plan(&mut world);
+        Ok(insert_build(&mut world, now, &request.workspace_id, request.transition, version, plan, request.parameters))
+    }
+
+    fn can_connect_agents(&self) -> bool {
+        self.world().can_connect
+    }
+
+    async fn connect_agent(&self, cx: &CallContext, agent_id: &str, timeout: Duration) -> Result<(), String> {
+        self.recorder.push(cx, Call::Connect(agent_id.to_string()));
+        let outcome = {
+            let mut world = self.world();
+            let script = world
+                .builds
+                .iter()
+                .flat_map(|b| b.agents.iter())
+                .find(|(a, _)| a.id == agent_id)
+                .map(|(_, spec)| spec.connect.clone());
+            let attempts = world.connect_attempts.entry(agent_id.to_string()).or_default();
+            *attempts += 1;
+            match script {
+                None => Err("agent not found".to_string()),
+                Some(ConnectScript::Succeeds) => Ok(()),
+                Some(ConnectScript::Fails(reason)) => Err(reason),
+                Some(ConnectScript::FailsTimes(n)) if *attempts <= n => Err("connection refused".to_string()),
+                Some(ConnectScript::FailsTimes(_)) => Ok(()),
+            }
+        };
+        if outcome.is_err() {
+            self.clock.sleep(timeout).await;
+        }
+        outcome
+    }
+
+    async fn chat_updated(&self, cx: &CallContext) {
+        self.recorder.push(cx, Call::ChatUpdated);
+    }
+
+    async fn progress(&self, cx: &CallContext, message: &str) {
+        self.recorder.push(cx, Call::Progress(message.to_string()));
+    }
+}

@@ -1,0 +1,49 @@
+//! The toolshed test harness: a scripted fake backend on virtual time.
+//!
+//! Plugin authors test tools the way an agent calls them: JSON in, JSON out,
+//! through the real `.wasm` and the real host. The [`FakeBackend`] plays the
+//! infrastructure (templates, workspaces, builds whose jobs change status
+//! over time, agents that connect or not) and records every call that
+//! changes something, so a test can say "create was never called" or
+//! "exactly one connection attempt". Time is tokio's paused clock, so a
+//! ten-minute build wait finishes in milliseconds.
+//!
+//! ```
+//! use serde_json::json;
+//! use toolshed_harness::{BuildPlan, JobScript, OutputExt, TestEnv, ids};
+//!
+//! # let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+//! # rt.block_on(async {
+//! let env = TestEnv::new();
+//! let template = env.backend.add_template("docker", ids::ORG, 3);
+//! // The first build takes five virtual minutes.
+//! env.backend.push_plan(BuildPlan::job(JobScript::succeeds_after(5 * 60_000)));
+//!
+//! let out = env.call("create_workspace", json!({ "template_id": template.id })).await;
+//! assert_eq!(out.ok()["created"], true);
+//! assert_eq!(env.backend.recorder().creates().len(), 1);
+//! assert_eq!(env.backend.recorder().chat_updates(), 2);
+//! # });
+//! ```
+
+#![deny(missing_docs)]
+
+mod env;
+mod fake;
+pub mod ids;
+mod record;
+mod script;
+
+/// Paths of the plugins the build script compiled.
+pub mod plugins {
+    include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
+}
+
+pub use env::{EPOCH_MS, OutputExt, TestEnv, shared};
+pub use fake::{FakeBackend, INACTIVE_DISCONNECT_MS, default_context};
+pub use record::{Call, Recorder};
+pub use script::{AgentSpec, BuildPlan, ConnectScript, Heartbeat, JobScript};
+pub use toolshed::bindings::{
+    ApiError, ControlError, JobStatus, LifecycleState, ParameterOption, QueryError, TemplateParameter, Transition,
+    Validation,
+};

@@ -1,0 +1,70 @@
+//! The record of what plugins asked the backend to do.
+
+use std::sync::{Arc, Mutex};
+
+use toolshed::CallContext;
+use toolshed::bindings::{ChatBinding, CreateBuildRequest, CreateWorkspaceRequest};
+
+/// One call a plugin made that changes something or signals the front end.
+#[derive(Debug, Clone)]
+pub enum Call {
+    /// control.create-workspace
+    CreateWorkspace(CreateWorkspaceRequest),
+    /// control.create-build
+    CreateBuild(CreateBuildRequest),
+    /// agent-connect.connect, with the agent id
+    Connect(String),
+    /// db.bind-chat
+    Bind(ChatBinding),
+    /// events.chat-updated
+    ChatUpdated,
+    /// events.progress
+    Progress(String),
+}
+
+/// Every recorded call, with the chat that made it.
+#[derive(Clone, Default)]
+pub struct Recorder {
+    calls: Arc<Mutex<Vec<(String, Call)>>>,
+}
+
+impl Recorder {
+    pub(crate) fn push(&self, cx: &CallContext, call: Call) {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).push((cx.chat_id.clone(), call));
+    }
+
+    /// All calls, in order.
+    pub fn calls(&self) -> Vec<(String, Call)> {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// How many recorded calls match `filter`.
+    pub fn count(&self, filter: impl Fn(&Call) -> bool) -> usize {
+        self.calls().iter().filter(|(_, c)| filter(c)).count()
+    }
+
+    /// The create-workspace requests made.
+    pub fn creates(&self) -> Vec<CreateWorkspaceRequest> {
+        self.calls().into_iter().filter_map(|(_, c)| if let Call::CreateWorkspace(r) = c { Some(r) } else { None }).collect()
+    }
+
+    /// The create-build requests made.
+    pub fn builds(&self) -> Vec<CreateBuildRequest> {
+        self.calls().into_iter().filter_map(|(_, c)| if let Call::CreateBuild(r) = c { Some(r) } else { None }).collect()
+    }
+
+    /// How many connection attempts were made.
+    pub fn connects(&self) -> usize {
+        self.count(|c| matches!(c, Call::Connect(_)))
+    }
+
+    /// How many times chat-updated fired.
+    pub fn chat_updates(&self) -> usize {
+        self.count(|c| matches!(c, Call::ChatUpdated))
+    }
+
+    /// Forgets everything recorded so far.
+    pub fn clear(&self) {
+        self.calls.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
