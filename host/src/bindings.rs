@@ -13,10 +13,10 @@ wasmtime::component::bindgen!({
     require_store_data_send: true,
 });
 
-pub use toolshed::infra::control::{CreateBuildRequest, CreateWorkspaceRequest, CreatedWorkspace};
-pub use toolshed::infra::db::ChatBinding;
-pub use toolshed::infra::types::{
+pub use self::toolshed::infra::control::{CreateBuildRequest, CreateWorkspaceRequest, CreatedWorkspace};
+pub use self::toolshed::infra::db::ChatBinding;
+pub use self::toolshed::infra::types::{
     Agent, ApiError, Build, Chat, ControlError, Job, JobStatus, LifecycleState, ParameterOption,
     QueryError, Template, TemplateParameter, Transition, Validation, Workspace,
 };
-pub use toolshed::runtime::log::Level;
+pub use self::toolshed::runtime::log::Level;

@@ -19,6 +19,16 @@ pub mod plugin;
 pub mod reflect;
 pub mod state;
 
+/// The plugins built into the host from this repository's guest crates.
+pub mod builtin {
+    include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
+
+    /// Every built-in plugin as `(name, component bytes)`.
+    pub fn all() -> [(&'static str, &'static [u8]); 1] {
+        [("workspace-tools", WORKSPACE_TOOLS)]
+    }
+}
+
 pub use backend::{Backend, CallContext, Clock, SystemClock, TokioClock};
 pub use host::{Runtime, Stats, ToolOutput, Toolshed};
 pub use plugin::{LoadError, Plugin, Tool};

@@ -7,7 +7,6 @@ use toolshed::{CallContext, Plugin, Runtime, TokioClock, ToolOutput, Toolshed};
 
 use crate::fake::{FakeBackend, default_context};
 use crate::ids;
-use crate::plugins;
 
 /// The virtual clock's reading when a test starts: 2026-01-01T00:00:00Z.
 pub const EPOCH_MS: u64 = 1_767_225_600_000;
@@ -18,8 +17,7 @@ pub fn shared() -> &'static (Arc<Runtime>, Arc<Plugin>) {
     static SHARED: OnceLock<(Arc<Runtime>, Arc<Plugin>)> = OnceLock::new();
     SHARED.get_or_init(|| {
         let runtime = Runtime::new().expect("building the runtime");
-        let bytes = std::fs::read(plugins::WORKSPACE_TOOLS).expect("reading the built workspace-tools plugin");
-        let plugin = runtime.compile("workspace-tools", &bytes).expect("loading workspace-tools");
+        let plugin = runtime.compile("workspace-tools", toolshed::builtin::WORKSPACE_TOOLS).expect("loading workspace-tools");
         (Arc::new(runtime), Arc::new(plugin))
     })
 }

@@ -203,6 +203,11 @@ impl FakeBackend {
         self.world().builds.iter().find(|b| b.build.id == id).map(|b| b.build.clone())
     }
 
+    /// The name of an agent, by id.
+    pub fn agent_name(&self, id: &str) -> Option<String> {
+        self.world().builds.iter().flat_map(|b| b.agents.iter()).find(|(a, _)| a.id == id).map(|(a, _)| a.name.clone())
+    }
+
     fn owns_workspace(world: &World, cx: &CallContext, workspace_id: &str) -> bool {
         world.workspaces.iter().any(|w| w.workspace.id == workspace_id && w.owner_id == cx.owner_id)
     }
@@ -291,6 +296,12 @@ fn insert_build(
     build
 }
 
+/// Every answer takes a scheduler turn, as a real database round trip
+/// would, so concurrent calls interleave between queries.
+async fn round_trip() {
+    tokio::task::yield_now().await;
+}
+
 fn next_plan(world: &mut World) -> BuildPlan {
     world.plans.pop_front().unwrap_or_else(|| world.default_plan.clone())
 }
@@ -298,10 +309,12 @@ fn next_plan(world: &mut World) -> BuildPlan {
 #[async_trait]
 impl Backend for FakeBackend {
     async fn chat(&self, cx: &CallContext) -> Result<Chat, QueryError> {
+        round_trip().await;
         Ok(chat_row(&mut self.world(), cx).clone())
     }
 
     async fn workspace(&self, cx: &CallContext, id: &str) -> Result<Workspace, QueryError> {
+        round_trip().await;
         let world = self.world();
         world
             .workspaces
@@ -312,6 +325,7 @@ impl Backend for FakeBackend {
     }
 
     async fn latest_build(&self, cx: &CallContext, workspace_id: &str) -> Result<Build, QueryError> {
+        round_trip().await;
         let world = self.world();
         if !Self::owns_workspace(&world, cx, workspace_id) {
             return Err(QueryError::NotFound);
@@ -320,6 +334,7 @@ impl Backend for FakeBackend {
     }
 
     async fn build(&self, cx: &CallContext, id: &str) -> Result<Build, QueryError> {
+        round_trip().await;
         let world = self.world();
         world
             .builds
@@ -330,6 +345,7 @@ impl Backend for FakeBackend {
     }
 
     async fn job(&self, cx: &CallContext, id: &str) -> Result<Job, QueryError> {
+        round_trip().await;
         let now = self.clock.now_ms();
         let world = self.world();
         let row = world
@@ -343,6 +359,7 @@ impl Backend for FakeBackend {
     }
 
     async fn build_agents(&self, cx: &CallContext, build_id: &str) -> Result<Vec<Agent>, QueryError> {
+        round_trip().await;
         let world = self.world();
         let row = world
             .builds
@@ -353,6 +370,7 @@ impl Backend for FakeBackend {
     }
 
     async fn agent(&self, cx: &CallContext, id: &str) -> Result<Agent, QueryError> {
+        round_trip().await;
         let world = self.world();
         for row in &world.builds {
             if let Some((agent, spec)) = row.agents.iter().find(|(a, _)| a.id == id) {
@@ -366,26 +384,32 @@ impl Backend for FakeBackend {
     }
 
     async fn templates(&self, _cx: &CallContext) -> Result<Vec<Template>, QueryError> {
+        round_trip().await;
         Ok(self.world().templates.clone())
     }
 
     async fn template(&self, _cx: &CallContext, id: &str) -> Result<Template, QueryError> {
+        round_trip().await;
         self.world().templates.iter().find(|t| t.id == id).cloned().ok_or(QueryError::NotFound)
     }
 
     async fn template_parameters(&self, _cx: &CallContext, version_id: &str) -> Result<Vec<TemplateParameter>, QueryError> {
+        round_trip().await;
         Ok(self.world().parameters.get(version_id).cloned().unwrap_or_default())
     }
 
     async fn workspace_ttl(&self, _cx: &CallContext) -> Result<String, QueryError> {
+        round_trip().await;
         self.world().ttl.clone().unwrap_or(Ok("0s".into()))
     }
 
     async fn template_allowlist(&self, _cx: &CallContext) -> Result<Vec<String>, QueryError> {
+        round_trip().await;
         Ok(self.world().allowlist.clone())
     }
 
     async fn bind_chat(&self, cx: &CallContext, binding: ChatBinding) -> Result<(), QueryError> {
+        round_trip().await;
         self.recorder.push(cx, Call::Bind(binding.clone()));
         let mut world = self.world();
         let chat = chat_row(&mut world, cx);
@@ -402,6 +426,7 @@ impl Backend for FakeBackend {
     }
 
     async fn create_workspace(&self, cx: &CallContext, request: CreateWorkspaceRequest) -> Result<CreatedWorkspace, ControlError> {
+        round_trip().await;
         self.recorder.push(cx, Call::CreateWorkspace(request.clone()));
         let now = self.clock.now_ms();
         let mut world = self.world();
@@ -437,6 +462,7 @@ impl Backend for FakeBackend {
     }
 
     async fn create_build(&self, cx: &CallContext, request: CreateBuildRequest) -> Result<Build, ControlError> {
+        round_trip().await;
         self.recorder.push(cx, Call::CreateBuild(request.clone()));
         let now = self.clock.now_ms();
         let mut world = self.world();
@@ -482,6 +508,7 @@ impl Backend for FakeBackend {
     }
 
     async fn connect_agent(&self, cx: &CallContext, agent_id: &str, timeout: Duration) -> Result<(), String> {
+        round_trip().await;
         self.recorder.push(cx, Call::Connect(agent_id.to_string()));
         let outcome = {
             let mut world = self.world();
@@ -508,10 +535,12 @@ impl Backend for FakeBackend {
     }
 
     async fn chat_updated(&self, cx: &CallContext) {
+        round_trip().await;
         self.recorder.push(cx, Call::ChatUpdated);
     }
 
     async fn progress(&self, cx: &CallContext, message: &str) {
+        round_trip().await;
         self.recorder.push(cx, Call::Progress(message.to_string()));
     }
 }

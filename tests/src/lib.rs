@@ -34,11 +34,6 @@ pub mod ids;
 mod record;
 mod script;
 
-/// Paths of the plugins the build script compiled.
-pub mod plugins {
-    include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
-}
-
 pub use env::{EPOCH_MS, OutputExt, TestEnv, shared};
 pub use fake::{FakeBackend, INACTIVE_DISCONNECT_MS, default_context};
 pub use record::{Call, Recorder};

@@ -28,7 +28,7 @@ pub fn docs_for_world(wit_dirs: &[PathBuf], world: &str) -> anyhow::Result<BTree
         let WorldItem::Interface { id, .. } = item else { continue };
         for (name, func) in &resolve.interfaces[*id].functions {
             if let Some(text) = &func.docs.contents {
-                docs.insert(name.clone(), text.trim().to_string());
+                docs.insert(name.clone(), flow(text));
             }
             for param in &func.params {
                 walk(&resolve, &param.ty, &format!("{name}/{}", param.name), &mut docs);
@@ -52,19 +52,29 @@ pub fn docs_for_world(wit_dirs: &[PathBuf], world: &str) -> anyhow::Result<BTree
     Ok(docs)
 }
 
+/// Doc text as flowing paragraphs: WIT comments are wrapped for the
+/// source, but clients show descriptions as running text.
+fn flow(text: &str) -> String {
+    text.split("\n\n")
+        .map(|paragraph| paragraph.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
 /// Records the docs of `ty` at `path`, and of its fields below it.
 fn walk(resolve: &Resolve, ty: &Type, path: &str, docs: &mut BTreeMap<String, String>) {
     let Type::Id(id) = ty else { return };
     let def = &resolve.types[*id];
     if let Some(text) = &def.docs.contents {
-        docs.entry(path.to_string()).or_insert_with(|| text.trim().to_string());
+        docs.entry(path.to_string()).or_insert_with(|| flow(text));
     }
     match &def.kind {
         TypeDefKind::Record(record) => {
             for field in &record.fields {
                 let field_path = format!("{path}.{}", field.name);
                 if let Some(text) = &field.docs.contents {
-                    docs.insert(field_path.clone(), text.trim().to_string());
+                    docs.insert(field_path.clone(), flow(text));
                 }
                 walk(resolve, &field.ty, &field_path, docs);
             }

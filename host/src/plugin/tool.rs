@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 use wasmtime::component::{ComponentExportIndex, Type, Val};
 
-use crate::reflect::{ArgumentError, Docs, UnsupportedType, json_name, json_to_val, schema_for};
+use crate::reflect::{ArgumentError, describe, Docs, UnsupportedType, json_name, json_to_val, nullable, schema_for};
 
 /// How a tool's JSON arguments map onto the function's parameters.
 #[derive(Clone)]
@@ -59,7 +59,7 @@ impl Tool {
                 for (name, ty) in &params {
                     let path = format!("{func_name}/{name}");
                     let schema = match ty {
-                        Type::Option(inner) => schema_for(&inner.ty(), docs, &path)?,
+                        Type::Option(inner) => nullable(schema_for(&inner.ty(), docs, &path)?),
                         other => {
                             required.push(json_name(name));
                             schema_for(other, docs, &path)?
@@ -105,13 +105,8 @@ impl Tool {
         match &self.arguments {
             ArgumentShape::Record { ty, .. } => Ok(vec![json_to_val(arguments, ty, "$")?]),
             ArgumentShape::Params(params) => {
-                let empty = serde_json::Map::new();
-                let object = match arguments {
-                    Value::Object(object) => object,
-                    Value::Null => &empty,
-                    other => {
-                        return Err(ArgumentError { path: "$".into(), expected: "an object".into(), got: format!("{other}") });
-                    }
+                let Value::Object(object) = arguments else {
+                    return Err(ArgumentError { path: "$".into(), expected: "an object".into(), got: describe(arguments) });
                 };
                 if let Some(unknown) = object.keys().find(|k| !params.iter().any(|(n, _)| json_name(n) == **k)) {
                     return Err(ArgumentError {

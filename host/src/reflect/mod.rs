@@ -11,8 +11,8 @@ mod schema;
 mod value;
 
 pub use docs::Docs;
-pub use schema::{UnsupportedType, schema_for};
-pub use value::{ArgumentError, json_to_val, val_to_json};
+pub use schema::{UnsupportedType, nullable, schema_for};
+pub use value::{ArgumentError, describe, json_to_val, val_to_json};
 
 /// The JSON name of a WIT name: kebab-case becomes snake_case.
 pub fn json_name(wit_name: &str) -> String {

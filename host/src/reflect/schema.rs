@@ -15,6 +15,26 @@ pub struct UnsupportedType {
     pub kind: &'static str,
 }
 
+/// `schema` widened to accept `null`, as optional fields do: a client may
+/// send `null` for "not given".
+pub fn nullable(mut schema: Value) -> Value {
+    if let Value::Object(object) = &mut schema {
+        if let Some(Value::String(ty)) = object.get("type").cloned() {
+            object.insert("type".into(), json!([ty, "null"]));
+            if let Some(Value::Array(values)) = object.get_mut("enum") {
+                values.push(Value::Null);
+            }
+            return schema;
+        }
+    }
+    let description = schema.get("description").cloned();
+    let mut wrapped = json!({ "anyOf": [schema, { "type": "null" }] });
+    if let Some(description) = description {
+        wrapped["description"] = description;
+    }
+    wrapped
+}
+
 fn integer(min: i128, max: i128) -> Value {
     json!({ "type": "integer", "minimum": min, "maximum": max })
 }
@@ -51,7 +71,7 @@ pub fn schema_for(ty: &Type, docs: &Docs, path: &str) -> Result<Value, Unsupport
                 let name = json_name(field.name);
                 let field_path = format!("{path}.{}", field.name);
                 let field_schema = match &field.ty {
-                    Type::Option(inner) => schema_for(&inner.ty(), docs, &field_path)?,
+                    Type::Option(inner) => nullable(schema_for(&inner.ty(), docs, &field_path)?),
                     other => {
                         required.push(Value::String(name.clone()));
                         schema_for(other, docs, &field_path)?

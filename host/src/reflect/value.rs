@@ -18,7 +18,7 @@ pub struct ArgumentError {
 }
 
 /// A short description of a JSON value, for error messages.
-fn describe(value: &Value) -> String {
+pub fn describe(value: &Value) -> String {
     match value {
         Value::Null => "null".into(),
         Value::Bool(b) => format!("boolean {b}"),

@@ -1,13 +1,16 @@
-//! Every suite, in one test binary.
-mod smoke {
-    use serde_json::json;
-    use toolshed_harness::{OutputExt, TestEnv, ids};
+//! Every suite, in one test binary, so the plugin is compiled once.
+//!
+//! Tests run on tokio's paused clock: every wait a tool makes completes as
+//! soon as nothing else can run, so the ten-minute limits cost no real time.
 
-    #[tokio::test(start_paused = true)]
-    async fn list_templates_runs_through_the_wasm() {
-        let env = TestEnv::new();
-        env.backend.add_template("docker", ids::ORG, 3);
-        let out = env.call("list_templates", json!({})).await;
-        assert_eq!(out.ok()["count"], 1, "{}", out.value);
-    }
-}
+mod bad_input;
+mod concurrency;
+mod create_workspace;
+mod existing_workspace;
+mod list_templates;
+mod manual_update;
+mod read_template;
+mod schema;
+mod start_workspace;
+mod stop_workspace;
+mod support;

@@ -1,4 +1,5 @@
-//! Builds every guest plugin once, for all the suites, and records where.
+//! Builds the default plugins from the guest crates, so the host embeds them
+//! and a fresh `cargo run` needs no separate build step.
 
 use std::path::PathBuf;
 
@@ -11,7 +12,7 @@ const GUESTS: &[Guest<'static>] = &[Guest {
 
 fn main() -> anyhow::Result<()> {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
-    let workspace = manifest.parent().expect("tests/ sits in the workspace").to_path_buf();
+    let workspace = manifest.parent().expect("host/ sits in the workspace").to_path_buf();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     // The guests get their own target directory: the parent build holds the
     // lock on the main one.
@@ -25,7 +26,7 @@ fn main() -> anyhow::Result<()> {
         let path = build_plugin(&workspace, &target_dir, &out_dir.join("plugins"), guest)?;
         let constant = guest.package.to_uppercase().replace('-', "_");
         constants.push_str(&format!(
-            "/// The built `{}` plugin.\npub const {constant}: &str = {:?};\n",
+            "/// The `{}` plugin, built from its guest crate.\npub const {constant}: &[u8] = include_bytes!({:?});\n",
             guest.package,
             path.display().to_string()
         ));
