@@ -134,3 +134,64 @@ impl Clock for TokioClock {
         tokio::time::sleep(duration).await;
     }
 }
+
+/// A backend with nothing in it: reads find nothing, control requests fail.
+/// Used for smoke calls of new plugin versions, and for listing tools.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NullBackend;
+
+#[async_trait]
+impl Backend for NullBackend {
+    async fn chat(&self, _: &CallContext) -> Result<Chat, QueryError> {
+        Err(QueryError::NotFound)
+    }
+    async fn workspace(&self, _: &CallContext, _: &str) -> Result<Workspace, QueryError> {
+        Err(QueryError::NotFound)
+    }
+    async fn latest_build(&self, _: &CallContext, _: &str) -> Result<Build, QueryError> {
+        Err(QueryError::NotFound)
+    }
+    async fn build(&self, _: &CallContext, _: &str) -> Result<Build, QueryError> {
+        Err(QueryError::NotFound)
+    }
+    async fn job(&self, _: &CallContext, _: &str) -> Result<Job, QueryError> {
+        Err(QueryError::NotFound)
+    }
+    async fn build_agents(&self, _: &CallContext, _: &str) -> Result<Vec<Agent>, QueryError> {
+        Ok(Vec::new())
+    }
+    async fn agent(&self, _: &CallContext, _: &str) -> Result<Agent, QueryError> {
+        Err(QueryError::NotFound)
+    }
+    async fn templates(&self, _: &CallContext) -> Result<Vec<Template>, QueryError> {
+        Ok(Vec::new())
+    }
+    async fn template(&self, _: &CallContext, _: &str) -> Result<Template, QueryError> {
+        Err(QueryError::NotFound)
+    }
+    async fn template_parameters(&self, _: &CallContext, _: &str) -> Result<Vec<TemplateParameter>, QueryError> {
+        Ok(Vec::new())
+    }
+    async fn workspace_ttl(&self, _: &CallContext) -> Result<String, QueryError> {
+        Ok("0s".into())
+    }
+    async fn template_allowlist(&self, _: &CallContext) -> Result<Vec<String>, QueryError> {
+        Ok(Vec::new())
+    }
+    async fn bind_chat(&self, _: &CallContext, _: ChatBinding) -> Result<(), QueryError> {
+        Err(QueryError::NotFound)
+    }
+    async fn create_workspace(&self, _: &CallContext, _: CreateWorkspaceRequest) -> Result<CreatedWorkspace, ControlError> {
+        Err(ControlError::Failed("this host has no backend".into()))
+    }
+    async fn create_build(&self, _: &CallContext, _: CreateBuildRequest) -> Result<Build, ControlError> {
+        Err(ControlError::Failed("this host has no backend".into()))
+    }
+    fn can_connect_agents(&self) -> bool {
+        false
+    }
+    async fn connect_agent(&self, _: &CallContext, _: &str, _: Duration) -> Result<(), String> {
+        Err("this host has no backend".into())
+    }
+    async fn chat_updated(&self, _: &CallContext) {}
+}

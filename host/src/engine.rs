@@ -1,5 +1,7 @@
 //! The one place the wasmtime [`Config`] is built.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
@@ -28,7 +30,7 @@ impl Default for PoolSize {
 /// # Errors
 ///
 /// When the platform cannot reserve the pool's address space.
-pub fn build(pool: &PoolSize) -> wasmtime::Result<Engine> {
+pub fn build(pool: &PoolSize) -> wasmtime::Result<(Engine, Arc<AtomicU64>)> {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
@@ -50,19 +52,24 @@ pub fn build(pool: &PoolSize) -> wasmtime::Result<Engine> {
     pooling.max_tables_per_component(8);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
 
+    config.max_wasm_stack(512 << 10);
+
     let engine = Engine::new(&config)?;
-    start_epoch_ticker(&engine);
-    Ok(engine)
+    let epoch = Arc::new(AtomicU64::new(0));
+    start_epoch_ticker(&engine, epoch.clone());
+    Ok((engine, epoch))
 }
 
-/// Advances the engine's epoch every [`EPOCH_TICK`] until the engine is dropped.
-fn start_epoch_ticker(engine: &Engine) {
+/// Advances the engine's epoch, and `epoch` with it, every [`EPOCH_TICK`]
+/// until the engine is dropped.
+fn start_epoch_ticker(engine: &Engine, epoch: Arc<AtomicU64>) {
     let weak = engine.weak();
     std::thread::Builder::new()
         .name("toolshed-epoch".into())
         .spawn(move || {
             while let Some(engine) = weak.upgrade() {
                 engine.increment_epoch();
+                epoch.fetch_add(1, Ordering::Relaxed);
                 drop(engine);
                 std::thread::sleep(EPOCH_TICK);
             }

@@ -47,17 +47,25 @@ pub struct HostError {
     pub message: String,
     /// Next steps worth trying.
     pub suggestions: Vec<String>,
+    /// Further structured fields, such as the limit that was hit.
+    pub fields: serde_json::Map<String, Value>,
 }
 
 impl HostError {
     /// A host error of `category` with `code` and `message`.
     pub fn new(category: Category, code: &'static str, message: impl Into<String>) -> Self {
-        Self { category, code, message: message.into(), suggestions: Vec::new() }
+        Self { category, code, message: message.into(), suggestions: Vec::new(), fields: Default::default() }
     }
 
     /// Adds a suggested next step.
     pub fn suggest(mut self, suggestion: impl Into<String>) -> Self {
         self.suggestions.push(suggestion.into());
+        self
+    }
+
+    /// Adds a structured field.
+    pub fn field(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.fields.insert(key.to_string(), value.into());
         self
     }
 
@@ -71,6 +79,9 @@ impl HostError {
         });
         if !self.suggestions.is_empty() {
             value["suggestions"] = json!(self.suggestions);
+        }
+        for (key, field) in &self.fields {
+            value[key] = field.clone();
         }
         value
     }

@@ -1,66 +1,24 @@
-//! [`Toolshed`]: the tools of a set of plugins, served over one backend.
+//! [`Toolshed`]: the tools of a set of plugins, served over one backend, with
+//! plugins swapped atomically while calls run.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use arc_swap::ArcSwap;
 use serde_json::Value;
-use wasmtime::component::{Linker, Val};
-use wasmtime::{Engine, Store};
+use tokio::sync::broadcast;
+use wasmtime::Store;
+use wasmtime::component::Val;
 
-use crate::backend::{Backend, CallContext, Clock};
-use crate::engine::{self, PoolSize};
+use crate::backend::{Backend, CallContext, Clock, NullBackend, SystemClock};
 use crate::error::{Category, HostError};
 use crate::locks::LockTable;
 use crate::plugin::{LoadError, Plugin, Tool};
 use crate::reflect::val_to_json;
+use crate::runtime::Runtime;
+use crate::sandbox::{self, Limit};
 use crate::state::{CallState, Shared};
-
-/// The engine and linker plugins are compiled for. One runtime can serve
-/// many [`Toolshed`]s, and a plugin compiled once can be shared by all.
-pub struct Runtime {
-    engine: Engine,
-    linker: Linker<CallState>,
-    pool: PoolSize,
-}
-
-impl Runtime {
-    /// A runtime with the default pool.
-    ///
-    /// # Errors
-    ///
-    /// When the engine cannot be built or the imports cannot be linked.
-    pub fn new() -> wasmtime::Result<Runtime> {
-        Self::with_pool(PoolSize::default())
-    }
-
-    /// A runtime with an instance pool of the given size.
-    ///
-    /// # Errors
-    ///
-    /// When the engine cannot be built or the imports cannot be linked.
-    pub fn with_pool(pool: PoolSize) -> wasmtime::Result<Runtime> {
-        let engine = engine::build(&pool)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        crate::imports::add_to_linker(&mut linker)?;
-        Ok(Runtime { engine, linker, pool })
-    }
-
-    /// Compiles and links a plugin.
-    ///
-    /// # Errors
-    ///
-    /// [`LoadError`] when the bytes are not a usable plugin.
-    pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
-        Plugin::compile(&self.engine, &self.linker, name, bytes)
-    }
-
-    /// The engine.
-    pub fn engine(&self) -> &Engine {
-        &self.engine
-    }
-}
 
 /// What a tool call returned: a result object, or an error object per SPEC §0.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,12 +49,53 @@ impl Stats {
     }
 }
 
+/// The tool list changed: a plugin was added, replaced or removed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolsChanged {
+    /// The generation now serving.
+    pub generation: u64,
+    /// The plugin that changed.
+    pub plugin: String,
+    /// The tools now served, sorted.
+    pub tools: Vec<String>,
+}
+
+/// One immutable set of plugins. A call runs entirely on the generation it
+/// started on; publishing a plugin makes a new generation.
+#[derive(Default)]
+struct Generation {
+    number: u64,
+    plugins: BTreeMap<String, Arc<Plugin>>,
+    tools: HashMap<String, (Arc<Tool>, Arc<Plugin>)>,
+}
+
+impl Generation {
+    fn with_plugins(number: u64, plugins: BTreeMap<String, Arc<Plugin>>) -> Generation {
+        let mut tools = HashMap::new();
+        for plugin in plugins.values() {
+            for tool in &plugin.tools {
+                tools.insert(tool.name.clone(), (tool.clone(), plugin.clone()));
+            }
+        }
+        Generation { number, plugins, tools }
+    }
+
+    fn tool_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.tools.keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
+
 /// Serves the tools of its plugins: checks arguments, runs each call in a
-/// fresh instance, and renders the outcome as JSON.
+/// fresh instance under its plugin's limits, and renders the outcome as JSON.
 pub struct Toolshed {
     runtime: Arc<Runtime>,
     shared: Arc<Shared>,
-    tools: HashMap<String, (Arc<Tool>, Arc<Plugin>)>,
+    smoke: Arc<Shared>,
+    current: ArcSwap<Generation>,
+    publish_lock: std::sync::Mutex<()>,
+    changes: broadcast::Sender<ToolsChanged>,
     stats: Stats,
 }
 
@@ -104,21 +103,105 @@ impl Toolshed {
     /// A host with no plugins yet, answering imports from `backend` on `clock`.
     pub fn new(runtime: Arc<Runtime>, backend: Arc<dyn Backend>, clock: Arc<dyn Clock>) -> Toolshed {
         let shared = Arc::new(Shared { backend, clock, locks: LockTable::default() });
-        Toolshed { runtime, shared, tools: HashMap::new(), stats: Stats::default() }
-    }
-
-    /// Serves the tools of `plugin`; a tool of the same name is replaced.
-    pub fn add_plugin(&mut self, plugin: Arc<Plugin>) {
-        for tool in &plugin.tools {
-            self.tools.insert(tool.name.clone(), (tool.clone(), plugin.clone()));
+        let smoke = Arc::new(Shared { backend: Arc::new(NullBackend), clock: Arc::new(SystemClock), locks: LockTable::default() });
+        Toolshed {
+            runtime,
+            shared,
+            smoke,
+            current: ArcSwap::from_pointee(Generation::default()),
+            publish_lock: std::sync::Mutex::new(()),
+            changes: broadcast::channel(64).0,
+            stats: Stats::default(),
         }
     }
 
-    /// The tools served, sorted by name.
+    /// Serves `plugin`, replacing a plugin of the same name. Calls already
+    /// running finish on the version they started on.
+    pub fn publish(&self, plugin: Arc<Plugin>) {
+        let name = plugin.name.to_string();
+        self.swap(&name, |plugins| {
+            plugins.insert(name.clone(), plugin);
+        });
+    }
+
+    /// Stops serving plugin `name`; calls already running finish. Returns
+    /// whether it was served.
+    pub fn remove(&self, name: &str) -> bool {
+        let mut removed = false;
+        self.swap(name, |plugins| removed = plugins.remove(name).is_some());
+        removed
+    }
+
+    fn swap(&self, plugin: &str, change: impl FnOnce(&mut BTreeMap<String, Arc<Plugin>>)) {
+        let _serial = self.publish_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.current.load();
+        let mut plugins = current.plugins.clone();
+        change(&mut plugins);
+        let next = Generation::with_plugins(current.number + 1, plugins);
+        let event = ToolsChanged { generation: next.number, plugin: plugin.to_string(), tools: next.tool_names() };
+        self.current.store(Arc::new(next));
+        // Nobody listening is fine.
+        let _ = self.changes.send(event);
+    }
+
+    /// Compiles `bytes` as plugin `name` off the async threads, checks it
+    /// (a component, granted imports only, reflectable tools, a passing smoke
+    /// call when its policy names one) and publishes it. A plugin that fails
+    /// any check is refused and the running version keeps serving.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError`] saying why the plugin was refused.
+    pub async fn install(&self, name: &str, bytes: Vec<u8>) -> Result<Arc<Plugin>, LoadError> {
+        let runtime = self.runtime.clone();
+        let owned_name = name.to_string();
+        let plugin = tokio::task::spawn_blocking(move || runtime.compile(&owned_name, &bytes))
+            .await
+            .map_err(|e| LoadError::Invalid { plugin: name.to_string(), reason: format!("the compiler task failed: {e}") })??;
+        let plugin = Arc::new(plugin);
+        if let Some(smoke) = plugin.policy.smoke.clone() {
+            self.smoke_test(&plugin, &smoke.tool, &smoke.arguments).await?;
+        }
+        self.publish(plugin.clone());
+        Ok(plugin)
+    }
+
+    async fn smoke_test(&self, plugin: &Plugin, tool_name: &str, arguments: &Value) -> Result<(), LoadError> {
+        let failed = |reason: String| LoadError::Smoke { plugin: plugin.name.to_string(), tool: tool_name.to_string(), reason };
+        let tool = plugin.tools.iter().find(|t| t.name == tool_name).ok_or_else(|| failed("the plugin has no such tool".into()))?;
+        let params = tool.parameters(arguments).map_err(|e| failed(e.to_string()))?;
+        let cx = CallContext { chat_id: "smoke".into(), owner_id: "smoke".into(), organization_id: "smoke".into() };
+        // A tool-level error object is fine: the plugin ran. Only a trap or a
+        // limit refuses it.
+        self.run(&self.smoke, &cx, tool, plugin, &params).await.map(|_| ()).map_err(|e| failed(e.to_json().to_string()))
+    }
+
+    /// A stream of tool-list changes, for servers that announce them.
+    pub fn subscribe(&self) -> broadcast::Receiver<ToolsChanged> {
+        self.changes.subscribe()
+    }
+
+    /// The number of the generation serving now; it grows with every change.
+    pub fn generation(&self) -> u64 {
+        self.current.load().number
+    }
+
+    /// The plugins served now.
+    pub fn plugins(&self) -> Vec<Arc<Plugin>> {
+        self.current.load().plugins.values().cloned().collect()
+    }
+
+    /// The tools served now, sorted by name.
     pub fn tools(&self) -> Vec<Arc<Tool>> {
-        let mut tools: Vec<_> = self.tools.values().map(|(t, _)| t.clone()).collect();
+        let current = self.current.load();
+        let mut tools: Vec<_> = current.tools.values().map(|(t, _)| t.clone()).collect();
         tools.sort_by(|a, b| a.name.cmp(&b.name));
         tools
+    }
+
+    /// The runtime the plugins run on.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
     }
 
     /// The host's counters.
@@ -128,72 +211,89 @@ impl Toolshed {
 
     /// Calls `tool` with `arguments`, a JSON text.
     pub async fn call(&self, cx: &CallContext, tool: &str, arguments: &str) -> ToolOutput {
+        let generation = self.current.load_full();
+        let limits = match generation.tools.get(tool) {
+            Some((_, plugin)) => plugin.policy.limits.clone(),
+            None => self.runtime.policy().defaults().clone(),
+        };
+        if arguments.len() > limits.max_argument_bytes {
+            return ToolOutput::error(Limit::ArgumentSize.error("(none)", tool, &limits));
+        }
         let arguments = if arguments.trim().is_empty() {
             Value::Object(Default::default())
         } else {
             match serde_json::from_str::<Value>(arguments) {
                 Ok(value) => value,
                 Err(e) => {
-                    return ToolOutput::error(HostError::new(
-                        Category::ValidationFailed,
-                        "MALFORMED_JSON",
-                        format!("the arguments of {tool} are not valid JSON: {e}"),
-                    ).suggest("Send the arguments as one JSON object, such as {\"template_id\": \"...\"}."));
+                    return ToolOutput::error(
+                        HostError::new(Category::ValidationFailed, "MALFORMED_JSON", format!("the arguments of {tool} are not valid JSON: {e}"))
+                            .suggest("Send the arguments as one JSON object, such as {\"template_id\": \"...\"}."),
+                    );
                 }
             }
         };
-        self.call_value(cx, tool, &arguments).await
+        self.call_on(&generation, cx, tool, &arguments).await
     }
 
     /// Calls `tool` with `arguments`, a JSON value.
     pub async fn call_value(&self, cx: &CallContext, tool: &str, arguments: &Value) -> ToolOutput {
-        let Some((tool, plugin)) = self.tools.get(tool) else {
-            let mut names: Vec<&str> = self.tools.keys().map(String::as_str).collect();
-            names.sort();
+        let generation = self.current.load_full();
+        self.call_on(&generation, cx, tool, arguments).await
+    }
+
+    async fn call_on(&self, generation: &Generation, cx: &CallContext, tool: &str, arguments: &Value) -> ToolOutput {
+        let Some((tool, plugin)) = generation.tools.get(tool) else {
             return ToolOutput::error(
                 HostError::new(Category::ValidationFailed, "UNKNOWN_TOOL", format!("there is no tool named {tool:?}"))
-                    .suggest(format!("Use one of: {}.", names.join(", "))),
+                    .suggest(format!("Use one of: {}.", generation.tool_names().join(", "))),
             );
         };
+        let limits = &plugin.policy.limits;
+        if serde_json::to_string(arguments).map_or(0, |s| s.len()) > limits.max_argument_bytes {
+            return ToolOutput::error(Limit::ArgumentSize.error(&plugin.name, &tool.name, limits));
+        }
         let params = match tool.parameters(arguments) {
             Ok(params) => params,
             Err(e) => {
-                return ToolOutput::error(HostError::new(
-                    Category::ValidationFailed,
-                    "INVALID_ARGUMENTS",
-                    format!("invalid arguments for {}: {e}", tool.name),
-                ).suggest("Check the tool's input schema and call it again."));
+                return ToolOutput::error(
+                    HostError::new(Category::ValidationFailed, "INVALID_ARGUMENTS", format!("invalid arguments for {}: {e}", tool.name))
+                        .suggest("Check the tool's input schema and call it again."),
+                );
             }
         };
-        match self.run(cx, tool, plugin, &params).await {
-            Ok(output) => output,
-            Err(err) => ToolOutput::error(err),
+        match tokio::time::timeout(limits.deadline, self.run(&self.shared, cx, tool, plugin, &params)).await {
+            Ok(Ok(output)) => output,
+            Ok(Err(err)) => ToolOutput::error(err),
+            // The timed-out call's store, and every lock it held, is dropped here.
+            Err(_) => ToolOutput::error(Limit::Deadline.error(&plugin.name, &tool.name, limits)),
         }
     }
 
-    async fn run(&self, cx: &CallContext, tool: &Tool, plugin: &Plugin, params: &[Val]) -> Result<ToolOutput, HostError> {
-        let state = CallState::new(self.shared.clone(), cx.clone(), plugin.name.clone(), self.runtime.pool.memory_bytes);
-        let mut store = Store::new(&self.runtime.engine, state);
-        store.limiter(|state| &mut state.limits);
-        // Long guest computations yield to other calls every epoch tick.
-        store.epoch_deadline_async_yield_and_update(1);
+    async fn run(&self, shared: &Arc<Shared>, cx: &CallContext, tool: &Tool, plugin: &Plugin, params: &[Val]) -> Result<ToolOutput, HostError> {
+        let limits = &plugin.policy.limits;
+        let state = CallState::new(shared.clone(), cx.clone(), plugin.name.clone(), limits, self.runtime.epoch.clone());
+        let mut store = Store::new(self.runtime.engine(), state);
+        sandbox::arm(&mut store);
 
-        let trapped = |stage: &str, e: wasmtime::Error| {
-            HostError::new(
-                Category::InternalError,
-                "PLUGIN_TRAPPED",
-                format!("plugin {} failed while {stage} tool {}: {e:#}", plugin.name, tool.name),
-            )
-        };
         self.stats.instances.fetch_add(1, Ordering::Relaxed);
-        let instance = plugin.pre.instantiate_async(&mut store).await.map_err(|e| trapped("instantiating", e))?;
-        let func = instance.get_func(&mut store, tool.export).ok_or_else(|| {
-            HostError::new(Category::InternalError, "TOOL_MISSING", format!("plugin {} no longer exports {}", plugin.name, tool.name))
-        })?;
-        let mut results = vec![Val::Bool(false); usize::from(tool.ok.is_some() || tool.err.is_some())];
-        func.call_async(&mut store, params, &mut results).await.map_err(|e| trapped("running", e))?;
-
-        Ok(match results.first() {
+        let outcome = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            let func = instance
+                .get_func(&mut store, tool.export)
+                .ok_or_else(|| wasmtime::format_err!("the instance does not export {}", tool.name))?;
+            let mut results = vec![Val::Bool(false); usize::from(tool.ok.is_some() || tool.err.is_some())];
+            func.call_async(&mut store, params, &mut results).await?;
+            wasmtime::Result::Ok(results)
+        }
+        .await;
+        let results = match outcome {
+            Ok(results) => results,
+            Err(e) => {
+                let hit = store.data().limiter.hit();
+                return Err(sandbox::trap_error(&plugin.name, &tool.name, limits, hit, &e));
+            }
+        };
+        let output = match results.first() {
             Some(Val::Result(Ok(value))) => ToolOutput {
                 is_error: false,
                 value: match (value, &tool.ok) {
@@ -210,6 +310,10 @@ impl Toolshed {
             },
             Some(other) => ToolOutput { is_error: false, value: tool.ok.as_ref().map_or(Value::Null, |ty| val_to_json(other, ty)) },
             None => ToolOutput { is_error: false, value: Value::Object(Default::default()) },
-        })
+        };
+        if serde_json::to_string(&output.value).map_or(0, |s| s.len()) > limits.max_result_bytes {
+            return Err(Limit::ResultSize.error(&plugin.name, &tool.name, limits));
+        }
+        Ok(output)
     }
 }

@@ -16,7 +16,10 @@ mod host;
 pub mod imports;
 pub mod locks;
 pub mod plugin;
+pub mod policy;
 pub mod reflect;
+mod runtime;
+pub mod sandbox;
 pub mod state;
 
 /// The plugins built into the host from this repository's guest crates.
@@ -29,6 +32,8 @@ pub mod builtin {
     }
 }
 
-pub use backend::{Backend, CallContext, Clock, SystemClock, TokioClock};
-pub use host::{Runtime, Stats, ToolOutput, Toolshed};
+pub use backend::{Backend, CallContext, Clock, NullBackend, SystemClock, TokioClock};
+pub use host::{Stats, ToolOutput, Toolshed, ToolsChanged};
+pub use policy::{Limits, Policy};
+pub use runtime::{Runtime, RuntimeBuilder};
 pub use plugin::{LoadError, Plugin, Tool};

@@ -2,12 +2,15 @@
 
 use std::sync::Arc;
 
+use std::sync::atomic::AtomicU64;
+
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::backend::{Backend, CallContext, Clock};
 use crate::locks::LockTable;
+use crate::policy::Limits;
+use crate::sandbox::CallLimiter;
 
 /// What every call on a host shares: the backend, the clock and the locks.
 pub struct Shared {
@@ -26,20 +29,21 @@ pub struct CallState {
     pub(crate) shared: Arc<Shared>,
     pub(crate) cx: CallContext,
     pub(crate) plugin: Arc<str>,
-    pub(crate) limits: StoreLimits,
+    pub(crate) limiter: CallLimiter,
 }
 
 impl CallState {
     /// State for a call of `plugin` by `cx`, with WASI denied everything:
     /// no directories, sockets, environment or arguments.
-    pub fn new(shared: Arc<Shared>, cx: CallContext, plugin: Arc<str>, memory_bytes: usize) -> Self {
+    pub fn new(shared: Arc<Shared>, cx: CallContext, plugin: Arc<str>, limits: &Limits, epoch: Arc<AtomicU64>) -> Self {
+        let wasi = WasiCtx::builder().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
         Self {
-            wasi: WasiCtx::builder().build(),
+            wasi,
             table: ResourceTable::new(),
             shared,
             cx,
             plugin,
-            limits: StoreLimitsBuilder::new().memory_size(memory_bytes).trap_on_grow_failure(true).build(),
+            limiter: CallLimiter::new(limits, epoch),
         }
     }
 }

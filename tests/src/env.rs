@@ -1,9 +1,10 @@
 //! A ready-to-call host over a fake backend.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::Value;
-use toolshed::{CallContext, Plugin, Runtime, TokioClock, ToolOutput, Toolshed};
+use toolshed::{CallContext, Plugin, Policy, Runtime, TokioClock, ToolOutput, Toolshed};
 
 use crate::fake::{FakeBackend, default_context};
 use crate::ids;
@@ -11,18 +12,39 @@ use crate::ids;
 /// The virtual clock's reading when a test starts: 2026-01-01T00:00:00Z.
 pub const EPOCH_MS: u64 = 1_767_225_600_000;
 
-/// One runtime and one compiled copy of each plugin for the whole test
-/// process: compiling a component costs tens of milliseconds.
-pub fn shared() -> &'static (Arc<Runtime>, Arc<Plugin>) {
-    static SHARED: OnceLock<(Arc<Runtime>, Arc<Plugin>)> = OnceLock::new();
-    SHARED.get_or_init(|| {
-        let runtime = Runtime::new().expect("building the runtime");
-        let plugin = runtime.compile("workspace-tools", toolshed::builtin::WORKSPACE_TOOLS).expect("loading workspace-tools");
-        (Arc::new(runtime), Arc::new(plugin))
-    })
+/// The policy the harness runs plugins under.
+pub fn harness_policy() -> Policy {
+    Policy::from_toml(include_str!("policy.toml")).expect("the harness policy parses")
 }
 
-/// A host serving the workspace tools over a [`FakeBackend`] on a virtual clock.
+/// One runtime for the whole test process.
+pub fn runtime() -> &'static Arc<Runtime> {
+    static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
+    RUNTIME.get_or_init(|| Arc::new(Runtime::builder().policy(harness_policy()).build().expect("building the runtime")))
+}
+
+/// Plugin `name` compiled once per test process: compiling costs tens of
+/// milliseconds, and every test shares the result.
+///
+/// # Panics
+///
+/// When the plugin does not load; use [`Runtime::compile`] to test refusals.
+pub fn plugin(name: &str, bytes: &[u8]) -> Arc<Plugin> {
+    static PLUGINS: OnceLock<Mutex<HashMap<String, Arc<Plugin>>>> = OnceLock::new();
+    let plugins = PLUGINS.get_or_init(Default::default);
+    if let Some(plugin) = plugins.lock().unwrap().get(name) {
+        return plugin.clone();
+    }
+    let plugin = Arc::new(runtime().compile(name, bytes).unwrap_or_else(|e| panic!("loading {name}: {e}")));
+    plugins.lock().unwrap().entry(name.to_string()).or_insert(plugin).clone()
+}
+
+/// The runtime and the workspace-tools plugin every [`TestEnv`] serves.
+pub fn shared() -> (&'static Arc<Runtime>, Arc<Plugin>) {
+    (runtime(), plugin("workspace-tools", toolshed::builtin::WORKSPACE_TOOLS))
+}
+
+/// A host serving plugins over a [`FakeBackend`] on a virtual clock.
 ///
 /// Build it inside a tokio runtime with paused time (`#[tokio::test(start_paused = true)]`):
 /// then every wait the tools make completes as soon as nothing else can run.
@@ -30,17 +52,31 @@ pub struct TestEnv {
     /// The scripted backend; set up scenarios and read the record here.
     pub backend: FakeBackend,
     /// The host under test.
-    pub host: Toolshed,
+    pub host: Arc<Toolshed>,
 }
 
 impl TestEnv {
     /// A host with the workspace-tools plugin and an empty backend.
     pub fn new() -> TestEnv {
-        let (runtime, plugin) = shared();
+        let env = Self::empty();
+        env.host.publish(shared().1);
+        env
+    }
+
+    /// A host serving the plugins given as `(name, component bytes)`.
+    pub fn with_plugins(plugins: &[(&str, &[u8])]) -> TestEnv {
+        let env = Self::empty();
+        for (name, bytes) in plugins {
+            env.host.publish(plugin(name, bytes));
+        }
+        env
+    }
+
+    /// A host serving no plugins yet.
+    pub fn empty() -> TestEnv {
         let clock = Arc::new(TokioClock::starting_at(EPOCH_MS));
         let backend = FakeBackend::new(clock.clone());
-        let mut host = Toolshed::new(runtime.clone(), Arc::new(backend.clone()), clock);
-        host.add_plugin(plugin.clone());
+        let host = Arc::new(Toolshed::new(runtime().clone(), Arc::new(backend.clone()), clock));
         TestEnv { backend, host }
     }
 

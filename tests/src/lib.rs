@@ -29,12 +29,16 @@
 #![deny(missing_docs)]
 
 mod env;
+/// Fixture plugins that misbehave on purpose, built by the harness.
+pub mod fixtures {
+    include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
+}
 mod fake;
 pub mod ids;
 mod record;
 mod script;
 
-pub use env::{EPOCH_MS, OutputExt, TestEnv, shared};
+pub use env::{EPOCH_MS, OutputExt, TestEnv, harness_policy, plugin, runtime, shared};
 pub use fake::{FakeBackend, INACTIVE_DISCONNECT_MS, default_context};
 pub use record::{Call, Recorder};
 pub use script::{AgentSpec, BuildPlan, ConnectScript, Heartbeat, JobScript};

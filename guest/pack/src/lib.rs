@@ -27,6 +27,19 @@ pub struct Guest<'a> {
     pub package: &'a str,
     /// The world the plugin targets, such as `toolshed:tools/workspace-plugin@0.1.0`.
     pub world: &'a str,
+    /// Cargo features to build with.
+    pub features: &'a [&'a str],
+    /// The plugin's file name, without `.wasm`; the package name when empty.
+    pub output: &'a str,
+    /// WIT package directories beyond the workspace's own, relative to the workspace.
+    pub extra_wit: &'a [&'a str],
+}
+
+impl<'a> Guest<'a> {
+    /// The guest crate `package`, targeting `world`.
+    pub const fn new(package: &'a str, world: &'a str) -> Self {
+        Self { package, world, features: &[], output: "", extra_wit: &[] }
+    }
 }
 
 /// Environment variables a parent cargo sets for build scripts that must not
@@ -79,6 +92,7 @@ pub fn build_plugin(workspace: &Path, target_dir: &Path, out_dir: &Path, guest: 
         .current_dir(workspace)
         .args(["build", "--release", "--target", TARGET, "-p", guest.package, "--target-dir"])
         .arg(target_dir)
+        .arg(format!("--features={}", guest.features.join(",")))
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
         .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
         .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "s");
@@ -91,11 +105,13 @@ pub fn build_plugin(workspace: &Path, target_dir: &Path, out_dir: &Path, guest: 
     }
     let artifact = target_dir.join(TARGET).join("release").join(format!("{}.wasm", guest.package.replace('-', "_")));
     let component = std::fs::read(&artifact).with_context(|| format!("reading {}", artifact.display()))?;
-    let wit_dirs = wit_dirs(workspace)?;
+    let mut wit_dirs = wit_dirs(workspace)?;
+    wit_dirs.extend(guest.extra_wit.iter().map(|dir| workspace.join(dir)));
     let docs = docs_for_world(&wit_dirs, guest.world)?;
     let plugin = embed_docs(component, &docs);
     std::fs::create_dir_all(out_dir)?;
-    let out = out_dir.join(format!("{}.wasm", guest.package));
+    let name = if guest.output.is_empty() { guest.package } else { guest.output };
+    let out = out_dir.join(format!("{name}.wasm"));
     std::fs::write(&out, plugin).with_context(|| format!("writing {}", out.display()))?;
     Ok(out)
 }

@@ -13,61 +13,61 @@ impl types::Host for CallState {}
 
 impl db::Host for CallState {
     async fn get_chat(&mut self) -> wasmtime::Result<Result<Chat, QueryError>> {
-        Ok(self.shared.backend.chat(&self.cx).await)
+        import!(self, self.shared.backend.chat(&self.cx).await)
     }
     async fn get_workspace(&mut self, id: String) -> wasmtime::Result<Result<Workspace, QueryError>> {
-        Ok(self.shared.backend.workspace(&self.cx, &id).await)
+        import!(self, self.shared.backend.workspace(&self.cx, &id).await)
     }
     async fn get_latest_build(&mut self, workspace_id: String) -> wasmtime::Result<Result<Build, QueryError>> {
-        Ok(self.shared.backend.latest_build(&self.cx, &workspace_id).await)
+        import!(self, self.shared.backend.latest_build(&self.cx, &workspace_id).await)
     }
     async fn get_build(&mut self, id: String) -> wasmtime::Result<Result<Build, QueryError>> {
-        Ok(self.shared.backend.build(&self.cx, &id).await)
+        import!(self, self.shared.backend.build(&self.cx, &id).await)
     }
     async fn get_job(&mut self, id: String) -> wasmtime::Result<Result<Job, QueryError>> {
-        Ok(self.shared.backend.job(&self.cx, &id).await)
+        import!(self, self.shared.backend.job(&self.cx, &id).await)
     }
     async fn list_build_agents(&mut self, build_id: String) -> wasmtime::Result<Result<Vec<Agent>, QueryError>> {
-        Ok(self.shared.backend.build_agents(&self.cx, &build_id).await)
+        import!(self, self.shared.backend.build_agents(&self.cx, &build_id).await)
     }
     async fn get_agent(&mut self, id: String) -> wasmtime::Result<Result<Agent, QueryError>> {
-        Ok(self.shared.backend.agent(&self.cx, &id).await)
+        import!(self, self.shared.backend.agent(&self.cx, &id).await)
     }
     async fn list_templates(&mut self) -> wasmtime::Result<Result<Vec<Template>, QueryError>> {
-        Ok(self.shared.backend.templates(&self.cx).await)
+        import!(self, self.shared.backend.templates(&self.cx).await)
     }
     async fn get_template(&mut self, id: String) -> wasmtime::Result<Result<Template, QueryError>> {
-        Ok(self.shared.backend.template(&self.cx, &id).await)
+        import!(self, self.shared.backend.template(&self.cx, &id).await)
     }
     async fn get_template_parameters(&mut self, version_id: String) -> wasmtime::Result<Result<Vec<TemplateParameter>, QueryError>> {
-        Ok(self.shared.backend.template_parameters(&self.cx, &version_id).await)
+        import!(self, self.shared.backend.template_parameters(&self.cx, &version_id).await)
     }
     async fn get_workspace_ttl(&mut self) -> wasmtime::Result<Result<String, QueryError>> {
-        Ok(self.shared.backend.workspace_ttl(&self.cx).await)
+        import!(self, self.shared.backend.workspace_ttl(&self.cx).await)
     }
     async fn get_template_allowlist(&mut self) -> wasmtime::Result<Result<Vec<String>, QueryError>> {
-        Ok(self.shared.backend.template_allowlist(&self.cx).await)
+        import!(self, self.shared.backend.template_allowlist(&self.cx).await)
     }
     async fn bind_chat(&mut self, binding: ChatBinding) -> wasmtime::Result<Result<(), QueryError>> {
-        Ok(self.shared.backend.bind_chat(&self.cx, binding).await)
+        import!(self, self.shared.backend.bind_chat(&self.cx, binding).await)
     }
 }
 
 impl control::Host for CallState {
     async fn create_workspace(&mut self, request: CreateWorkspaceRequest) -> wasmtime::Result<Result<CreatedWorkspace, ControlError>> {
-        Ok(self.shared.backend.create_workspace(&self.cx, request).await)
+        import!(self, self.shared.backend.create_workspace(&self.cx, request).await)
     }
     async fn create_build(&mut self, request: CreateBuildRequest) -> wasmtime::Result<Result<Build, ControlError>> {
-        Ok(self.shared.backend.create_build(&self.cx, request).await)
+        import!(self, self.shared.backend.create_build(&self.cx, request).await)
     }
 }
 
 impl agent_connect::Host for CallState {
     async fn available(&mut self) -> wasmtime::Result<bool> {
-        Ok(self.shared.backend.can_connect_agents())
+        import!(self, self.shared.backend.can_connect_agents())
     }
     async fn connect(&mut self, agent_id: String, timeout_ms: u64) -> wasmtime::Result<Result<(), String>> {
         let timeout = Duration::from_millis(timeout_ms);
-        Ok(self.shared.backend.connect_agent(&self.cx, &agent_id, timeout).await)
+        import!(self, self.shared.backend.connect_agent(&self.cx, &agent_id, timeout).await)
     }
 }

@@ -1,6 +1,18 @@
 //! The host side of every import, over [`Backend`](crate::Backend) and
 //! [`Clock`](crate::Clock).
 
+/// Runs one import: counts it against the call's import limit, and restarts
+/// the guest's compute budget when it returns, so time spent waiting in the
+/// host never counts as guest computation.
+macro_rules! import {
+    ($state:ident, $answer:expr) => {{
+        $state.limiter.enter_import()?;
+        let answer = $answer;
+        $state.limiter.leave_import();
+        Ok(answer)
+    }};
+}
+
 mod infra;
 mod runtime;
 

@@ -8,21 +8,23 @@ use crate::bindings::toolshed::runtime::{clock, events, locks, log};
 use crate::locks::HeldLock;
 use crate::state::CallState;
 
+/// The longest single sleep; the call's deadline ends any wait sooner.
+const LONGEST_SLEEP: Duration = Duration::from_secs(24 * 60 * 60);
+
 impl clock::Host for CallState {
     async fn now(&mut self) -> wasmtime::Result<u64> {
-        Ok(self.shared.clock.now_ms())
+        import!(self, self.shared.clock.now_ms())
     }
 
     async fn sleep(&mut self, ms: u64) -> wasmtime::Result<()> {
-        self.shared.clock.sleep(Duration::from_millis(ms)).await;
-        Ok(())
+        import!(self, self.shared.clock.sleep(Duration::from_millis(ms).min(LONGEST_SLEEP)).await)
     }
 }
 
 impl locks::Host for CallState {
     async fn acquire(&mut self, key: String) -> wasmtime::Result<Resource<HeldLock>> {
-        let held = self.shared.locks.acquire(&self.cx.chat_id, &key).await;
-        Ok(self.table.push(held)?)
+        let held: wasmtime::Result<HeldLock> = import!(self, self.shared.locks.acquire(&self.cx.chat_id, &key).await);
+        Ok(self.table.push(held?)?)
     }
 }
 
@@ -35,19 +37,16 @@ impl locks::HostLockGuard for CallState {
 
 impl events::Host for CallState {
     async fn chat_updated(&mut self) -> wasmtime::Result<()> {
-        self.shared.backend.chat_updated(&self.cx).await;
-        Ok(())
+        import!(self, self.shared.backend.chat_updated(&self.cx).await)
     }
 
     async fn progress(&mut self, message: String) -> wasmtime::Result<()> {
-        self.shared.backend.progress(&self.cx, &message).await;
-        Ok(())
+        import!(self, self.shared.backend.progress(&self.cx, &message).await)
     }
 }
 
 impl log::Host for CallState {
     async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
-        self.shared.backend.log(&self.cx, &self.plugin, level, &message);
-        Ok(())
+        import!(self, self.shared.backend.log(&self.cx, &self.plugin, level, &message))
     }
 }

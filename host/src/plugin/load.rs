@@ -1,13 +1,14 @@
-//! Compiling a component and reflecting its tools.
+//! Turning component bytes into a plugin: compile, check its imports against
+//! the policy, reflect its tools, link it.
 
 use std::sync::Arc;
 
-use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{Component, InstancePre, Linker};
 
 use super::tool::Tool;
+use crate::policy::{PluginPolicy, grant_allows};
 use crate::reflect::Docs;
 use crate::state::CallState;
 
@@ -29,6 +30,14 @@ pub enum LoadError {
         plugin: String,
         /// What is wrong.
         reason: String,
+    },
+    /// The component imports an interface its policy does not grant.
+    #[error("plugin {plugin}: imports {interface}, which its policy does not grant")]
+    NotGranted {
+        /// The plugin.
+        plugin: String,
+        /// The interface.
+        interface: String,
     },
     /// A tool's signature uses a type with no JSON form.
     #[error("plugin {plugin}: {source}")]
@@ -52,6 +61,16 @@ pub enum LoadError {
         /// The plugin.
         plugin: String,
     },
+    /// The smoke call of a new version failed.
+    #[error("plugin {plugin}: smoke call of {tool} failed: {reason}")]
+    Smoke {
+        /// The plugin.
+        plugin: String,
+        /// The tool called.
+        tool: String,
+        /// The error object it produced.
+        reason: String,
+    },
 }
 
 /// A compiled plugin, ready to instantiate once per call.
@@ -62,34 +81,39 @@ pub struct Plugin {
     pub hash: String,
     /// The tools the plugin exports.
     pub tools: Vec<Arc<Tool>>,
+    /// Its policy: grants, limits, smoke call.
+    pub policy: PluginPolicy,
     pub(crate) pre: InstancePre<CallState>,
 }
 
 impl Plugin {
-    /// Compiles `bytes` as plugin `name`, reflects its tools and links it.
-    ///
-    /// Compiling takes tens of milliseconds of CPU: call this off the async
-    /// threads (for example in `spawn_blocking`).
+    /// Checks `component`'s imports against `policy`, reflects its tools and
+    /// links it.
     ///
     /// # Errors
     ///
     /// [`LoadError`] saying what is wrong with the component.
-    pub fn compile(engine: &Engine, linker: &Linker<CallState>, name: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
-        let invalid = |reason: String| LoadError::Invalid { plugin: name.to_string(), reason };
-        let docs = Docs::from_component(bytes).map_err(|e| LoadError::Docs { plugin: name.to_string(), reason: format!("{e:#}") })?;
-        let component = Component::new(engine, bytes).map_err(|e| invalid(format!("{e:#}")))?;
-        let hash = hex(&Sha256::digest(bytes));
-        Self::from_component(engine, linker, name, component, &docs, hash)
-    }
-
-    fn from_component(
+    pub(crate) fn from_component(
         engine: &Engine,
         linker: &Linker<CallState>,
         name: &str,
-        component: Component,
+        component: &Component,
         docs: &Docs,
         hash: String,
+        policy: PluginPolicy,
     ) -> Result<Plugin, LoadError> {
+        for (import, item) in component.component_type().imports(engine) {
+            // An interface of types only grants nothing.
+            let has_functions = match &item.ty {
+                ComponentItem::ComponentInstance(instance) => {
+                    instance.exports(engine).any(|(_, e)| matches!(e.ty, ComponentItem::ComponentFunc(_) | ComponentItem::Resource(_)))
+                }
+                _ => true,
+            };
+            if has_functions && !grant_allows(&policy.grants, import) {
+                return Err(LoadError::NotGranted { plugin: name.to_string(), interface: import.to_string() });
+            }
+        }
         let mut tools = Vec::new();
         for (export_name, item) in component.component_type().exports(engine) {
             let ComponentItem::ComponentInstance(instance) = item.ty else { continue };
@@ -106,12 +130,8 @@ impl Plugin {
             return Err(LoadError::NoTools { plugin: name.to_string() });
         }
         let pre = linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(|e| LoadError::Link { plugin: name.to_string(), reason: format!("{e:#}") })?;
-        Ok(Plugin { name: name.into(), hash, tools, pre })
+        Ok(Plugin { name: name.into(), hash, tools, policy, pre })
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

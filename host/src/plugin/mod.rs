@@ -1,7 +1,11 @@
 //! Plugins: compiled components, their tools, and how they are loaded.
 
+mod cache;
 mod load;
 mod tool;
+mod watch;
 
+pub use cache::{CacheStats, CompiledCache};
 pub use load::{LoadError, Plugin};
 pub use tool::{ArgumentShape, Tool};
+pub use watch::{DEBOUNCE, PluginWatcher, load_dir, plugin_name, watch};

@@ -1,0 +1,212 @@
+//! What each plugin may do: the host interfaces it is granted and the limits
+//! its calls run under. Read from a TOML file; anything not granted is denied.
+//!
+//! ```toml
+//! [limits]                      # defaults for every plugin
+//! memory_mib = 64
+//! compute_ms = 1000
+//!
+//! [plugins.workspace-tools]
+//! grants = ["toolshed:runtime/*", "toolshed:infra/*"]
+//! limits = { memory_mib = 128 }
+//! smoke = { tool = "list_templates", arguments = {} }
+//! ```
+
+mod grant;
+mod limits;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+pub use grant::Grant;
+
+/// Whether `grants` let a plugin import `import` (WASI is always linked,
+/// and denies everything by default).
+pub fn grant_allows(grants: &[Grant], import: &str) -> bool {
+    grant::is_wasi(import) || grants.iter().any(|g| g.allows(import))
+}
+pub use limits::{Limits, LimitsFile};
+
+/// A call made to check a new plugin version before it goes live.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Smoke {
+    /// The tool to call.
+    pub tool: String,
+    /// Its arguments.
+    #[serde(default = "empty_object")]
+    pub arguments: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+/// The policy of one plugin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginPolicy {
+    /// The host interfaces it may import.
+    pub grants: Vec<Grant>,
+    /// The limits its calls run under.
+    pub limits: Limits,
+    /// The call that checks a new version, if any.
+    pub smoke: Option<Smoke>,
+}
+
+/// Every plugin's policy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    defaults: Limits,
+    plugins: BTreeMap<String, PluginPolicy>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PolicyFile {
+    #[serde(default)]
+    limits: LimitsFile,
+    #[serde(default)]
+    plugins: BTreeMap<String, PluginFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PluginFile {
+    #[serde(default)]
+    grants: Vec<String>,
+    #[serde(default)]
+    limits: LimitsFile,
+    smoke: Option<Smoke>,
+}
+
+/// A policy file that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    /// The file could not be read.
+    #[error("reading policy {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown keys.
+    #[error("policy: {0}")]
+    Parse(#[from] toml::de::Error),
+    /// A grant is not an interface name.
+    #[error("policy: plugin {plugin}: {reason}")]
+    Grant {
+        /// The plugin.
+        plugin: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl Policy {
+    /// Parses a policy from TOML text.
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError`] naming the bad key or grant.
+    pub fn from_toml(text: &str) -> Result<Policy, PolicyError> {
+        let file: PolicyFile = toml::from_str(text)?;
+        let defaults = file.limits.over(&Limits::default());
+        let mut plugins = BTreeMap::new();
+        for (name, plugin) in file.plugins {
+            let grants = plugin
+                .grants
+                .iter()
+                .map(|g| g.parse::<Grant>())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|reason| PolicyError::Grant { plugin: name.clone(), reason })?;
+            let policy = PluginPolicy { grants, limits: plugin.limits.over(&defaults), smoke: plugin.smoke };
+            plugins.insert(name, policy);
+        }
+        Ok(Policy { defaults, plugins })
+    }
+
+    /// Reads a policy file.
+    ///
+    /// # Errors
+    ///
+    /// [`PolicyError`] when it cannot be read or parsed.
+    pub fn from_file(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read { path: path.display().to_string(), source })?;
+        Self::from_toml(&text)
+    }
+
+    /// The built-in policy: the workspace tools get the runtime and infra
+    /// interfaces; any other plugin gets the runtime interfaces only.
+    pub fn builtin() -> Policy {
+        Self::from_toml(include_str!("builtin.toml")).expect("the built-in policy parses")
+    }
+
+    /// The policy of plugin `name`: its own entry, or the defaults with the
+    /// runtime interfaces only.
+    pub fn plugin(&self, name: &str) -> PluginPolicy {
+        self.plugins.get(name).cloned().unwrap_or_else(|| PluginPolicy {
+            grants: vec![Grant::Package("toolshed:runtime".into())],
+            limits: self.defaults.clone(),
+            smoke: None,
+        })
+    }
+
+    /// Sets the policy of plugin `name`.
+    pub fn set_plugin(&mut self, name: &str, policy: PluginPolicy) {
+        self.plugins.insert(name.to_string(), policy);
+    }
+
+    /// The limits every plugin without its own gets.
+    pub fn defaults(&self) -> &Limits {
+        &self.defaults
+    }
+
+    /// The largest memory limit of any plugin, which sizes the instance pool.
+    pub fn largest_memory(&self) -> usize {
+        self.plugins.values().map(|p| p.limits.memory_bytes).chain([self.defaults.memory_bytes]).max().unwrap_or(0)
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self::builtin()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_limits_fall_back_to_the_file_defaults_then_the_built_in_ones() {
+        let policy = Policy::from_toml(
+            "[limits]\nmemory_mib = 32\n[plugins.a]\ngrants = [\"toolshed:infra/db\"]\nlimits = { compute_ms = 50 }\n",
+        )
+        .unwrap();
+        let a = policy.plugin("a");
+        assert_eq!(a.limits.memory_bytes, 32 << 20);
+        assert_eq!(a.limits.compute.as_millis(), 50);
+        assert_eq!(a.limits.deadline, Limits::default().deadline);
+        assert_eq!(a.grants, [Grant::Interface { package: "toolshed:infra".into(), name: "db".into() }]);
+        assert_eq!(policy.plugin("unknown").grants, [Grant::Package("toolshed:runtime".into())]);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_grants_are_refused_with_their_name() {
+        let err = Policy::from_toml("[limits]\nmemroy_mib = 1\n").unwrap_err().to_string();
+        assert!(err.contains("memroy_mib"), "{err}");
+        let err = Policy::from_toml("[plugins.a]\ngrants = [\"db\"]\n").unwrap_err().to_string();
+        assert!(err.contains("plugin a") && err.contains("db"), "{err}");
+    }
+
+    #[test]
+    fn the_builtin_policy_parses_and_grants_the_workspace_tools_infra() {
+        let policy = Policy::builtin();
+        let grants = policy.plugin("workspace-tools").grants;
+        assert!(grants.iter().any(|g| g.allows("toolshed:infra/control@0.1.0")));
+        assert!(!policy.plugin("other").grants.iter().any(|g| g.allows("toolshed:infra/control@0.1.0")));
+    }
+}
