@@ -60,6 +60,15 @@ pub struct ToolsChanged {
     pub tools: Vec<String>,
 }
 
+/// A plugin version that was refused; the version serving before stays.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PluginRefused {
+    /// The plugin.
+    pub plugin: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
 /// One immutable set of plugins. A call runs entirely on the generation it
 /// started on; publishing a plugin makes a new generation.
 #[derive(Default)]
@@ -96,6 +105,7 @@ pub struct Toolshed {
     current: ArcSwap<Generation>,
     publish_lock: std::sync::Mutex<()>,
     changes: broadcast::Sender<ToolsChanged>,
+    refusals: broadcast::Sender<PluginRefused>,
     stats: Stats,
 }
 
@@ -111,6 +121,7 @@ impl Toolshed {
             current: ArcSwap::from_pointee(Generation::default()),
             publish_lock: std::sync::Mutex::new(()),
             changes: broadcast::channel(64).0,
+            refusals: broadcast::channel(64).0,
             stats: Stats::default(),
         }
     }
@@ -153,6 +164,14 @@ impl Toolshed {
     ///
     /// [`LoadError`] saying why the plugin was refused.
     pub async fn install(&self, name: &str, bytes: Vec<u8>) -> Result<Arc<Plugin>, LoadError> {
+        let installed = self.check_and_publish(name, bytes).await;
+        if let Err(e) = &installed {
+            let _ = self.refusals.send(PluginRefused { plugin: name.to_string(), reason: e.to_string() });
+        }
+        installed
+    }
+
+    async fn check_and_publish(&self, name: &str, bytes: Vec<u8>) -> Result<Arc<Plugin>, LoadError> {
         let runtime = self.runtime.clone();
         let owned_name = name.to_string();
         let plugin = tokio::task::spawn_blocking(move || runtime.compile(&owned_name, &bytes))
@@ -179,6 +198,11 @@ impl Toolshed {
     /// A stream of tool-list changes, for servers that announce them.
     pub fn subscribe(&self) -> broadcast::Receiver<ToolsChanged> {
         self.changes.subscribe()
+    }
+
+    /// A stream of refused plugin versions.
+    pub fn subscribe_refusals(&self) -> broadcast::Receiver<PluginRefused> {
+        self.refusals.subscribe()
     }
 
     /// The number of the generation serving now; it grows with every change.

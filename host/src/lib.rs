@@ -33,7 +33,7 @@ pub mod builtin {
 }
 
 pub use backend::{Backend, CallContext, Clock, NullBackend, SystemClock, TokioClock};
-pub use host::{Stats, ToolOutput, Toolshed, ToolsChanged};
+pub use host::{PluginRefused, Stats, ToolOutput, Toolshed, ToolsChanged};
 pub use policy::{Limits, Policy};
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use plugin::{LoadError, Plugin, Tool};

@@ -74,9 +74,18 @@ impl TestEnv {
 
     /// A host serving no plugins yet.
     pub fn empty() -> TestEnv {
+        Self::on(runtime().clone(), &[])
+    }
+
+    /// A host on a runtime of your own (another policy, say) serving `plugins`
+    /// compiled on it.
+    pub fn on(runtime: Arc<Runtime>, plugins: &[Arc<Plugin>]) -> TestEnv {
         let clock = Arc::new(TokioClock::starting_at(EPOCH_MS));
         let backend = FakeBackend::new(clock.clone());
-        let host = Arc::new(Toolshed::new(runtime().clone(), Arc::new(backend.clone()), clock));
+        let host = Arc::new(Toolshed::new(runtime, Arc::new(backend.clone()), clock));
+        for plugin in plugins {
+            host.publish(plugin.clone());
+        }
         TestEnv { backend, host }
     }
 

@@ -175,6 +175,13 @@ impl FakeBackend {
         insert_build(&mut world, self.clock.now_ms(), workspace_id, transition, version, plan, Vec::new())
     }
 
+    /// Gives a workspace to another owner.
+    pub fn reassign_workspace(&self, id: &str, owner_id: &str) {
+        if let Some(row) = self.world().workspaces.iter_mut().find(|w| w.workspace.id == id) {
+            row.owner_id = owner_id.to_string();
+        }
+    }
+
     /// Marks a workspace deleted.
     pub fn delete_workspace(&self, id: &str) {
         if let Some(row) = self.world().workspaces.iter_mut().find(|w| w.workspace.id == id) {

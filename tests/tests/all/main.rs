@@ -4,13 +4,18 @@
 //! soon as nothing else can run, so the ten-minute limits cost no real time.
 
 mod bad_input;
+mod cache;
 mod concurrency;
 mod create_workspace;
 mod existing_workspace;
+mod fuzz;
 mod list_templates;
 mod manual_update;
+mod policy;
 mod read_template;
+mod sandbox;
 mod schema;
 mod start_workspace;
 mod stop_workspace;
 mod support;
+mod swap;

@@ -1,0 +1,49 @@
+//! Capabilities: a plugin imports only what its policy grants, and the host
+//! binds the chat context so no plugin reads another owner's rows.
+
+use serde_json::json;
+use toolshed::{LoadError, Policy, Runtime};
+use toolshed_harness::{BuildPlan, JobScript, OutputExt, TestEnv, Transition, fixtures, ids, runtime};
+
+#[test]
+fn an_import_the_policy_does_not_grant_is_refused_at_load_naming_it() {
+    let err = runtime().compile("ungranted", fixtures::UNGRANTED).err().expect("refused");
+    assert!(matches!(&err, LoadError::NotGranted { interface, .. } if interface == "toolshed:infra/control@0.1.0"), "{err}");
+    assert!(err.to_string().contains("toolshed:infra/control"), "{err}");
+}
+
+#[test]
+fn granting_the_interface_lets_the_same_plugin_load() {
+    let policy = Policy::from_toml("[plugins.ungranted]\ngrants = [\"toolshed:runtime/clock\", \"toolshed:infra/control\"]\n").unwrap();
+    let runtime = Runtime::builder().policy(policy).concurrent_calls(4).build().unwrap();
+    let plugin = runtime.compile("ungranted", fixtures::UNGRANTED).expect("granted now");
+    assert_eq!(plugin.tools[0].name, "version");
+}
+
+#[test]
+fn the_workspace_tools_cannot_load_without_the_infra_grants() {
+    let policy = Policy::from_toml("[plugins.workspace-tools]\ngrants = [\"toolshed:runtime/*\"]\n").unwrap();
+    let runtime = Runtime::builder().policy(policy).concurrent_calls(4).build().unwrap();
+    let err = runtime.compile("workspace-tools", toolshed::builtin::WORKSPACE_TOOLS).err().expect("refused");
+    assert!(err.to_string().contains("toolshed:infra/"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn another_owners_workspace_bound_to_the_chat_reads_as_not_found() {
+    let env = TestEnv::new();
+    let template = env.backend.add_template("docker", ids::ORG, 0);
+    // A workspace of another owner, bound to our chat as if by a bug elsewhere.
+    let other = toolshed::CallContext { owner_id: ids::OTHER_OWNER.into(), chat_id: "c-other".into(), organization_id: ids::ORG.into() };
+    let (foreign, _) = env.backend.add_workspace(&template, Transition::Start, BuildPlan::job(JobScript::succeeded()));
+    env.backend.reassign_workspace(&foreign.id, &other.owner_id);
+    env.backend.bind(&env.context(), &foreign.id);
+
+    let start = env.call("start_workspace", json!({})).await;
+    assert!(start.message().contains("create_workspace"), "the foreign workspace is invisible: {}", start.value);
+    let stop = env.call("stop_workspace", json!({})).await;
+    assert!(stop.is_error);
+    assert!(env.backend.recorder().builds().is_empty(), "nothing was done to the foreign workspace");
+
+    let create = env.call("create_workspace", json!({ "template_id": template.id })).await;
+    assert_eq!(create.ok()["created"], true, "a new workspace instead of the foreign one");
+}
