@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use toolshed_pack::{Guest, build_plugin};
 
-const GUESTS: &[Guest<'static>] = &[Guest::new("workspace-tools", "toolshed:tools/workspace-plugin@0.1.0")];
+const GUESTS: &[Guest<'static>] = &[
+    Guest::new("workspace-tools", "toolshed:tools/workspace-plugin@0.1.0"),
+    Guest::new("registry-tools", "toolshed:tools/registry-plugin@0.1.0"),
+];
 
 fn main() -> anyhow::Result<()> {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);

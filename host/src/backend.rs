@@ -7,7 +7,8 @@ use async_trait::async_trait;
 
 use crate::bindings::{
     Agent, Build, Chat, ChatBinding, ControlError, CreateBuildRequest, CreateWorkspaceRequest,
-    CreatedWorkspace, Job, Level, QueryError, Template, TemplateParameter, Workspace,
+    CreatedWorkspace, Job, Level, PlatformError, ProvisionRequest, QueryError, Task, Template,
+    TemplateParameter, Workspace,
 };
 
 /// Who is calling: bound by the host for each call, never taken from the
@@ -65,6 +66,18 @@ pub trait Backend: Send + Sync + 'static {
     fn can_connect_agents(&self) -> bool;
     /// One attempt to reach an agent within `timeout`.
     async fn connect_agent(&self, cx: &CallContext, agent_id: &str, timeout: Duration) -> Result<(), String>;
+
+    /// Starts provisioning a container registry. A backend without a
+    /// deployment platform answers that it cannot reach one.
+    async fn start_registry(&self, cx: &CallContext, request: ProvisionRequest) -> Result<Task, PlatformError> {
+        let _ = (cx, request);
+        Err(PlatformError::Connection("this host has no deployment platform".into()))
+    }
+    /// Reads a registry provisioning task.
+    async fn registry_task(&self, cx: &CallContext, id: &str) -> Result<Task, PlatformError> {
+        let _ = (cx, id);
+        Err(PlatformError::Connection("this host has no deployment platform".into()))
+    }
 
     /// The chat's bindings changed; forward to the front end.
     async fn chat_updated(&self, cx: &CallContext);

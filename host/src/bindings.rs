@@ -4,7 +4,7 @@
 //! call on tokio instead of a thread.
 
 wasmtime::component::bindgen!({
-    path: ["../wit/runtime", "../wit/infra", "../wit/tools"],
+    path: ["../wit/runtime", "../wit/infra", "../wit/platform", "../wit/tools"],
     world: "toolshed:tools/host",
     imports: { default: async | trappable },
     with: {
@@ -19,4 +19,5 @@ pub use self::toolshed::infra::types::{
     Agent, ApiError, Build, Chat, ControlError, Job, JobStatus, LifecycleState, ParameterOption,
     QueryError, Template, TemplateParameter, Transition, Validation, Workspace,
 };
+pub use self::toolshed::platform::registry::{ApiFailure, PlatformError, ProvisionRequest, Task, TaskStatus};
 pub use self::toolshed::runtime::log::Level;

@@ -27,8 +27,8 @@ pub mod builtin {
     include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
 
     /// Every built-in plugin as `(name, component bytes)`.
-    pub fn all() -> [(&'static str, &'static [u8]); 1] {
-        [("workspace-tools", WORKSPACE_TOOLS)]
+    pub fn all() -> [(&'static str, &'static [u8]); 2] {
+        [("workspace-tools", WORKSPACE_TOOLS), ("registry-tools", REGISTRY_TOOLS)]
     }
 }
 

@@ -7,13 +7,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use toolshed::bindings::{
     Agent, ApiError, Build, Chat, ChatBinding, ControlError, CreateBuildRequest, CreateWorkspaceRequest,
-    CreatedWorkspace, Job, QueryError, Template, TemplateParameter, Transition, Validation, Workspace,
+    CreatedWorkspace, Job, PlatformError, ProvisionRequest, QueryError, Task, Template, TemplateParameter, Transition,
+    Validation, Workspace,
 };
 use toolshed::{Backend, CallContext, Clock};
 
 use crate::ids;
 use crate::record::{Call, Recorder};
-use crate::script::{AgentSpec, BuildPlan, ConnectScript, Heartbeat, JobScript};
+use crate::script::{AgentSpec, BuildPlan, ConnectScript, Heartbeat, JobScript, TaskScript};
 
 /// How long a connection stays counted as connected without a heartbeat.
 pub const INACTIVE_DISCONNECT_MS: u64 = 30_000;
@@ -46,6 +47,10 @@ struct World {
     build_errors: VecDeque<ControlError>,
     connect_attempts: HashMap<String, u32>,
     can_connect: bool,
+    registry_plans: VecDeque<TaskScript>,
+    provision_errors: VecDeque<PlatformError>,
+    poll_errors: VecDeque<PlatformError>,
+    tasks: HashMap<String, (u64, TaskScript, String)>,
 }
 
 /// The fake backend. Cheap to clone; clones share state.
@@ -147,6 +152,22 @@ impl FakeBackend {
     /// Makes the next create-build request fail with `error`.
     pub fn fail_next_build(&self, error: ControlError) {
         self.world().build_errors.push_back(error);
+    }
+
+    /// Queues how the next registry provisioning task goes (by default it
+    /// completes after nine seconds).
+    pub fn push_registry_plan(&self, script: TaskScript) {
+        self.world().registry_plans.push_back(script);
+    }
+
+    /// Makes the next start of provisioning fail with `error`.
+    pub fn fail_next_provision(&self, error: PlatformError) {
+        self.world().provision_errors.push_back(error);
+    }
+
+    /// Makes the next task poll fail with `error`.
+    pub fn fail_next_poll(&self, error: PlatformError) {
+        self.world().poll_errors.push_back(error);
     }
 
     /// Adds a workspace of the default owner built from `template` with one
@@ -539,6 +560,41 @@ impl Backend for FakeBackend {
             self.clock.sleep(timeout).await;
         }
         outcome
+    }
+
+    async fn start_registry(&self, cx: &CallContext, request: ProvisionRequest) -> Result<Task, PlatformError> {
+        round_trip().await;
+        self.recorder.push(cx, Call::Provision(request.clone()));
+        let now = self.clock.now_ms();
+        let mut world = self.world();
+        if let Some(error) = world.provision_errors.pop_front() {
+            return Err(error);
+        }
+        let script = world.registry_plans.pop_front().unwrap_or_else(|| TaskScript::completes_after(9_000));
+        let id = ids::fresh();
+        let url = format!("registry.example.test/{}/{}", request.project_id, request.registry_name);
+        let status = script.status_at(0);
+        world.tasks.insert(id.clone(), (now, script, url));
+        Ok(Task { id, status, message: None, registry_url: None })
+    }
+
+    async fn registry_task(&self, cx: &CallContext, id: &str) -> Result<Task, PlatformError> {
+        round_trip().await;
+        self.recorder.push(cx, Call::PollTask(id.to_string()));
+        let now = self.clock.now_ms();
+        let mut world = self.world();
+        if let Some(error) = world.poll_errors.pop_front() {
+            return Err(error);
+        }
+        let (started, script, url) = world.tasks.get(id).ok_or_else(|| PlatformError::NotFound(format!("task {id}")))?;
+        let status = script.status_at(now.saturating_sub(*started));
+        let done = !matches!(status, toolshed::bindings::TaskStatus::Pending | toolshed::bindings::TaskStatus::Running);
+        Ok(Task {
+            id: id.to_string(),
+            status,
+            message: if done { script.message.clone() } else { None },
+            registry_url: matches!(status, toolshed::bindings::TaskStatus::Completed).then(|| url.clone()),
+        })
     }
 
     async fn chat_updated(&self, cx: &CallContext) {

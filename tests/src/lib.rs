@@ -41,8 +41,8 @@ mod script;
 pub use env::{EPOCH_MS, OutputExt, TestEnv, harness_policy, plugin, runtime, shared};
 pub use fake::{FakeBackend, INACTIVE_DISCONNECT_MS, default_context};
 pub use record::{Call, Recorder};
-pub use script::{AgentSpec, BuildPlan, ConnectScript, Heartbeat, JobScript};
+pub use script::{AgentSpec, BuildPlan, ConnectScript, Heartbeat, JobScript, TaskScript};
 pub use toolshed::bindings::{
-    ApiError, ControlError, JobStatus, LifecycleState, ParameterOption, QueryError, TemplateParameter, Transition,
-    Validation,
+    ApiError, ApiFailure, ControlError, JobStatus, LifecycleState, ParameterOption, PlatformError, QueryError,
+    TaskStatus, TemplateParameter, Transition, Validation,
 };

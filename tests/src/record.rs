@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use toolshed::CallContext;
-use toolshed::bindings::{ChatBinding, CreateBuildRequest, CreateWorkspaceRequest};
+use toolshed::bindings::{ChatBinding, CreateBuildRequest, CreateWorkspaceRequest, ProvisionRequest};
 
 /// One call a plugin made that changes something or signals the front end.
 #[derive(Debug, Clone)]
@@ -20,6 +20,10 @@ pub enum Call {
     ChatUpdated,
     /// events.progress
     Progress(String),
+    /// registry.start-provisioning
+    Provision(ProvisionRequest),
+    /// registry.get-task, with the task id
+    PollTask(String),
 }
 
 /// Every recorded call, with the chat that made it.
@@ -51,6 +55,11 @@ impl Recorder {
     /// The create-build requests made.
     pub fn builds(&self) -> Vec<CreateBuildRequest> {
         self.calls().into_iter().filter_map(|(_, c)| if let Call::CreateBuild(r) = c { Some(r) } else { None }).collect()
+    }
+
+    /// The registry provisioning requests made.
+    pub fn provisions(&self) -> Vec<ProvisionRequest> {
+        self.calls().into_iter().filter_map(|(_, c)| if let Call::Provision(r) = c { Some(r) } else { None }).collect()
     }
 
     /// How many connection attempts were made.

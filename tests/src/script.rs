@@ -1,6 +1,6 @@
 //! Scripts: how jobs and agents behave over virtual time.
 
-use toolshed::bindings::{JobStatus, LifecycleState};
+use toolshed::bindings::{JobStatus, LifecycleState, TaskStatus};
 
 /// A provisioner job's statuses over time, from the moment it is created.
 #[derive(Debug, Clone)]
@@ -158,5 +158,36 @@ impl BuildPlan {
     pub fn agents(mut self, agents: Vec<AgentSpec>) -> Self {
         self.agents = agents;
         self
+    }
+}
+
+/// A registry provisioning task's statuses over time, from its start.
+#[derive(Debug, Clone)]
+pub struct TaskScript {
+    /// `(milliseconds after the start, status from then on)`, in order.
+    pub steps: Vec<(u64, TaskStatus)>,
+    /// The platform's note once the task ends.
+    pub message: Option<String>,
+}
+
+impl TaskScript {
+    /// Pending, running, then completed after `ms`.
+    pub fn completes_after(ms: u64) -> Self {
+        Self { steps: vec![(0, TaskStatus::Pending), (ms / 3, TaskStatus::Running), (ms, TaskStatus::Completed)], message: None }
+    }
+
+    /// Running, then `status` after `ms`, with the platform's `message`.
+    pub fn ends_after(ms: u64, status: TaskStatus, message: Option<&str>) -> Self {
+        Self { steps: vec![(0, TaskStatus::Running), (ms, status)], message: message.map(str::to_string) }
+    }
+
+    /// Running forever.
+    pub fn never_finishes() -> Self {
+        Self { steps: vec![(0, TaskStatus::Running)], message: None }
+    }
+
+    /// The status `elapsed_ms` after the start.
+    pub fn status_at(&self, elapsed_ms: u64) -> TaskStatus {
+        self.steps.iter().take_while(|(at, _)| *at <= elapsed_ms).last().map_or(TaskStatus::Pending, |(_, s)| *s)
     }
 }

@@ -21,7 +21,7 @@ mod component;
 /// Types generated from the WIT contract, shared by the logic and the adapter.
 pub mod wit {
     wit_bindgen::generate!({
-        path: ["../../wit/runtime", "../../wit/infra", "../../wit/tools"],
+        path: ["../../wit/runtime", "../../wit/infra", "../../wit/platform", "../../wit/tools"],
         world: "toolshed:tools/workspace-plugin@0.1.0",
         generate_all,
     });

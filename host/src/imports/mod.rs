@@ -14,6 +14,7 @@ macro_rules! import {
 }
 
 mod infra;
+mod platform;
 mod runtime;
 
 use wasmtime::component::{HasSelf, Linker};

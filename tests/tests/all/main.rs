@@ -12,6 +12,7 @@ mod fuzz;
 mod list_templates;
 mod manual_update;
 mod policy;
+mod provision_registry;
 mod read_template;
 mod sandbox;
 mod schema;

@@ -6,8 +6,9 @@ use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
 use toolshed_harness::shared;
 
+/// Every tool of every built-in plugin.
 fn tools() -> Vec<std::sync::Arc<toolshed::Tool>> {
-    shared().1.tools.clone()
+    toolshed::builtin::all().into_iter().flat_map(|(name, bytes)| toolshed_harness::plugin(name, bytes).tools.clone()).collect()
 }
 
 /// Every property of every object in `schema` has a description.
@@ -37,8 +38,8 @@ fn undescribed(schema: &Value, path: &str, missing: &mut Vec<String>) {
 }
 
 #[test]
-fn the_plugin_exports_the_five_workspace_tools() {
-    let mut names: Vec<String> = tools().iter().map(|t| t.name.clone()).collect();
+fn the_workspace_plugin_exports_the_five_workspace_tools() {
+    let mut names: Vec<String> = shared().1.tools.iter().map(|t| t.name.clone()).collect();
     names.sort();
     assert_eq!(names, ["create_workspace", "list_templates", "read_template", "start_workspace", "stop_workspace"]);
 }
@@ -87,6 +88,8 @@ fn arbitrary_json() -> impl Strategy<Value = Value> {
         Just("parameters".to_string()),
         Just("query".to_string()),
         Just("page".to_string()),
+        Just("project_id".to_string()),
+        Just("provider".to_string()),
         "[a-z_]{1,6}",
     ];
     let leaf = prop_oneof![

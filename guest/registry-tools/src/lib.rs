@@ -1,0 +1,21 @@
+//! The `provision_registry` tool: provisions a container registry on the
+//! deployment platform and waits for it on the host clock.
+//!
+//! The logic is written against [`Platform`], so it also compiles natively;
+//! `component.rs` adapts it to the WIT imports.
+
+mod provision;
+
+#[cfg(target_arch = "wasm32")]
+mod component;
+
+/// Types generated from the WIT contract.
+pub mod wit {
+    wit_bindgen::generate!({
+        path: ["../../wit/runtime", "../../wit/infra", "../../wit/platform", "../../wit/tools"],
+        world: "toolshed:tools/registry-plugin@0.1.0",
+        generate_all,
+    });
+}
+
+pub use provision::{Platform, provision_registry, sanitize_name};

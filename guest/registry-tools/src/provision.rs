@@ -1,0 +1,216 @@
+//! SPEC 4.8: provision_registry.
+
+use crate::wit::exports::toolshed::tools::registry_tools::{ProvisionRegistryArgs, ProvisionRegistryResult, ToolError};
+use crate::wit::toolshed::platform::registry::{PlatformError, ProvisionRequest, Task, TaskStatus};
+use crate::wit::toolshed::tools::types::ErrorCategory;
+
+/// How often a provisioning task is polled.
+pub const POLL_INTERVAL_MS: u64 = 3_000;
+/// How long provisioning may take before the wait gives up.
+pub const WAIT_LIMIT_MS: u64 = 300_000;
+
+const PROVIDERS: [&str; 2] = ["gcp", "hetzner"];
+
+/// What the tool needs from its host.
+pub trait Platform {
+    /// Milliseconds since the Unix epoch on the host clock.
+    fn now(&self) -> u64;
+    /// Waits `ms` milliseconds of host time.
+    fn sleep(&self, ms: u64);
+    /// Reports progress on the wait.
+    fn progress(&self, message: &str);
+    /// Starts provisioning.
+    fn start(&self, request: &ProvisionRequest) -> Result<Task, PlatformError>;
+    /// Reads a task.
+    fn task(&self, id: &str) -> Result<Task, PlatformError>;
+}
+
+fn recoverable(category: ErrorCategory) -> bool {
+    matches!(
+        category,
+        ErrorCategory::FileNotFound
+            | ErrorCategory::ValidationFailed
+            | ErrorCategory::Timeout
+            | ErrorCategory::NetworkError
+            | ErrorCategory::ResourceUnavailable
+            | ErrorCategory::UserCancelled
+    )
+}
+
+fn error(category: ErrorCategory, code: &str, message: impl Into<String>, suggestions: &[&str]) -> ToolError {
+    ToolError {
+        error: message.into(),
+        category,
+        code: code.to_string(),
+        recoverable: recoverable(category),
+        suggestions: (!suggestions.is_empty()).then(|| suggestions.iter().map(|s| s.to_string()).collect()),
+        build_id: None,
+        template_id: None,
+        detail: None,
+        validations: None,
+        task_id: None,
+    }
+}
+
+/// The registry name to use: "main" by default; otherwise lower-cased, with
+/// anything but letters, digits and dashes turned into dashes, and no
+/// leading or trailing dashes.
+pub fn sanitize_name(name: Option<&str>) -> String {
+    let cleaned: String = name
+        .unwrap_or_default()
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' { c } else { '-' })
+        .collect();
+    let cleaned = cleaned.trim_matches('-');
+    if cleaned.is_empty() { "main".to_string() } else { cleaned.to_string() }
+}
+
+fn validate(args: &ProvisionRegistryArgs) -> Result<(), ToolError> {
+    if args.project_id.trim().is_empty() {
+        return Err(error(ErrorCategory::ValidationFailed, "PROJECT_ID_REQUIRED", "project_id is required", &[
+            "Pass the id of the project the registry belongs to as project_id.",
+        ]));
+    }
+    if args.cluster_id.trim().is_empty() {
+        return Err(error(ErrorCategory::ValidationFailed, "CLUSTER_ID_REQUIRED", "cluster_id is required", &[
+            "Pass the id of the cluster that will pull from the registry as cluster_id.",
+        ]));
+    }
+    if !PROVIDERS.contains(&args.provider.as_str()) {
+        return Err(error(
+            ErrorCategory::ValidationFailed,
+            "UNKNOWN_PROVIDER",
+            format!("unknown provider {:?}: use \"gcp\" or \"hetzner\"", args.provider),
+            &["Set provider to \"gcp\" or \"hetzner\"."],
+        ));
+    }
+    if args.provider == "gcp" && args.gcp_project_id.as_deref().is_none_or(|p| p.trim().is_empty()) {
+        return Err(error(
+            ErrorCategory::ValidationFailed,
+            "GCP_PROJECT_ID_REQUIRED",
+            "gcp_project_id is required when provider is \"gcp\"",
+            &["Pass the GCP project to create the registry in as gcp_project_id, or use provider \"hetzner\"."],
+        ));
+    }
+    Ok(())
+}
+
+/// A platform error as the model sees it.
+fn platform_error(err: PlatformError, doing: &str) -> ToolError {
+    match err {
+        PlatformError::Unauthorized(m) => error(ErrorCategory::PermissionDenied, "UNAUTHORIZED", format!("{doing}: not authorized: {m}"), &[
+            "Check the platform credentials this host uses.",
+        ]),
+        PlatformError::Forbidden(m) => error(ErrorCategory::PermissionDenied, "FORBIDDEN", format!("{doing}: forbidden: {m}"), &[
+            "Ask an owner of the project for permission to create registries.",
+        ]),
+        PlatformError::NotFound(m) => error(ErrorCategory::ResourceUnavailable, "NOT_FOUND", format!("{doing}: not found: {m}"), &[
+            "Check project_id and cluster_id.",
+        ]),
+        PlatformError::RateLimited(m) => error(ErrorCategory::ResourceUnavailable, "RATE_LIMITED", format!("{doing}: rate limited: {m}"), &[
+            "Wait a minute, then call provision_registry again.",
+        ]),
+        PlatformError::Connection(m) => error(ErrorCategory::NetworkError, "CONNECTION_FAILED", format!("{doing}: cannot reach the platform: {m}"), &[
+            "Call provision_registry again; the platform may be briefly unreachable.",
+        ]),
+        PlatformError::BadResponse(m) => error(ErrorCategory::InternalError, "BAD_RESPONSE", format!("{doing}: the platform answered something unreadable: {m}"), &[]),
+        PlatformError::Api(api) => error(
+            ErrorCategory::ExternalCommandFailed,
+            "PLATFORM_ERROR",
+            format!("{doing}: the platform failed (status {}): {}", api.status, api.message),
+            &[],
+        ),
+    }
+}
+
+/// Provisions a registry and waits for it, polling every three seconds for
+/// at most five minutes.
+pub fn provision_registry<P: Platform>(host: &P, args: ProvisionRegistryArgs) -> Result<ProvisionRegistryResult, ToolError> {
+    validate(&args)?;
+    let registry_name = sanitize_name(args.registry_name.as_deref());
+    let request = ProvisionRequest {
+        project_id: args.project_id.clone(),
+        cluster_id: args.cluster_id.clone(),
+        cluster_name: args.cluster_name.clone(),
+        provider: args.provider.clone(),
+        region: args.region.clone(),
+        registry_name: registry_name.clone(),
+        gcp_project_id: args.gcp_project_id.clone().filter(|p| !p.is_empty()),
+    };
+    let task = host.start(&request).map_err(|e| platform_error(e, "start provisioning"))?;
+    let task_id = task.id.clone();
+    let deadline = host.now().saturating_add(WAIT_LIMIT_MS);
+    loop {
+        let task = host.task(&task_id).map_err(|e| {
+            let mut err = platform_error(e, "check provisioning");
+            err.category = ErrorCategory::NetworkError;
+            err.recoverable = true;
+            err.task_id = Some(task_id.clone());
+            err
+        })?;
+        match task.status {
+            TaskStatus::Completed => {
+                let registry_url = task.registry_url.unwrap_or_default();
+                return Ok(ProvisionRegistryResult {
+                    success: true,
+                    task_id,
+                    message: format!("Registry {registry_name} is ready at {registry_url}."),
+                    next_steps: vec![
+                        format!("Tag images as {registry_url}/<image>:<tag> and push them."),
+                        format!("Cluster {} can now pull from {registry_url}.", args.cluster_name),
+                    ],
+                    registry_name,
+                    region: args.region,
+                    provider: args.provider,
+                    registry_url,
+                    status: "completed".into(),
+                });
+            }
+            TaskStatus::Failed => {
+                let reason = task.message.filter(|m| !m.is_empty()).unwrap_or_else(|| "Unknown error".into());
+                let mut err = error(ErrorCategory::ExternalCommandFailed, "PROVISIONING_FAILED", format!("provisioning failed: {reason}"), &[]);
+                err.task_id = Some(task_id);
+                return Err(err);
+            }
+            TaskStatus::Cancelled => {
+                let mut err = error(ErrorCategory::UserCancelled, "PROVISIONING_CANCELLED", "provisioning was cancelled", &[
+                    "Call provision_registry again if the registry is still wanted.",
+                ]);
+                err.task_id = Some(task_id);
+                return Err(err);
+            }
+            TaskStatus::Pending | TaskStatus::Running => {}
+        }
+        if host.now() >= deadline {
+            let mut err = error(
+                ErrorCategory::Timeout,
+                "PROVISIONING_TIMEOUT",
+                format!(
+                    "provisioning task {task_id} did not finish within {} seconds; it may still finish",
+                    WAIT_LIMIT_MS / 1_000
+                ),
+                &["Check again later: the registry may still become ready."],
+            );
+            err.task_id = Some(task_id);
+            return Err(err);
+        }
+        host.progress(&format!("registry {registry_name}: provisioning"));
+        host.sleep(POLL_INTERVAL_MS);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize_name;
+
+    #[test]
+    fn names_are_sanitised() {
+        assert_eq!(sanitize_name(Some("My Registry")), "my-registry");
+        assert_eq!(sanitize_name(Some("test_name")), "test-name");
+        assert_eq!(sanitize_name(Some("--test--")), "test");
+        assert_eq!(sanitize_name(Some("MAIN")), "main");
+        assert_eq!(sanitize_name(None), "main");
+        assert_eq!(sanitize_name(Some("")), "main");
+    }
+}
