@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod backend;
+pub mod bench;
 #[allow(missing_docs)] // generated from the WIT, whose docs it carries
 pub mod bindings;
 pub mod engine;

@@ -19,12 +19,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measures the runtime against the native baseline and prints the figures.
+    Bench {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Small counts and short waits: checks the benchmarks run, measures little.
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Tools { json } => list_tools(json),
+        Command::Bench { json, quick } => {
+            let report = toolshed::bench::run(toolshed::bench::BenchOptions { quick })?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+            Ok(())
+        }
     }
 }
 

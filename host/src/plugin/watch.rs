@@ -12,7 +12,7 @@ use crate::Toolshed;
 
 /// How long a file must be quiet before it is loaded, so a half-written
 /// file is not compiled.
-pub const DEBOUNCE: Duration = Duration::from_millis(200);
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// The plugin name of a file: its stem, for `.wasm` files only.
 pub fn plugin_name(path: &Path) -> Option<String> {
