@@ -15,7 +15,7 @@ use crate::backend::{Backend, CallContext, Clock, NullBackend, SystemClock};
 use crate::error::{Category, HostError};
 use crate::locks::LockTable;
 use crate::plugin::{LoadError, Plugin, Tool};
-use crate::reflect::val_to_json;
+use crate::reflect::{json_size_estimate, val_to_json};
 use crate::runtime::Runtime;
 use crate::sandbox::{self, Limit};
 use crate::state::{CallState, Shared};
@@ -256,16 +256,16 @@ impl Toolshed {
                 }
             }
         };
-        self.call_on(&generation, cx, tool, &arguments).await
+        self.call_on(&generation, cx, tool, &arguments, false).await
     }
 
     /// Calls `tool` with `arguments`, a JSON value.
     pub async fn call_value(&self, cx: &CallContext, tool: &str, arguments: &Value) -> ToolOutput {
         let generation = self.current.load_full();
-        self.call_on(&generation, cx, tool, arguments).await
+        self.call_on(&generation, cx, tool, arguments, true).await
     }
 
-    async fn call_on(&self, generation: &Generation, cx: &CallContext, tool: &str, arguments: &Value) -> ToolOutput {
+    async fn call_on(&self, generation: &Generation, cx: &CallContext, tool: &str, arguments: &Value, check_size: bool) -> ToolOutput {
         let Some((tool, plugin)) = generation.tools.get(tool) else {
             return ToolOutput::error(
                 HostError::new(Category::ValidationFailed, "UNKNOWN_TOOL", format!("there is no tool named {tool:?}"))
@@ -273,7 +273,7 @@ impl Toolshed {
             );
         };
         let limits = &plugin.policy.limits;
-        if serde_json::to_string(arguments).map_or(0, |s| s.len()) > limits.max_argument_bytes {
+        if check_size && serde_json::to_string(arguments).map_or(0, |s| s.len()) > limits.max_argument_bytes {
             return ToolOutput::error(Limit::ArgumentSize.error(&plugin.name, &tool.name, limits));
         }
         let params = match tool.parameters(arguments) {
@@ -317,6 +317,12 @@ impl Toolshed {
                 return Err(sandbox::trap_error(&plugin.name, &tool.name, limits, hit, &e));
             }
         };
+        // Check the size before rendering, so a huge result is never copied twice.
+        if results.iter().map(json_size_estimate).sum::<usize>() > limits.max_result_bytes
+            && results.iter().map(|v| exact_size(v, tool)).sum::<usize>() > limits.max_result_bytes
+        {
+            return Err(Limit::ResultSize.error(&plugin.name, &tool.name, limits));
+        }
         let output = match results.first() {
             Some(Val::Result(Ok(value))) => ToolOutput {
                 is_error: false,
@@ -335,9 +341,15 @@ impl Toolshed {
             Some(other) => ToolOutput { is_error: false, value: tool.ok.as_ref().map_or(Value::Null, |ty| val_to_json(other, ty)) },
             None => ToolOutput { is_error: false, value: Value::Object(Default::default()) },
         };
-        if serde_json::to_string(&output.value).map_or(0, |s| s.len()) > limits.max_result_bytes {
-            return Err(Limit::ResultSize.error(&plugin.name, &tool.name, limits));
-        }
         Ok(output)
     }
+}
+
+/// The exact JSON size of a result, for results the estimate puts near the limit.
+fn exact_size(val: &Val, tool: &Tool) -> usize {
+    let rendered = match (val, &tool.ok, &tool.err) {
+        (Val::Result(Ok(Some(v))), Some(ty), _) | (Val::Result(Err(Some(v))), _, Some(ty)) => val_to_json(v, ty),
+        _ => return json_size_estimate(val),
+    };
+    serde_json::to_string(&rendered).map_or(usize::MAX, |s| s.len())
 }

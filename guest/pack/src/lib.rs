@@ -95,7 +95,7 @@ pub fn build_plugin(workspace: &Path, target_dir: &Path, out_dir: &Path, guest: 
         .arg(format!("--features={}", guest.features.join(",")))
         .env("CARGO_PROFILE_RELEASE_DEBUG", "false")
         .env("CARGO_PROFILE_RELEASE_STRIP", "debuginfo")
-        .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "s");
+        .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "3");
     for name in PARENT_ONLY_ENV {
         command.env_remove(name);
     }

@@ -195,18 +195,22 @@ pub fn concurrency(n: usize, build_ms: u64) -> anyhow::Result<(f64, f64, f64)> {
         let calls: Vec<_> = (0..n)
             .map(|i| {
                 let (host, arguments) = (host.clone(), arguments.clone());
-                tokio::spawn(async move { host.call(&context(i), "create_workspace", &arguments).await.is_error })
+                tokio::spawn(async move { host.call(&context(i), "create_workspace", &arguments).await })
             })
             .collect();
-        let mut failures = 0;
+        let mut failures = (0, None);
         for call in calls {
-            failures += usize::from(call.await.unwrap_or(true));
+            match call.await {
+                Ok(out) if !out.is_error => {}
+                Ok(out) => failures = (failures.0 + 1, failures.1.or(Some(out.value.to_string()))),
+                Err(e) => failures = (failures.0 + 1, failures.1.or(Some(e.to_string()))),
+            }
         }
         failures
     });
     let wall = started.elapsed().as_secs_f64();
     let peak = memory_kib("VmHWM:");
-    anyhow::ensure!(failures == 0, "{failures} of {n} concurrent calls failed");
+    anyhow::ensure!(failures.0 == 0, "{} of {n} concurrent calls failed, the first with {:?}", failures.0, failures.1);
     Ok((wall, peak / 1024.0, (peak - before) / n as f64))
 }
 

@@ -8,4 +8,4 @@ mod watch;
 pub use cache::{CacheStats, CompiledCache};
 pub use load::{LoadError, Plugin};
 pub use tool::{ArgumentShape, Tool};
-pub use watch::{DEBOUNCE, PluginWatcher, load_dir, plugin_name, watch};
+pub use watch::{PluginWatcher, QUIET, load_dir, plugin_name, watch};

@@ -285,3 +285,23 @@ pub fn val_to_json(val: &Val, ty: &Type) -> Value {
         _ => Value::Null,
     }
 }
+
+/// An upper estimate of the JSON size of `val` in bytes, without rendering
+/// it: string bytes (escapes counted as six), names and punctuation.
+pub fn json_size_estimate(val: &Val) -> usize {
+    match val {
+        Val::String(s) => 2 + s.len() * 6,
+        Val::Char(_) => 8,
+        Val::Bool(_) => 5,
+        Val::List(items) | Val::Tuple(items) => 2 + items.iter().map(|v| json_size_estimate(v) + 1).sum::<usize>(),
+        Val::Record(fields) => 2 + fields.iter().map(|(name, v)| name.len() + 4 + json_size_estimate(v)).sum::<usize>(),
+        Val::Variant(name, payload) => name.len() + 24 + payload.as_deref().map_or(0, json_size_estimate),
+        Val::Enum(name) => name.len() + 2,
+        Val::Option(inner) => inner.as_deref().map_or(4, json_size_estimate),
+        Val::Result(result) => 8 + match result {
+            Ok(v) | Err(v) => v.as_deref().map_or(4, json_size_estimate),
+        },
+        Val::Flags(names) => 2 + names.iter().map(|n| n.len() + 3).sum::<usize>(),
+        _ => 24,
+    }
+}
