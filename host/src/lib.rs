@@ -15,6 +15,7 @@ pub mod engine;
 pub mod error;
 mod host;
 pub mod imports;
+pub mod local;
 pub mod locks;
 pub mod plugin;
 pub mod policy;
