@@ -112,8 +112,13 @@ pub struct Toolshed {
 impl Toolshed {
     /// A host with no plugins yet, answering imports from `backend` on `clock`.
     pub fn new(runtime: Arc<Runtime>, backend: Arc<dyn Backend>, clock: Arc<dyn Clock>) -> Toolshed {
-        let shared = Arc::new(Shared { backend, clock, locks: LockTable::default() });
-        let smoke = Arc::new(Shared { backend: Arc::new(NullBackend), clock: Arc::new(SystemClock), locks: LockTable::default() });
+        let shared = Arc::new(Shared { backend, clock, locks: LockTable::default(), progress: broadcast::channel(256).0 });
+        let smoke = Arc::new(Shared {
+            backend: Arc::new(NullBackend),
+            clock: Arc::new(SystemClock),
+            locks: LockTable::default(),
+            progress: broadcast::channel(1).0,
+        });
         Toolshed {
             runtime,
             shared,
@@ -198,6 +203,11 @@ impl Toolshed {
     /// A stream of tool-list changes, for servers that announce them.
     pub fn subscribe(&self) -> broadcast::Receiver<ToolsChanged> {
         self.changes.subscribe()
+    }
+
+    /// A stream of the progress running calls report.
+    pub fn subscribe_progress(&self) -> broadcast::Receiver<crate::state::Progress> {
+        self.shared.progress.subscribe()
     }
 
     /// A stream of refused plugin versions.

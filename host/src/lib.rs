@@ -17,6 +17,7 @@ mod host;
 pub mod imports;
 pub mod local;
 pub mod locks;
+pub mod mcp;
 pub mod plugin;
 pub mod policy;
 pub mod reflect;

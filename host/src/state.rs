@@ -20,6 +20,17 @@ pub struct Shared {
     pub clock: Arc<dyn Clock>,
     /// The chat-scoped locks.
     pub locks: LockTable,
+    /// Progress reported by running calls, for whoever shows it.
+    pub progress: tokio::sync::broadcast::Sender<Progress>,
+}
+
+/// Progress a call reported while it waits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    /// The chat of the call.
+    pub chat_id: String,
+    /// What the call reported.
+    pub message: String,
 }
 
 /// The data of one call's Store: built fresh for each call, dropped after it.

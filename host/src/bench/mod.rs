@@ -102,7 +102,12 @@ pub fn hosted(runtime: &Arc<Runtime>, plugin: &Arc<Plugin>, templates: usize, bu
 /// Median time of a fresh Store, an instance of `plugin`, and dropping both.
 pub async fn instance_cost(runtime: &Arc<Runtime>, plugin: &Plugin, samples: usize) -> f64 {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let shared = Arc::new(Shared { backend: Arc::new(InstantBackend::new(1, 0, clock.clone())), clock, locks: LockTable::default() });
+    let shared = Arc::new(Shared {
+        backend: Arc::new(InstantBackend::new(1, 0, clock.clone())),
+        clock,
+        locks: LockTable::default(),
+        progress: tokio::sync::broadcast::channel(1).0,
+    });
     let mut times = Vec::with_capacity(samples);
     for _ in 0..samples {
         let started = Instant::now();

@@ -41,6 +41,8 @@ impl events::Host for CallState {
     }
 
     async fn progress(&mut self, message: String) -> wasmtime::Result<()> {
+        // Nobody listening is fine.
+        let _ = self.shared.progress.send(crate::state::Progress { chat_id: self.cx.chat_id.clone(), message: message.clone() });
         import!(self, self.shared.backend.progress(&self.cx, &message).await)
     }
 }

@@ -57,7 +57,8 @@ fn text(e: rusqlite::Error) -> String {
     format!("database: {e}")
 }
 
-pub(crate) fn transition_name(t: Transition) -> &'static str {
+/// The name of a transition in the database.
+pub fn transition_name(t: Transition) -> &'static str {
     match t {
         Transition::Start => "start",
         Transition::Stop => "stop",
@@ -73,7 +74,8 @@ fn transition(name: &str) -> Transition {
     }
 }
 
-pub(crate) fn status_name(s: JobStatus) -> &'static str {
+/// The name of a job status in the database.
+pub fn status_name(s: JobStatus) -> &'static str {
     match s {
         JobStatus::Pending => "pending",
         JobStatus::Running => "running",
@@ -97,7 +99,8 @@ fn status(name: &str) -> JobStatus {
     }
 }
 
-pub(crate) fn lifecycle_name(s: LifecycleState) -> &'static str {
+/// The name of a lifecycle state in the database.
+pub fn lifecycle_name(s: LifecycleState) -> &'static str {
     match s {
         LifecycleState::Created => "created",
         LifecycleState::Starting => "starting",

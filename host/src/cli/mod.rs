@@ -1,0 +1,313 @@
+//! The `toolshed` command line.
+
+pub mod demo;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+use toolshed::local::{LocalBackend, LocalConfig, LocalEvent, local_context};
+use toolshed::plugin::PluginWatcher;
+use toolshed::{Policy, Runtime, SystemClock, ToolOutput, Toolshed};
+
+/// A sandboxed WebAssembly host for agent tools.
+#[derive(Parser)]
+#[command(name = "toolshed", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Args, Clone)]
+pub struct Global {
+    /// Where the local backend keeps its state (default: ~/.local/share/toolshed).
+    #[arg(long, global = true, env = "TOOLSHED_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Load plugins from this directory, and reload them when they change,
+    /// instead of the built-in ones.
+    #[arg(long, global = true)]
+    pub plugins: Option<PathBuf>,
+    /// The policy file: grants and limits per plugin (default: built in).
+    #[arg(long, global = true)]
+    pub policy: Option<PathBuf>,
+}
+
+/// What to do.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Lists the tools with their JSON schemas.
+    Tools {
+        /// Print one JSON document instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Calls a tool, showing progress while it waits.
+    Call {
+        /// The tool, such as list_templates.
+        tool: String,
+        /// Its arguments, a JSON object.
+        #[arg(default_value = "{}")]
+        arguments: String,
+        /// The chat the call belongs to.
+        #[arg(long, default_value = "cli")]
+        chat: String,
+    },
+    /// Serves the tools over MCP on stdin and stdout.
+    Serve {
+        /// The chat of this session (default: a new one).
+        #[arg(long)]
+        chat: Option<String>,
+    },
+    /// Plays an agent's conversation against a fresh local backend.
+    Demo,
+    /// Manages templates.
+    #[command(subcommand)]
+    Template(TemplateCommand),
+    /// Lists the workspaces and the chats they are bound to.
+    Workspaces,
+    /// Prints a build's log.
+    Logs {
+        /// The build id.
+        build: String,
+    },
+    /// Lists the loaded plugins, their versions and policy.
+    Plugins,
+    /// Measures the runtime against the native baseline and prints the figures.
+    Bench {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Small counts and short waits: checks the benchmarks run, measures little.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Runs a workspace agent (started by the local backend).
+    #[command(hide = true)]
+    Agent {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        agent_id: String,
+        #[arg(long)]
+        socket: PathBuf,
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        script: String,
+    },
+}
+
+/// Template commands.
+#[derive(Subcommand)]
+pub enum TemplateCommand {
+    /// Adds the template in DIR (its template.toml) as a new active version.
+    Push {
+        /// The template directory.
+        dir: PathBuf,
+    },
+    /// Lists the templates.
+    List,
+}
+
+/// A host over the local backend, with plugins loaded.
+pub struct App {
+    /// The local backend.
+    pub backend: Arc<LocalBackend>,
+    /// The host.
+    pub host: Arc<Toolshed>,
+    _watch: Option<PluginWatcher>,
+}
+
+impl App {
+    /// Opens the local backend in the data directory and loads the plugins.
+    pub async fn open(global: &Global) -> anyhow::Result<App> {
+        let data_dir = global.data_dir.clone().unwrap_or_else(LocalConfig::default_data_dir);
+        let policy = match &global.policy {
+            Some(path) => Policy::from_file(path)?,
+            None => Policy::builtin(),
+        };
+        let runtime = Arc::new(Runtime::builder().policy(policy).cache_dir(data_dir.join("compiled")).build()?);
+        let backend = LocalBackend::open(LocalConfig { data_dir, agent_program: std::env::current_exe()? })?;
+        let host = Arc::new(Toolshed::new(runtime, backend.clone(), Arc::new(SystemClock)));
+        let watch = match &global.plugins {
+            Some(dir) => {
+                for (path, reason) in toolshed::plugin::load_dir(&host, dir).await? {
+                    eprintln!("warning: {} was not loaded: {reason}", path.display());
+                }
+                Some(toolshed::plugin::watch(host.clone(), dir)?)
+            }
+            None => {
+                for (name, bytes) in toolshed::builtin::all() {
+                    host.install(name, bytes.to_vec()).await?;
+                }
+                None
+            }
+        };
+        Ok(App { backend, host, _watch: watch })
+    }
+
+    /// Calls a tool, showing the progress it reports and its builds' output.
+    pub async fn call(&self, chat: &str, tool: &str, arguments: &str, show_progress: bool) -> ToolOutput {
+        let spinner = show_progress.then(|| {
+            let spinner = ProgressBar::new_spinner();
+            spinner.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("a valid template"));
+            spinner.enable_steady_tick(Duration::from_millis(120));
+            spinner.set_message(format!("{tool}"));
+            spinner
+        });
+        let mut events = self.backend.subscribe();
+        let mut progress = self.host.subscribe_progress();
+        let cx = local_context(chat);
+        let call = self.host.call(&cx, tool, arguments);
+        tokio::pin!(call);
+        loop {
+            tokio::select! {
+                out = &mut call => {
+                    if let Some(spinner) = spinner {
+                        spinner.finish_and_clear();
+                    }
+                    return out;
+                }
+                Ok(event) = events.recv() => {
+                    if let (Some(spinner), LocalEvent::Build { line, .. }) = (&spinner, event) {
+                        spinner.println(format!("  | {line}"));
+                    }
+                }
+                Ok(event) = progress.recv() => {
+                    if let Some(spinner) = &spinner {
+                        spinner.set_message(event.message);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs the command.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Tools { json } => {
+            let app = App::open(&cli.global).await?;
+            print_tools(&app.host, json)?;
+        }
+        Command::Call { tool, arguments, chat } => {
+            let app = App::open(&cli.global).await?;
+            let out = app.call(&chat, &tool, &arguments, std::io::IsTerminal::is_terminal(&std::io::stderr())).await;
+            println!("{}", serde_json::to_string_pretty(&out.value)?);
+            return Ok(i32::from(out.is_error));
+        }
+        Command::Serve { chat } => {
+            let app = App::open(&cli.global).await?;
+            let chat = chat.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            toolshed::mcp::McpServer::new(app.host.clone(), local_context(&chat)).serve_stdio().await?;
+        }
+        Command::Demo => {
+            let transcript = demo::run(cli.global.data_dir.clone(), &mut std::io::stdout()).await?;
+            let last = transcript.last().map(|output| output.is_error);
+            return Ok(i32::from(last != Some(false)));
+        }
+        Command::Template(TemplateCommand::Push { dir }) => {
+            let app = App::open(&cli.global).await?;
+            let pushed = app.backend.push_template(&dir)?;
+            println!("template {} version {} ({}) is now active", pushed.template_id, pushed.number, pushed.version_id);
+        }
+        Command::Template(TemplateCommand::List) => {
+            let app = App::open(&cli.global).await?;
+            for t in app.backend.store().templates().map_err(anyhow::Error::msg)? {
+                println!("{}  {:<20} {}", t.id, t.name, t.description);
+            }
+        }
+        Command::Workspaces => {
+            let app = App::open(&cli.global).await?;
+            let chats = app.backend.store().chats().map_err(anyhow::Error::msg)?;
+            for w in app.backend.store().workspaces().map_err(anyhow::Error::msg)? {
+                let latest = app.backend.store().latest_build(&w.workspace.id).map_err(anyhow::Error::msg)?;
+                let state = latest.map_or("no builds".to_string(), |b| {
+                    format!("{} {} ({})", toolshed::local::store::transition_name(b.build.transition), toolshed::local::store::status_name(b.status), b.build.id)
+                });
+                let bound: Vec<&str> = chats.iter().filter(|(_, ws)| ws.as_deref() == Some(&w.workspace.id)).map(|(c, _)| c.as_str()).collect();
+                println!("{}/{}  {}  chats: {}  {}", w.workspace.owner_name, w.workspace.name, state, bound.join(","), w.dir);
+            }
+        }
+        Command::Logs { build } => {
+            let data_dir = cli.global.data_dir.clone().unwrap_or_else(LocalConfig::default_data_dir);
+            let path = data_dir.join("logs").join(format!("{build}.log"));
+            let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("no log for build {build} ({}): {e}", path.display()))?;
+            print!("{text}");
+        }
+        Command::Plugins => {
+            let app = App::open(&cli.global).await?;
+            for plugin in app.host.plugins() {
+                let grants: Vec<String> = plugin.policy.grants.iter().map(|g| format!("{g:?}")).collect();
+                println!("{}  sha256:{}  tools: {}", plugin.name, &plugin.hash[..16], plugin.tools.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "));
+                println!("    grants: {}", grants.join(", "));
+                println!("    limits: {:?}", plugin.policy.limits);
+            }
+        }
+        Command::Bench { json, quick } => {
+            let report = tokio::task::spawn_blocking(move || toolshed::bench::run(toolshed::bench::BenchOptions { quick })).await??;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+        }
+        Command::Agent { db, agent_id, socket, dir, script } => {
+            toolshed::local::agent::run(toolshed::local::agent::AgentArgs { db, agent_id, socket, dir, script }).await?;
+        }
+    }
+    Ok(0)
+}
+
+fn print_tools(host: &Toolshed, json: bool) -> anyhow::Result<()> {
+    let tools = host.tools();
+    if json {
+        let listing: Vec<Value> = tools
+            .iter()
+            .map(|t| serde_json::json!({ "name": t.name, "plugin": t.plugin, "description": t.description, "inputSchema": t.input_schema, "outputSchema": t.output_schema }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&listing)?);
+        return Ok(());
+    }
+    for tool in &tools {
+        println!("{:<20} {:<16} {}", tool.name, tool.plugin, summary(&tool.description));
+        if let Some(properties) = tool.input_schema["properties"].as_object() {
+            let required = tool.input_schema["required"].as_array().cloned().unwrap_or_default();
+            for (field, schema) in properties {
+                let mark = if required.iter().any(|f| f == field) { "" } else { "?" };
+                println!("    {field}{mark} - {}", summary(schema["description"].as_str().unwrap_or_default()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first sentence of a description.
+fn summary(text: &str) -> &str {
+    match text.find(". ") {
+        Some(end) => &text[..=end],
+        None => text.trim_end(),
+    }
+}
+
+/// Writes the example templates shipped in the binary into `dir`, returning
+/// (v1 dir, v2 dir, broken dir).
+pub fn write_examples(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+    let write = |name: &str, text: &str| -> anyhow::Result<PathBuf> {
+        let path = dir.join(name);
+        std::fs::create_dir_all(&path)?;
+        std::fs::write(path.join("template.toml"), text)?;
+        Ok(path)
+    };
+    Ok((
+        write("python-dev", include_str!("../../templates/python-dev/template.toml"))?,
+        write("python-dev-v2", include_str!("../../templates/python-dev-v2/template.toml"))?,
+        write("broken-build", include_str!("../../templates/broken-build/template.toml"))?,
+    ))
+}

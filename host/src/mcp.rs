@@ -1,0 +1,118 @@
+//! The MCP server: the host's tools for agents, over any rmcp transport.
+//!
+//! `tools/list` comes from the reflected schemas; `tools/call` returns the
+//! result or error object as structured content plus text, with `isError`
+//! for error objects; progress is sent while a call waits when the client
+//! asked for it; a change of the tool list after a hot swap is announced;
+//! a cancelled call's instance is dropped. One session is one chat, unless a
+//! request names another in `_meta.chat_id`.
+
+use std::sync::Arc;
+
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, InitializeResult, ListToolsResult,
+    PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, Tool as McpTool,
+};
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp::{ErrorData as McpError, ServerHandler, ServiceExt};
+use serde_json::Value;
+
+use crate::backend::CallContext;
+use crate::{Tool, Toolshed};
+
+/// Serves a [`Toolshed`]'s tools over MCP.
+#[derive(Clone)]
+pub struct McpServer {
+    host: Arc<Toolshed>,
+    context: CallContext,
+}
+
+impl McpServer {
+    /// A server for `host` whose calls run as `context` (the session's chat).
+    pub fn new(host: Arc<Toolshed>, context: CallContext) -> Self {
+        Self { host, context }
+    }
+
+    /// Serves MCP on stdin and stdout until the client goes away, announcing
+    /// tool-list changes as they happen.
+    ///
+    /// # Errors
+    ///
+    /// When the transport fails.
+    pub async fn serve_stdio(self) -> anyhow::Result<()> {
+        let mut changes = self.host.subscribe();
+        let service = self.serve(rmcp::transport::stdio()).await?;
+        let peer = service.peer().clone();
+        let announcer = tokio::spawn(async move {
+            while changes.recv().await.is_ok() {
+                if peer.notify_tool_list_changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+        service.waiting().await?;
+        announcer.abort();
+        Ok(())
+    }
+}
+
+/// A tool as MCP lists it.
+pub fn mcp_tool(tool: &Tool) -> McpTool {
+    let object = |schema: &Value| Arc::new(schema.as_object().cloned().unwrap_or_default());
+    McpTool::new(tool.name.clone(), tool.description.clone(), object(&tool.input_schema)).with_raw_output_schema(object(&tool.output_schema))
+}
+
+impl ServerHandler for McpServer {
+    fn get_info(&self) -> InitializeResult {
+        InitializeResult::new(ServerCapabilities::builder().enable_tools().enable_tool_list_changed().build())
+            .with_instructions("Tools to find templates and create, start and stop this chat's development workspace.")
+    }
+
+    async fn list_tools(&self, _request: Option<PaginatedRequestParams>, _context: RequestContext<RoleServer>) -> Result<ListToolsResult, McpError> {
+        Ok(ListToolsResult::with_all_items(self.host.tools().iter().map(|t| mcp_tool(t)).collect()))
+    }
+
+    async fn call_tool(&self, request: CallToolRequestParams, context: RequestContext<RoleServer>) -> Result<CallToolResponse, McpError> {
+        let mut cx = self.context.clone();
+        if let Some(chat) = context.meta.get("chat_id").and_then(Value::as_str) {
+            cx.chat_id = chat.to_string();
+        }
+        let arguments = Value::Object(request.arguments.unwrap_or_default());
+
+        // Forward this chat's progress while the call runs, if asked to.
+        let forwarder = context.meta.get_progress_token().map(|token| {
+            let mut progress = self.host.subscribe_progress();
+            let (peer, chat) = (context.peer.clone(), cx.chat_id.clone());
+            tokio::spawn(async move {
+                let mut step = 0.0;
+                while let Ok(event) = progress.recv().await {
+                    if event.chat_id != chat {
+                        continue;
+                    }
+                    step += 1.0;
+                    let note = ProgressNotificationParam::new(token.clone(), step).with_message(event.message);
+                    if peer.notify_progress(note).await.is_err() {
+                        break;
+                    }
+                }
+            })
+        });
+
+        let call = self.host.call_value(&cx, &request.name, &arguments);
+        let outcome = tokio::select! {
+            out = call => Some(out),
+            // Dropping the call drops its store: the instance ends here.
+            _ = context.ct.cancelled() => None,
+        };
+        if let Some(forwarder) = forwarder {
+            forwarder.abort();
+        }
+        let Some(out) = outcome else {
+            return Err(McpError::internal_error("the call was cancelled", None));
+        };
+        let text = serde_json::to_string_pretty(&out.value).unwrap_or_default();
+        let mut result = if out.is_error { CallToolResult::error(vec![ContentBlock::text(text)]) } else { CallToolResult::success(vec![ContentBlock::text(text)]) };
+        result.structured_content = Some(out.value);
+        Ok(result.into())
+    }
+}
