@@ -35,7 +35,7 @@ pub mod builtin {
     }
 }
 
-pub use backend::{Backend, CallContext, Clock, NullBackend, SystemClock, TokioClock};
+pub use backend::{Backend, CallContext, Clock, NullBackend, ScaledClock, SystemClock, TokioClock};
 pub use host::{PluginRefused, Stats, ToolOutput, Toolshed, ToolsChanged};
 pub use policy::{Limits, Policy};
 pub use runtime::{Runtime, RuntimeBuilder};

@@ -79,24 +79,37 @@ impl Provisioner {
         }
         let mut child = command.spawn().map_err(|e| format!("start the build script: {e}"))?;
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
-        let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
-        for stream in [stdout.map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>), stderr.map(|s| Box::new(s) as _)].into_iter().flatten() {
+        // Lines of both streams, tagged with whether they came from stderr.
+        let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<(bool, String)>();
+        let streams = [
+            (false, stdout.map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>)),
+            (true, stderr.map(|s| Box::new(s) as _)),
+        ];
+        for (is_stderr, stream) in streams {
+            let Some(stream) = stream else { continue };
             let tx = lines_tx.clone();
             tokio::spawn(async move {
                 let mut reader = BufReader::new(stream).lines();
                 while let Ok(Some(line)) = reader.next_line().await {
-                    let _ = tx.send(line);
+                    let _ = tx.send((is_stderr, line));
                 }
             });
         }
         drop(lines_tx);
-        let mut last = String::new();
-        while let Some(line) = lines.recv().await {
+        // The reason a script failed is its last error line, else its last line.
+        let (mut last_error, mut last) = (String::new(), String::new());
+        while let Some((is_stderr, line)) = lines.recv().await {
             let _ = log.write_all(format!("{line}\n").as_bytes()).await;
             let _ = self.events.send(LocalEvent::Build { build_id: build.id.clone(), line: line.clone() });
             if !line.trim().is_empty() {
+                if is_stderr {
+                    last_error = line.clone();
+                }
                 last = line;
             }
+        }
+        if !last_error.is_empty() {
+            last = last_error;
         }
         let _ = log.flush().await;
         let status = child.wait().await.map_err(|e| format!("wait for the build script: {e}"))?;

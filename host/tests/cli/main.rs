@@ -1,0 +1,7 @@
+//! The `toolshed` binary and the local backend: real processes, a real
+//! SQLite file, MCP over stdio.
+
+mod demo;
+mod local;
+mod mcp;
+mod support;

@@ -1,0 +1,102 @@
+//! `toolshed serve` driven over stdio by an MCP client.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rmcp::handler::client::ClientHandler;
+use rmcp::model::{CallToolRequestParams, ClientConfig, NumberOrString, ProgressNotificationParam, ProgressToken, RequestMetaObject};
+use rmcp::service::{NotificationContext, RoleClient};
+use rmcp::transport::TokioChildProcess;
+use rmcp::ServiceExt;
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::support::{TOOLSHED, data_dir};
+
+/// Records the notifications the server sends.
+#[derive(Clone, Default)]
+struct Recorder {
+    progress: Arc<Mutex<Vec<String>>>,
+    list_changed: Arc<Notify>,
+}
+
+impl ClientHandler for Recorder {
+    async fn on_progress(&self, params: ProgressNotificationParam, _context: NotificationContext<RoleClient>) {
+        self.progress.lock().unwrap().push(params.message.unwrap_or_default());
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.list_changed.notify_one();
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::default()
+    }
+}
+
+fn distinct(bytes: &[u8]) -> Vec<u8> {
+    use wasm_encoder::ComponentSection;
+    let mut bytes = bytes.to_vec();
+    wasm_encoder::CustomSection { name: "test-nonce".into(), data: b"2".as_slice().into() }.append_to_component(&mut bytes);
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_client_lists_calls_gets_progress_and_hears_of_new_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir(dir.path());
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::write(plugins.join("workspace-tools.wasm"), toolshed::builtin::WORKSPACE_TOOLS).unwrap();
+    std::fs::write(plugins.join("registry-tools.wasm"), toolshed::builtin::REGISTRY_TOOLS).unwrap();
+    let template = {
+        let backend = toolshed::local::LocalBackend::open(toolshed::local::LocalConfig { data_dir: data.clone(), agent_program: TOOLSHED.into() }).unwrap();
+        let (v1, _, _) = write_examples(&dir.path().join("templates"));
+        backend.push_template(&v1).unwrap().template_id
+    };
+
+    let mut command = tokio::process::Command::new(TOOLSHED);
+    command.arg("--data-dir").arg(&data).arg("--plugins").arg(&plugins).arg("serve");
+    let recorder = Recorder::default();
+    let client = recorder.clone().serve(TokioChildProcess::new(command).unwrap()).await.unwrap();
+
+    let tools = client.list_all_tools().await.unwrap();
+    let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["create_workspace", "list_templates", "provision_registry", "read_template", "start_workspace", "stop_workspace"]);
+    assert!(tools.iter().all(|t| t.output_schema.is_some() && t.description.as_deref().is_some_and(|d| !d.is_empty())));
+
+    let listed = client.call_tool(CallToolRequestParams::new("list_templates").with_arguments(json!({}).as_object().unwrap().clone())).await.unwrap();
+    assert_eq!(listed.is_error, Some(false));
+    assert_eq!(listed.structured_content.as_ref().unwrap()["count"], 1);
+
+    let bad = client
+        .call_tool(CallToolRequestParams::new("read_template").with_arguments(json!({ "template_id": "nope" }).as_object().unwrap().clone()))
+        .await
+        .unwrap();
+    assert_eq!(bad.is_error, Some(true));
+    assert_eq!(bad.structured_content.as_ref().unwrap()["code"], "INVALID_TEMPLATE_ID");
+
+    let mut create = CallToolRequestParams::new("create_workspace").with_arguments(json!({ "template_id": template }).as_object().unwrap().clone());
+    let mut meta = RequestMetaObject::default();
+    meta.set_progress_token(ProgressToken(NumberOrString::Number(7)));
+    create.meta = Some(meta);
+    let created = client.call_tool(create).await.unwrap();
+    assert_eq!(created.structured_content.as_ref().unwrap()["created"], true, "{created:?}");
+    let progress = recorder.progress.lock().unwrap().clone();
+    assert!(progress.iter().any(|m| m.contains("build")), "progress while the build ran: {progress:?}");
+
+    std::fs::write(plugins.join("registry-tools.wasm"), distinct(toolshed::builtin::REGISTRY_TOOLS)).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), recorder.list_changed.notified()).await.expect("list_changed within 30 s");
+
+    client.cancel().await.unwrap();
+    let backend = toolshed::local::LocalBackend::open(toolshed::local::LocalConfig { data_dir: data, agent_program: TOOLSHED.into() }).unwrap();
+    backend.stop_all_agents();
+}
+
+fn write_examples(dir: &std::path::Path) -> (std::path::PathBuf, (), ()) {
+    let v1 = dir.join("python-dev");
+    std::fs::create_dir_all(&v1).unwrap();
+    std::fs::write(v1.join("template.toml"), include_str!("../../templates/python-dev/template.toml")).unwrap();
+    (v1, (), ())
+}

@@ -1,0 +1,67 @@
+//! A local backend in a temporary directory, served by a host on a clock
+//! twenty times faster than real time.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+use toolshed::local::{LocalBackend, LocalConfig, local_context};
+use toolshed::{Runtime, ScaledClock, ToolOutput, Toolshed};
+
+/// The `toolshed` binary under test.
+pub const TOOLSHED: &str = env!("CARGO_BIN_EXE_toolshed");
+
+/// A local backend and a host over it.
+pub struct Local {
+    pub dir: tempfile::TempDir,
+    pub backend: Arc<LocalBackend>,
+    pub host: Arc<Toolshed>,
+}
+
+impl Local {
+    /// A fresh backend with the built-in plugins.
+    pub async fn new() -> Local {
+        let dir = tempfile::tempdir().unwrap();
+        Self::open(dir).await
+    }
+
+    /// A backend over an existing data directory, as a restarted host would open it.
+    pub async fn open(dir: tempfile::TempDir) -> Local {
+        let backend = LocalBackend::open(LocalConfig { data_dir: data_dir(dir.path()), agent_program: TOOLSHED.into() }).unwrap();
+        let runtime = Arc::new(Runtime::builder().concurrent_calls(16).build().unwrap());
+        let host = Arc::new(Toolshed::new(runtime, backend.clone(), Arc::new(ScaledClock::new(20))));
+        for (name, bytes) in toolshed::builtin::all() {
+            host.install(name, bytes.to_vec()).await.unwrap();
+        }
+        Local { dir, backend, host }
+    }
+
+    /// Writes a template directory with `toml` as its manifest and pushes it.
+    pub fn push(&self, name: &str, toml: &str) -> toolshed::local::PushedTemplate {
+        let template = self.dir.path().join("templates").join(name);
+        std::fs::create_dir_all(&template).unwrap();
+        std::fs::write(template.join("template.toml"), toml).unwrap();
+        self.backend.push_template(&template).unwrap()
+    }
+
+    /// Calls a tool in chat `chat`.
+    pub async fn call(&self, chat: &str, tool: &str, arguments: Value) -> ToolOutput {
+        self.host.call_value(&local_context(chat), tool, &arguments).await
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        self.backend.stop_all_agents();
+    }
+}
+
+/// The data directory inside a test directory.
+pub fn data_dir(root: &Path) -> PathBuf {
+    root.join("data")
+}
+
+/// A template whose build and startup scripts are given.
+pub fn template(name: &str, start: &str, startup: &str, extra: &str) -> String {
+    format!("name = \"{name}\"\nrequire_active_version = true\n{extra}\n[scripts]\nstart = '''\n{start}\n'''\nstartup = '''\n{startup}\n'''\nstop = 'echo stopping'\n")
+}
