@@ -7,13 +7,14 @@
 //! a cancelled call's instance is dropped. One session is one chat, unless a
 //! request names another in `_meta.chat_id`.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, InitializeResult, ListToolsResult,
     PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, Tool as McpTool,
 };
-use rmcp::service::{RequestContext, RoleServer};
+use rmcp::service::{NotificationContext, RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler, ServiceExt};
 use serde_json::Value;
 
@@ -33,26 +34,56 @@ impl McpServer {
         Self { host, context }
     }
 
-    /// Serves MCP on stdin and stdout until the client goes away, announcing
-    /// tool-list changes as they happen.
+    /// Serves MCP on stdin and stdout until the client goes away.
     ///
     /// # Errors
     ///
     /// When the transport fails.
     pub async fn serve_stdio(self) -> anyhow::Result<()> {
-        let mut changes = self.host.subscribe();
-        let service = self.serve(rmcp::transport::stdio()).await?;
-        let peer = service.peer().clone();
-        let announcer = tokio::spawn(async move {
-            while changes.recv().await.is_ok() {
-                if peer.notify_tool_list_changed().await.is_err() {
-                    break;
-                }
-            }
-        });
-        service.waiting().await?;
-        announcer.abort();
+        self.serve(rmcp::transport::stdio()).await?.waiting().await?;
         Ok(())
+    }
+
+    /// Serves MCP over streamable HTTP at `addr` (path `/mcp`), each session
+    /// its own chat. Only loopback addresses are accepted: the tools act on
+    /// the owner's infrastructure and there is no authentication.
+    ///
+    /// # Errors
+    ///
+    /// When `addr` is not loopback or cannot be bound.
+    pub async fn serve_http(host: Arc<Toolshed>, addr: SocketAddr, owner: CallContext) -> anyhow::Result<()> {
+        anyhow::ensure!(addr.ip().is_loopback(), "{addr} is not a loopback address; toolshed serves HTTP on loopback only");
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        tracing::info!("serving MCP on http://{}/mcp", listener.local_addr()?);
+        Self::serve_listener(host, listener, owner).await
+    }
+
+    /// Serves MCP over streamable HTTP on an already bound listener.
+    ///
+    /// # Errors
+    ///
+    /// When accepting connections fails.
+    pub async fn serve_listener(host: Arc<Toolshed>, listener: tokio::net::TcpListener, owner: CallContext) -> anyhow::Result<()> {
+        use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+        use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+        let service = StreamableHttpService::new(
+            move || {
+                let chat = CallContext { chat_id: uuid::Uuid::new_v4().to_string(), ..owner.clone() };
+                Ok(McpServer::new(host.clone(), chat))
+            },
+            Arc::new(LocalSessionManager::default()),
+            StreamableHttpServerConfig::default(),
+        );
+        loop {
+            let (stream, _) = listener.accept().await?;
+            let service = hyper_util::service::TowerToHyperService::new(service.clone());
+            tokio::spawn(async move {
+                let io = hyper_util::rt::TokioIo::new(stream);
+                if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await {
+                    tracing::debug!("MCP HTTP connection: {e}");
+                }
+            });
+        }
     }
 }
 
@@ -66,6 +97,19 @@ impl ServerHandler for McpServer {
     fn get_info(&self) -> InitializeResult {
         InitializeResult::new(ServerCapabilities::builder().enable_tools().enable_tool_list_changed().build())
             .with_instructions("Tools to find templates and create, start and stop this chat's development workspace.")
+    }
+
+    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
+        // Announce tool-list changes to this session for as long as it lasts.
+        let mut changes = self.host.subscribe();
+        let peer = context.peer;
+        tokio::spawn(async move {
+            while changes.recv().await.is_ok() {
+                if peer.notify_tool_list_changed().await.is_err() {
+                    break;
+                }
+            }
+        });
     }
 
     async fn list_tools(&self, _request: Option<PaginatedRequestParams>, _context: RequestContext<RoleServer>) -> Result<ListToolsResult, McpError> {

@@ -58,11 +58,14 @@ pub enum Command {
         #[arg(long, default_value = "cli")]
         chat: String,
     },
-    /// Serves the tools over MCP on stdin and stdout.
+    /// Serves the tools over MCP on stdin and stdout, or over HTTP.
     Serve {
         /// The chat of this session (default: a new one).
         #[arg(long)]
         chat: Option<String>,
+        /// Serve streamable HTTP at this loopback address (path /mcp) instead of stdio.
+        #[arg(long)]
+        http: Option<std::net::SocketAddr>,
     },
     /// Plays an agent's conversation against a fresh local backend.
     Demo,
@@ -202,10 +205,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("{}", serde_json::to_string_pretty(&out.value)?);
             return Ok(i32::from(out.is_error));
         }
-        Command::Serve { chat } => {
+        Command::Serve { chat, http } => {
             let app = App::open(&cli.global).await?;
             let chat = chat.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-            toolshed::mcp::McpServer::new(app.host.clone(), local_context(&chat)).serve_stdio().await?;
+            match http {
+                Some(addr) => toolshed::mcp::McpServer::serve_http(app.host.clone(), addr, local_context(&chat)).await?,
+                None => toolshed::mcp::McpServer::new(app.host.clone(), local_context(&chat)).serve_stdio().await?,
+            }
         }
         Command::Demo => {
             let transcript = demo::run(cli.global.data_dir.clone(), &mut std::io::stdout()).await?;
