@@ -257,6 +257,10 @@ impl FakeBackend {
                 agent.last_connected_at = Some(agent.created_at);
                 agent.disconnected_at = Some(agent.created_at + 1);
             }
+            Heartbeat::Stale => {
+                agent.first_connected_at = Some(agent.created_at);
+                agent.last_connected_at = Some(now.saturating_sub(INACTIVE_DISCONNECT_MS + 1_000));
+            }
             Heartbeat::TimedOut => {
                 agent.connection_timeout_seconds = 1;
                 agent.created_at = now.saturating_sub(60_000);

@@ -54,6 +54,9 @@ pub enum Heartbeat {
     Disconnected,
     /// Never connected and past its connection timeout.
     TimedOut,
+    /// Connected once, with no disconnect recorded, but silent for longer
+    /// than the inactivity limit.
+    Stale,
 }
 
 /// How connection attempts to an agent go.

@@ -89,6 +89,16 @@ async fn a_disconnected_agent_means_a_new_workspace() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_agent_silent_past_the_inactivity_limit_means_a_new_workspace() {
+    let (env, template) = env_with_template();
+    let plan = BuildPlan::job(JobScript::succeeded()).agents(vec![AgentSpec::ready("main").heartbeat(Heartbeat::Stale)]);
+    env.backend.add_workspace(&template, Transition::Start, plan);
+    let out = env.call("create_workspace", json!({ "template_id": template.id })).await;
+    assert_eq!(out.ok()["created"], true);
+    assert_eq!(env.backend.recorder().connects(), 1, "only the new workspace's agent is connected to");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_timed_out_agent_means_a_new_workspace() {
     let (env, template) = env_with_template();
     let plan = BuildPlan::job(JobScript::succeeded()).agents(vec![AgentSpec::ready("main").heartbeat(Heartbeat::TimedOut)]);

@@ -128,3 +128,12 @@ async fn a_call_stopped_by_its_deadline_releases_the_chat_lock() {
     let second = env.call("start_workspace", json!({})).await;
     assert_eq!(second.ok()["started"], true);
 }
+
+/// On real time: the plugin's compute budget is 200 ms, and it waits 600 ms
+/// inside a host import; the budget restarts when the import returns.
+#[tokio::test]
+async fn waiting_in_a_host_import_does_not_count_as_computation() {
+    let env = hostile_env();
+    let out = env.call("patient", json!({ "ms": 600 })).await;
+    assert_eq!(out.ok()["text"], "waited");
+}
