@@ -39,6 +39,7 @@ impl ToolOutput {
 #[derive(Debug, Default)]
 pub struct Stats {
     instances: AtomicU64,
+    live: AtomicU64,
 }
 
 impl Stats {
@@ -46,6 +47,28 @@ impl Stats {
     /// the guest runs creates none.
     pub fn instances(&self) -> u64 {
         self.instances.load(Ordering::Relaxed)
+    }
+
+    /// How many instances exist now: calls running, or not yet dropped.
+    pub fn live(&self) -> u64 {
+        self.live.load(Ordering::Relaxed)
+    }
+}
+
+/// Counts an instance as live until the call's store is dropped, however
+/// the call ends (returned, trapped, timed out or cancelled).
+struct LiveInstance<'a>(&'a AtomicU64);
+
+impl<'a> LiveInstance<'a> {
+    fn new(live: &'a AtomicU64) -> Self {
+        live.fetch_add(1, Ordering::Relaxed);
+        Self(live)
+    }
+}
+
+impl Drop for LiveInstance<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -306,6 +329,8 @@ impl Toolshed {
     async fn run(&self, shared: &Arc<Shared>, cx: &CallContext, tool: &Tool, plugin: &Plugin, params: &[Val]) -> Result<ToolOutput, HostError> {
         let limits = &plugin.policy.limits;
         let state = CallState::new(shared.clone(), cx.clone(), plugin.name.clone(), limits, self.runtime.epoch.clone());
+        // Declared before the store, so it is dropped after it.
+        let _live = LiveInstance::new(&self.stats.live);
         let mut store = Store::new(self.runtime.engine(), state);
         sandbox::arm(&mut store);
 

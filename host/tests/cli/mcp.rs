@@ -156,3 +156,39 @@ async fn http_is_refused_on_a_non_loopback_address() {
     let err = toolshed::mcp::McpServer::serve_http(host, "0.0.0.0:0".parse().unwrap(), toolshed::local::local_context("x")).await.unwrap_err();
     assert!(err.to_string().contains("loopback"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_call_ends_its_instance() {
+    use crate::support::{Local, template};
+    let local = Local::new().await;
+    // The build outlasts the test: only the cancellation can end the call in time.
+    let slow = local.push("slow", &template("slow", "exec sleep 60", "true", ""));
+    let (server_io, client_io) = tokio::io::duplex(1 << 16);
+    let server = toolshed::mcp::McpServer::new(local.host.clone(), toolshed::local::local_context("cancel"));
+    tokio::spawn(async move { server.serve(server_io).await.unwrap().waiting().await });
+    let recorder = Recorder::default();
+    let client = recorder.clone().serve(client_io).await.unwrap();
+
+    let mut create = CallToolRequestParams::new("create_workspace").with_arguments(json!({ "template_id": slow.template_id }).as_object().unwrap().clone());
+    let mut meta = RequestMetaObject::default();
+    meta.set_progress_token(ProgressToken(NumberOrString::Number(1)));
+    create.meta = Some(meta);
+    let request = rmcp::model::ClientRequest::CallToolRequest(rmcp::model::Request::new(create));
+    let handle = client.send_cancellable_request(request, rmcp::service::PeerRequestOptions::no_options()).await.unwrap();
+
+    // Wait until the call is waiting on its build, then cancel it.
+    let waiting = async {
+        while local.host.stats().live() == 0 || recorder.progress.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), waiting).await.expect("the call started waiting");
+    assert_eq!(local.host.stats().live(), 1);
+    handle.cancel(Some("the user changed their mind".into())).await.unwrap();
+    let ended = async {
+        while local.host.stats().live() != 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), ended).await.expect("the instance ended after the cancellation");
+}
