@@ -2,7 +2,7 @@
 
 use crate::wit::exports::toolshed::tools::registry_tools::{ProvisionRegistryArgs, ProvisionRegistryResult, ToolError};
 use crate::wit::toolshed::platform::registry::{PlatformError, ProvisionRequest, Task, TaskStatus};
-use crate::wit::toolshed::tools::types::ErrorCategory;
+use toolshed_guest::types::ErrorCategory;
 
 /// How often a provisioning task is polled.
 pub const POLL_INTERVAL_MS: u64 = 3_000;
@@ -25,31 +25,8 @@ pub trait Platform {
     fn task(&self, id: &str) -> Result<Task, PlatformError>;
 }
 
-fn recoverable(category: ErrorCategory) -> bool {
-    matches!(
-        category,
-        ErrorCategory::FileNotFound
-            | ErrorCategory::ValidationFailed
-            | ErrorCategory::Timeout
-            | ErrorCategory::NetworkError
-            | ErrorCategory::ResourceUnavailable
-            | ErrorCategory::UserCancelled
-    )
-}
-
 fn error(category: ErrorCategory, code: &str, message: impl Into<String>, suggestions: &[&str]) -> ToolError {
-    ToolError {
-        error: message.into(),
-        category,
-        code: code.to_string(),
-        recoverable: recoverable(category),
-        suggestions: (!suggestions.is_empty()).then(|| suggestions.iter().map(|s| s.to_string()).collect()),
-        build_id: None,
-        template_id: None,
-        detail: None,
-        validations: None,
-        task_id: None,
-    }
+    toolshed_guest::suggest(toolshed_guest::error(category, code, message), suggestions)
 }
 
 /// The registry name to use: "main" by default; otherwise lower-cased, with

@@ -3,7 +3,7 @@
 use crate::capabilities::Capabilities;
 use crate::errors::error;
 use crate::wit::toolshed::infra::types::{JobStatus, QueryError};
-use crate::wit::toolshed::tools::types::ErrorCategory;
+use toolshed_guest::types::ErrorCategory;
 use crate::wit::exports::toolshed::tools::workspace_tools::ToolError;
 
 /// How often a build is polled; the first poll is immediate.

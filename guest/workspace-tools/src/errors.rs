@@ -2,36 +2,9 @@
 
 use crate::wit::exports::toolshed::tools::workspace_tools::ToolError;
 use crate::wit::toolshed::infra::types::{ApiError, QueryError};
-use crate::wit::toolshed::tools::types::{ErrorCategory, Validation};
+use toolshed_guest::types::{ErrorCategory, Validation};
 
-/// Whether a retry can help, per category.
-fn recoverable(category: ErrorCategory) -> bool {
-    matches!(
-        category,
-        ErrorCategory::FileNotFound
-            | ErrorCategory::ValidationFailed
-            | ErrorCategory::Timeout
-            | ErrorCategory::NetworkError
-            | ErrorCategory::ResourceUnavailable
-            | ErrorCategory::UserCancelled
-    )
-}
-
-/// A tool error with the given category, code and message.
-pub fn error(category: ErrorCategory, code: &str, message: impl Into<String>) -> ToolError {
-    ToolError {
-        error: message.into(),
-        category,
-        code: code.to_string(),
-        recoverable: recoverable(category),
-        suggestions: None,
-        build_id: None,
-        template_id: None,
-        detail: None,
-        validations: None,
-        task_id: None,
-    }
-}
+pub use toolshed_guest::error;
 
 /// A failed database read, worded for the model.
 pub fn query_failed(what: &str, err: QueryError) -> ToolError {
@@ -120,9 +93,4 @@ mod tests {
         assert!(!is_uuid("123e4567-e89b-12d3-a456-42661417400z"));
     }
 
-    #[test]
-    fn recoverable_follows_the_category() {
-        assert!(error(ErrorCategory::Timeout, "X", "x").recoverable);
-        assert!(!error(ErrorCategory::InternalError, "X", "x").recoverable);
-    }
 }

@@ -17,7 +17,7 @@ use crate::wit::toolshed::infra::db::ChatBinding;
 use crate::wit::toolshed::infra::types::{
     ApiError, Build, ControlError, JobStatus, QueryError, Transition, Workspace,
 };
-use crate::wit::toolshed::tools::types::ErrorCategory;
+use toolshed_guest::types::ErrorCategory;
 
 /// The lock every workspace-changing tool of a chat holds for its whole run.
 const WORKSPACE_LOCK: &str = "chat-workspace";

@@ -7,7 +7,7 @@ use crate::wit::exports::toolshed::tools::workspace_tools::{
     ReadTemplateResult, TemplateDetail, TemplateSummary, ToolError,
 };
 use crate::wit::toolshed::infra::types::{QueryError, Template, TemplateParameter};
-use crate::wit::toolshed::tools::types::ErrorCategory;
+use toolshed_guest::types::ErrorCategory;
 
 const PAGE_SIZE: usize = 10;
 const SUMMARY_DESCRIPTION_CHARS: usize = 200;
