@@ -1,6 +1,7 @@
 //! The `toolshed` binary and the local backend: real processes, a real
 //! SQLite file, MCP over stdio.
 
+mod bench;
 mod demo;
 mod local;
 mod mcp;

@@ -1,0 +1,28 @@
+//! `toolshed bench --json` keeps its promised keys. Figures are not checked
+//! here: timing claims live in the benchmark's own report.
+
+use crate::support::TOOLSHED;
+
+#[test]
+fn bench_json_prints_one_object_with_the_tracked_keys() {
+    let output = std::process::Command::new(TOOLSHED).args(["bench", "--quick", "--json"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    for key in [
+        "instance_us_median",
+        "ratio_list_templates",
+        "ratio_read_template",
+        "ratio_create_workspace",
+        "compile_ms",
+        "cache_load_ms",
+        "peak_rss_mib_1k",
+        "peak_rss_mib_10k",
+        "calls_per_s",
+        "swap_ms",
+        "swap_failed_calls",
+    ] {
+        let value = report[key].as_f64().unwrap_or_else(|| panic!("{key} missing or not a number in {report}"));
+        assert!(value.is_finite() && value >= 0.0, "{key} = {value}");
+    }
+    assert_eq!(report["swap_failed_calls"], 0);
+}
