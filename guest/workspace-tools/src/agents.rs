@@ -120,15 +120,14 @@ pub fn wait_until_ready<C: Capabilities>(host: &C, build_id: &str, phase: Connec
 
 /// Connects to `agent` (per `phase`), then watches its startup scripts.
 pub fn wait_for_agent<C: Capabilities>(host: &C, agent: &Agent, phase: ConnectPhase) -> AgentReport {
-    if phase != ConnectPhase::Skip && host.can_connect() {
-        if let Err(reason) = connect(host, &agent.id, phase) {
+    if phase != ConnectPhase::Skip && host.can_connect()
+        && let Err(reason) = connect(host, &agent.id, phase) {
             return AgentReport {
                 agent_status: Some(AgentStatus::NotReady),
                 agent_error: Some(reason),
                 ..Default::default()
             };
         }
-    }
     watch_lifecycle(host, &agent.id)
 }
 
@@ -137,7 +136,7 @@ fn connect<C: Capabilities>(host: &C, agent_id: &str, phase: ConnectPhase) -> Re
     let deadline = host.now().saturating_add(CONNECT_WAIT_MS);
     loop {
         let remaining = deadline.saturating_sub(host.now());
-        let attempt = match host.connect(agent_id, remaining.min(CONNECT_ATTEMPT_MS).max(1)) {
+        let attempt = match host.connect(agent_id, remaining.clamp(1, CONNECT_ATTEMPT_MS)) {
             Ok(()) => return Ok(()),
             Err(reason) => reason,
         };

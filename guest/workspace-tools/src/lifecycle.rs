@@ -275,15 +275,14 @@ pub fn start_workspace<C: Capabilities>(host: &C, args: StartWorkspaceArgs) -> R
         return Err(failure.into_tool_error("workspace start build failed", &build.id));
     }
     let mut result = started(&workspace, Some(build.id.clone()));
-    if let (Some(before), Some(after)) = (&previous_version, &build.template_version_id) {
-        if before != after {
+    if let (Some(before), Some(after)) = (&previous_version, &build.template_version_id)
+        && before != after {
             result.updated_to_active_version = Some(true);
             result.update_reason = Some("the template has a newer active version, and starts use it".into());
             result.message = Some(format!(
                 "The workspace was updated to the active template version ({after}) while starting."
             ));
         }
-    }
     agents::wait_until_ready(host, &build.id, ConnectPhase::Full).apply_to_start(&mut result);
     host.chat_updated();
     Ok(result)

@@ -161,7 +161,7 @@ impl App {
             let spinner = ProgressBar::new_spinner();
             spinner.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("a valid template"));
             spinner.enable_steady_tick(Duration::from_millis(120));
-            spinner.set_message(format!("{tool}"));
+            spinner.set_message(tool.to_string());
             spinner
         });
         let mut events = self.backend.subscribe();

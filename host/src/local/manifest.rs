@@ -192,11 +192,10 @@ fn invalid(p: &ParameterManifest, value: &str) -> Option<String> {
         let allowed: Vec<&str> = p.options.iter().map(|o| o.value.as_str()).collect();
         return Some(format!("{value:?} is not one of {}", allowed.join(", ")));
     }
-    if let Some(regex) = &p.validation_regex {
-        if regex::Regex::new(regex).is_ok_and(|r| !r.is_match(value)) {
+    if let Some(regex) = &p.validation_regex
+        && regex::Regex::new(regex).is_ok_and(|r| !r.is_match(value)) {
             return Some(format!("{value:?} does not match {regex}"));
         }
-    }
     if p.type_ == "number" {
         let Ok(number) = value.parse::<i64>() else { return Some(format!("{value:?} is not a number")) };
         if p.validation_min.is_some_and(|min| number < min) || p.validation_max.is_some_and(|max| number > max) {

@@ -84,11 +84,10 @@ impl CompiledCache {
         }
         let component = Component::new(engine, wasm)?;
         self.stats.compiled.fetch_add(1, Ordering::Relaxed);
-        if let Some(path) = &path {
-            if let Err(e) = write_entry(&component, path) {
+        if let Some(path) = &path
+            && let Err(e) = write_entry(&component, path) {
                 tracing::warn!(path = %path.display(), "could not write compiled cache entry: {e:#}");
             }
-        }
         Ok(component)
     }
 }

@@ -27,13 +27,12 @@ impl Docs {
     /// object of strings.
     pub fn from_component(bytes: &[u8]) -> anyhow::Result<Docs> {
         for payload in wasmparser::Parser::new(0).parse_all(bytes) {
-            if let wasmparser::Payload::CustomSection(section) = payload? {
-                if section.name() == SECTION {
+            if let wasmparser::Payload::CustomSection(section) = payload?
+                && section.name() == SECTION {
                     let entries: HashMap<String, String> = serde_json::from_slice(section.data())
                         .map_err(|e| anyhow::anyhow!("the {SECTION} section is not a JSON object of strings: {e}"))?;
                     return Ok(Docs { entries });
                 }
-            }
         }
         Ok(Docs::default())
     }

@@ -18,15 +18,14 @@ pub struct UnsupportedType {
 /// `schema` widened to accept `null`, as optional fields do: a client may
 /// send `null` for "not given".
 pub fn nullable(mut schema: Value) -> Value {
-    if let Value::Object(object) = &mut schema {
-        if let Some(Value::String(ty)) = object.get("type").cloned() {
+    if let Value::Object(object) = &mut schema
+        && let Some(Value::String(ty)) = object.get("type").cloned() {
             object.insert("type".into(), json!([ty, "null"]));
             if let Some(Value::Array(values)) = object.get_mut("enum") {
                 values.push(Value::Null);
             }
             return schema;
         }
-    }
     let description = schema.get("description").cloned();
     let mut wrapped = json!({ "anyOf": [schema, { "type": "null" }] });
     if let Some(description) = description {

@@ -224,11 +224,10 @@ pub fn val_to_json(val: &Val, ty: &Type) -> Value {
             Some(value_ty) => {
                 let mut object = Map::new();
                 for item in items {
-                    if let Val::Tuple(pair) = item {
-                        if let [Val::String(key), value] = pair.as_slice() {
+                    if let Val::Tuple(pair) = item
+                        && let [Val::String(key), value] = pair.as_slice() {
                             object.insert(key.clone(), val_to_json(value, &value_ty));
                         }
-                    }
                 }
                 Value::Object(object)
             }

@@ -92,7 +92,7 @@ async fn a_completed_task_returns_the_registry() {
     assert_eq!(out["region"], "fsn1");
     assert_eq!(out["registry_url"], "registry.example.test/proj-1/main");
     assert!(out["task_id"].is_string() && out["message"].is_string());
-    assert!(out["next_steps"].as_array().unwrap().len() >= 1);
+    assert!(!out["next_steps"].as_array().unwrap().is_empty());
     assert_eq!(env.backend.recorder().provisions()[0].gcp_project_id.as_deref(), Some("gp-7"));
 }
 
