@@ -250,10 +250,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Plugins => {
             let app = App::open(&cli.global).await?;
             for plugin in app.host.plugins() {
-                let grants: Vec<String> = plugin.policy.grants.iter().map(|g| format!("{g:?}")).collect();
+                let grants: Vec<String> = plugin.policy.grants.iter().map(ToString::to_string).collect();
                 println!("{}  sha256:{}  tools: {}", plugin.name, &plugin.hash[..16], plugin.tools.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "));
                 println!("    grants: {}", grants.join(", "));
-                println!("    limits: {:?}", plugin.policy.limits);
+                println!("    limits: {}", plugin.policy.limits);
+                if let Some(smoke) = &plugin.policy.smoke {
+                    println!("    smoke call: {} {}", smoke.tool, smoke.arguments);
+                }
             }
         }
         Command::Bench { json, quick } => {

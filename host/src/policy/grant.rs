@@ -46,6 +46,15 @@ impl Grant {
     }
 }
 
+impl std::fmt::Display for Grant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Grant::Interface { package, name } => write!(f, "{package}/{name}"),
+            Grant::Package(package) => write!(f, "{package}/*"),
+        }
+    }
+}
+
 /// Whether `import` is a WASI interface: always linked, deny-by-default.
 pub fn is_wasi(import: &str) -> bool {
     import.starts_with("wasi:")
@@ -64,6 +73,8 @@ mod tests {
         assert!(runtime.allows("toolshed:runtime/clock@0.2.0"));
         assert!(!runtime.allows("toolshed:infra/db@0.1.0"));
         assert!("nonsense".parse::<Grant>().is_err());
+        assert_eq!(db.to_string(), "toolshed:infra/db");
+        assert_eq!(runtime.to_string(), "toolshed:runtime/*");
         assert!(":x/y".parse::<Grant>().is_err());
     }
 }

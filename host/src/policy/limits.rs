@@ -38,6 +38,21 @@ impl Default for Limits {
     }
 }
 
+impl std::fmt::Display for Limits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "memory {} MiB, compute {} ms, deadline {} s, arguments {} KiB, result {} KiB, {} host calls",
+            self.memory_bytes >> 20,
+            self.compute.as_millis(),
+            self.deadline.as_secs(),
+            self.max_argument_bytes >> 10,
+            self.max_result_bytes >> 10,
+            self.max_import_calls
+        )
+    }
+}
+
 /// Limits as a policy file writes them; absent keys inherit.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
