@@ -77,7 +77,8 @@ pub struct Runtime {
     pub(crate) epoch: Arc<AtomicU64>,
     policy: Policy,
     cache: CompiledCache,
-    compiled: Mutex<HashMap<String, Component>>,
+    /// Components compiled by this runtime, with their docs, by wasm hash.
+    compiled: Mutex<HashMap<String, (Component, Arc<Docs>)>>,
 }
 
 impl Runtime {
@@ -106,14 +107,15 @@ impl Runtime {
     pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
         let invalid = |reason: String| LoadError::Invalid { plugin: name.to_string(), reason };
         let hash: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
-        let docs = Docs::from_component(bytes).map_err(|e| invalid(format!("{e:#}")))?;
         let known = self.compiled.lock().unwrap_or_else(|e| e.into_inner()).get(&hash).cloned();
-        let component = match known {
-            Some(component) => component,
+        let (component, docs) = match known {
+            Some(known) => known,
             None => {
+                let docs = Arc::new(Docs::from_component(bytes).map_err(|e| invalid(format!("{e:#}")))?);
                 let component = self.cache.load_or_compile(&self.engine, bytes, &hash).map_err(|e| invalid(format!("{e:#}")))?;
-                self.compiled.lock().unwrap_or_else(|e| e.into_inner()).insert(hash.clone(), component.clone());
-                component
+                let known = (component, docs);
+                self.compiled.lock().unwrap_or_else(|e| e.into_inner()).insert(hash.clone(), known.clone());
+                known
             }
         };
         Plugin::from_component(&self.engine, &self.linker, name, &component, &docs, hash, self.policy.plugin(name))

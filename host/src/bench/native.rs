@@ -8,11 +8,11 @@ use workspace_tools::Capabilities;
 use workspace_tools::wit::toolshed::infra::control::{CreateBuildRequest, CreateWorkspaceRequest, CreatedWorkspace};
 use workspace_tools::wit::toolshed::infra::db::ChatBinding;
 use workspace_tools::wit::toolshed::infra::types::{
-    Agent, Build, Chat, ControlError, Job, JobStatus, LifecycleState, QueryError, Template, TemplateParameter, Transition,
-    Workspace,
+    Agent, Build, Chat, ControlError, Job, JobStatus, QueryError, Template, TemplateParameter, Transition, Workspace,
 };
 
-use super::scenario::ORG;
+use super::scenario::{ORG, PARAMETERS, scenario_agent, scenario_parameter, scenario_template};
+use workspace_tools::wit::toolshed::infra::types as guest_types;
 
 /// The scenario in the guest's types, answered synchronously.
 pub struct NativeHost {
@@ -22,19 +22,7 @@ pub struct NativeHost {
 impl NativeHost {
     /// `templates` templates, as [`InstantBackend::new`](super::scenario::InstantBackend::new) makes them.
     pub fn new(templates: usize) -> Self {
-        let templates = (0..templates.max(1))
-            .map(|i| Template {
-                id: format!("d0000000-0000-4000-8000-{i:012x}"),
-                name: format!("template-{i:03}"),
-                display_name: format!("Template {i}"),
-                description: "A development environment with the usual tools installed.".into(),
-                organization_id: ORG.into(),
-                active_version_id: format!("e0000000-0000-4000-8000-{i:012x}"),
-                deprecated: false,
-                deleted: false,
-                active_developers: (i % 17) as u32,
-            })
-            .collect();
+        let templates = (0..templates.max(1)).map(|i| scenario_template!(guest_types, i)).collect();
         Self { templates }
     }
 }
@@ -45,22 +33,6 @@ fn now_ms() -> u64 {
 
 fn build(id: &str) -> Build {
     Build { id: id.to_string(), workspace_id: "ws".into(), job_id: "job-0".into(), transition: Transition::Start, template_version_id: None }
-}
-
-fn agent(now: u64) -> Agent {
-    Agent {
-        id: "agent".into(),
-        name: "main".into(),
-        parent_id: None,
-        display_order: 0,
-        created_at: now,
-        first_connected_at: Some(now),
-        last_connected_at: Some(now),
-        disconnected_at: None,
-        connection_timeout_seconds: 120,
-        lifecycle_state: LifecycleState::Ready,
-        inactive_disconnect_ms: 30_000,
-    }
 }
 
 impl Capabilities for NativeHost {
@@ -94,10 +66,10 @@ impl Capabilities for NativeHost {
         Ok(Job { id: id.to_string(), status: JobStatus::Succeeded, error: None })
     }
     fn build_agents(&self, _build_id: &str) -> Result<Vec<Agent>, QueryError> {
-        Ok(vec![agent(now_ms())])
+        Ok(vec![scenario_agent!(guest_types, now_ms())])
     }
     fn agent(&self, _id: &str) -> Result<Agent, QueryError> {
-        Ok(agent(now_ms()))
+        Ok(scenario_agent!(guest_types, now_ms()))
     }
     fn templates(&self) -> Result<Vec<Template>, QueryError> {
         Ok(self.templates.clone())
@@ -106,23 +78,7 @@ impl Capabilities for NativeHost {
         self.templates.iter().find(|t| t.id == id).cloned().ok_or(QueryError::NotFound)
     }
     fn template_parameters(&self, _version_id: &str) -> Result<Vec<TemplateParameter>, QueryError> {
-        Ok((0..4)
-            .map(|i| TemplateParameter {
-                name: format!("param_{i}"),
-                type_: "string".into(),
-                required: i == 0,
-                display_name: format!("Parameter {i}"),
-                description: "What this parameter controls.".into(),
-                default_value: (i > 0).then(|| "default".to_string()),
-                mutable: i % 2 == 0,
-                ephemeral: false,
-                form_type: "input".into(),
-                options: Vec::new(),
-                validation_regex: None,
-                validation_min: None,
-                validation_max: None,
-            })
-            .collect())
+        Ok((0..PARAMETERS).map(|i| scenario_parameter!(guest_types, i)).collect())
     }
     fn workspace_ttl(&self) -> Result<String, QueryError> {
         Ok("2h".into())

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use crate::backend::{Backend, CallContext, Clock};
 use crate::bindings::{
     Agent, Build, Chat, ChatBinding, ControlError, CreateBuildRequest, CreateWorkspaceRequest, CreatedWorkspace, Job,
-    JobStatus, LifecycleState, QueryError, Template, TemplateParameter, Transition, Workspace,
+    JobStatus, QueryError, Template, TemplateParameter, Transition, Workspace,
 };
 
 /// The organization every benchmark chat belongs to.
@@ -21,40 +21,32 @@ pub const ORG: &str = "b0000000-0000-4000-8000-000000000001";
 /// The template every create uses.
 pub const TEMPLATE: &str = "d0000000-0000-4000-8000-000000000000";
 
-fn template_id(i: usize) -> String {
-    format!("d0000000-0000-4000-8000-{i:012x}")
+/// The scenario's rows, written once and built in either type family: the
+/// host's bindings (for the hosted path) or the guest's (for the native
+/// baseline). Both are generated from the same WIT, so their fields match.
+macro_rules! scenario_template {
+    ($types:path, $i:expr) => {{
+        use $types as types;
+        let i: usize = $i;
+        types::Template {
+            id: format!("d0000000-0000-4000-8000-{i:012x}"),
+            name: format!("template-{i:03}"),
+            display_name: format!("Template {i}"),
+            description: "A development environment with the usual tools installed.".into(),
+            organization_id: $crate::bench::scenario::ORG.into(),
+            active_version_id: format!("e0000000-0000-4000-8000-{i:012x}"),
+            deprecated: false,
+            deleted: false,
+            active_developers: (i % 17) as u32,
+        }
+    }};
 }
 
-/// A backend answering every query at once from fixed data.
-pub struct InstantBackend {
-    templates: Vec<Template>,
-    build_ms: u64,
-    clock: Arc<dyn Clock>,
-}
-
-impl InstantBackend {
-    /// `templates` templates; builds succeed `build_ms` after they start.
-    pub fn new(templates: usize, build_ms: u64, clock: Arc<dyn Clock>) -> Self {
-        let templates = (0..templates.max(1))
-            .map(|i| Template {
-                id: template_id(i),
-                name: format!("template-{i:03}"),
-                display_name: format!("Template {i}"),
-                description: "A development environment with the usual tools installed.".into(),
-                organization_id: ORG.into(),
-                active_version_id: format!("e0000000-0000-4000-8000-{i:012x}"),
-                deprecated: false,
-                deleted: false,
-                active_developers: (i % 17) as u32,
-            })
-            .collect();
-        Self { templates, build_ms, clock }
-    }
-}
-
-fn parameters() -> Vec<TemplateParameter> {
-    (0..4)
-        .map(|i| TemplateParameter {
+macro_rules! scenario_parameter {
+    ($types:path, $i:expr) => {{
+        use $types as types;
+        let i: usize = $i;
+        types::TemplateParameter {
             name: format!("param_{i}"),
             type_: "string".into(),
             required: i == 0,
@@ -68,8 +60,48 @@ fn parameters() -> Vec<TemplateParameter> {
             validation_regex: None,
             validation_min: None,
             validation_max: None,
-        })
-        .collect()
+        }
+    }};
+}
+
+macro_rules! scenario_agent {
+    ($types:path, $now:expr) => {{
+        use $types as types;
+        let now: u64 = $now;
+        types::Agent {
+            id: "agent".into(),
+            name: "main".into(),
+            parent_id: None,
+            display_order: 0,
+            created_at: now,
+            first_connected_at: Some(now),
+            last_connected_at: Some(now),
+            disconnected_at: None,
+            connection_timeout_seconds: 120,
+            lifecycle_state: types::LifecycleState::Ready,
+            inactive_disconnect_ms: 30_000,
+        }
+    }};
+}
+
+pub(crate) use {scenario_agent, scenario_parameter, scenario_template};
+
+/// How many parameters the scenario's template versions take.
+pub const PARAMETERS: usize = 4;
+
+/// A backend answering every query at once from fixed data.
+pub struct InstantBackend {
+    templates: Vec<Template>,
+    build_ms: u64,
+    clock: Arc<dyn Clock>,
+}
+
+impl InstantBackend {
+    /// `templates` templates; builds succeed `build_ms` after they start.
+    pub fn new(templates: usize, build_ms: u64, clock: Arc<dyn Clock>) -> Self {
+        let templates = (0..templates.max(1)).map(|i| scenario_template!(crate::bindings, i)).collect();
+        Self { templates, build_ms, clock }
+    }
 }
 
 fn build(id: &str, created_ms: u64) -> Build {
@@ -79,22 +111,6 @@ fn build(id: &str, created_ms: u64) -> Build {
         job_id: format!("job-{created_ms}"),
         transition: Transition::Start,
         template_version_id: None,
-    }
-}
-
-fn agent(now: u64) -> Agent {
-    Agent {
-        id: "agent".into(),
-        name: "main".into(),
-        parent_id: None,
-        display_order: 0,
-        created_at: now,
-        first_connected_at: Some(now),
-        last_connected_at: Some(now),
-        disconnected_at: None,
-        connection_timeout_seconds: 120,
-        lifecycle_state: LifecycleState::Ready,
-        inactive_disconnect_ms: 30_000,
     }
 }
 
@@ -126,10 +142,10 @@ impl Backend for InstantBackend {
         Ok(Job { id: id.to_string(), status: if done { JobStatus::Succeeded } else { JobStatus::Running }, error: None })
     }
     async fn build_agents(&self, _: &CallContext, _: &str) -> Result<Vec<Agent>, QueryError> {
-        Ok(vec![agent(self.clock.now_ms())])
+        Ok(vec![scenario_agent!(crate::bindings, self.clock.now_ms())])
     }
     async fn agent(&self, _: &CallContext, _: &str) -> Result<Agent, QueryError> {
-        Ok(agent(self.clock.now_ms()))
+        Ok(scenario_agent!(crate::bindings, self.clock.now_ms()))
     }
     async fn templates(&self, _: &CallContext) -> Result<Vec<Template>, QueryError> {
         Ok(self.templates.clone())
@@ -138,7 +154,7 @@ impl Backend for InstantBackend {
         self.templates.iter().find(|t| t.id == id).cloned().ok_or(QueryError::NotFound)
     }
     async fn template_parameters(&self, _: &CallContext, _: &str) -> Result<Vec<TemplateParameter>, QueryError> {
-        Ok(parameters())
+        Ok((0..PARAMETERS).map(|i| scenario_parameter!(crate::bindings, i)).collect())
     }
     async fn workspace_ttl(&self, _: &CallContext) -> Result<String, QueryError> {
         Ok("2h".into())
