@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use crate::bindings::{
     Agent, Build, Chat, ChatBinding, ControlError, CreateBuildRequest, CreateWorkspaceRequest,
-    CreatedWorkspace, Job, Level, PlatformError, ProvisionRequest, QueryError, Task, Template,
+    CreatedWorkspace, Job, PlatformError, ProvisionRequest, QueryError, Task, Template,
     TemplateParameter, Workspace,
 };
 
@@ -81,19 +81,6 @@ pub trait Backend: Send + Sync + 'static {
 
     /// The chat's bindings changed; forward to the front end.
     async fn chat_updated(&self, cx: &CallContext);
-    /// Progress on a long wait.
-    async fn progress(&self, cx: &CallContext, message: &str) {
-        tracing::info!(chat = %cx.chat_id, "{message}");
-    }
-    /// A log line from a plugin.
-    fn log(&self, cx: &CallContext, plugin: &str, level: Level, message: &str) {
-        match level {
-            Level::Debug => tracing::debug!(chat = %cx.chat_id, plugin, "{message}"),
-            Level::Info => tracing::info!(chat = %cx.chat_id, plugin, "{message}"),
-            Level::Warn => tracing::warn!(chat = %cx.chat_id, plugin, "{message}"),
-            Level::Error => tracing::error!(chat = %cx.chat_id, plugin, "{message}"),
-        }
-    }
 }
 
 /// The time source for `clock.now` and `clock.sleep`.

@@ -12,7 +12,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Sizes of the instance pool.
 #[derive(Debug, Clone)]
 pub struct PoolSize {
-    /// Calls that can run at once; a call past this gets a "host busy" error.
+    /// Calls that can run at once; [`Admission`](crate::admission::Admission) keeps the rest waiting.
     pub concurrent_calls: u32,
     /// The most linear memory one call may use.
     pub memory_bytes: usize,
@@ -20,7 +20,7 @@ pub struct PoolSize {
 
 impl Default for PoolSize {
     fn default() -> Self {
-        Self { concurrent_calls: 1_000, memory_bytes: 64 << 20 }
+        Self { concurrent_calls: crate::admission::DEFAULT_CONCURRENT_CALLS, memory_bytes: 64 << 20 }
     }
 }
 

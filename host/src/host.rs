@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use serde_json::Value;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use wasmtime::Store;
 use wasmtime::component::Val;
 
@@ -17,8 +17,9 @@ use crate::locks::LockTable;
 use crate::plugin::{LoadError, Plugin, Tool};
 use crate::reflect::{json_size_estimate, val_to_json};
 use crate::runtime::Runtime;
+use crate::progress::ProgressSink;
 use crate::sandbox::{self, Limit};
-use crate::state::{CallState, Shared};
+use crate::state::{CallIdentity, CallState, Shared};
 
 /// What a tool call returned: a result object, or an error object per SPEC §0.
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +34,22 @@ impl ToolOutput {
     fn error(err: HostError) -> ToolOutput {
         ToolOutput { is_error: true, value: err.to_json() }
     }
+}
+
+/// A call's arguments: JSON text as a client sent it, or a parsed value.
+#[derive(Debug, Clone, Copy)]
+pub enum Arguments<'a> {
+    /// JSON text; an empty text is an empty object.
+    Text(&'a str),
+    /// A JSON value.
+    Json(&'a Value),
+}
+
+/// How to run one call, beyond its tool and arguments.
+#[derive(Clone, Default)]
+pub struct CallOptions {
+    /// Where the call's progress goes; without one it is dropped.
+    pub progress: Option<Arc<dyn ProgressSink>>,
 }
 
 /// Counters a host keeps about its calls.
@@ -102,14 +119,19 @@ struct Generation {
 }
 
 impl Generation {
-    fn with_plugins(number: u64, plugins: BTreeMap<String, Arc<Plugin>>) -> Generation {
-        let mut tools = HashMap::new();
+    /// The generation serving `plugins`, or the first tool two of them
+    /// export, as (tool, one plugin, the other).
+    fn with_plugins(number: u64, plugins: BTreeMap<String, Arc<Plugin>>) -> Result<Generation, (String, String, String)> {
+        let mut tools: HashMap<String, (Arc<Tool>, Arc<Plugin>)> = HashMap::new();
         for plugin in plugins.values() {
             for tool in &plugin.tools {
+                if let Some((_, other)) = tools.get(&tool.name) {
+                    return Err((tool.name.clone(), plugin.name.to_string(), other.name.to_string()));
+                }
                 tools.insert(tool.name.clone(), (tool.clone(), plugin.clone()));
             }
         }
-        Generation { number, plugins, tools }
+        Ok(Generation { number, plugins, tools })
     }
 
     fn tool_names(&self) -> Vec<String> {
@@ -129,19 +151,35 @@ pub struct Toolshed {
     publish_lock: std::sync::Mutex<()>,
     changes: broadcast::Sender<ToolsChanged>,
     refusals: broadcast::Sender<PluginRefused>,
+    installing: Arc<watch::Sender<usize>>,
     stats: Stats,
+}
+
+/// Counts installs as under way until it is dropped, however they end.
+/// [`Toolshed::installs_pending`] hands one out to whoever is about to
+/// install plugins, so waiting for a tool cannot miss an install that has
+/// not started yet.
+#[must_use = "the installs count as pending only while this is held"]
+pub struct InstallsPending(Arc<watch::Sender<usize>>);
+
+impl InstallsPending {
+    fn new(count: &Arc<watch::Sender<usize>>) -> Self {
+        count.send_modify(|n| *n += 1);
+        Self(count.clone())
+    }
+}
+
+impl Drop for InstallsPending {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
 }
 
 impl Toolshed {
     /// A host with no plugins yet, answering imports from `backend` on `clock`.
     pub fn new(runtime: Arc<Runtime>, backend: Arc<dyn Backend>, clock: Arc<dyn Clock>) -> Toolshed {
-        let shared = Arc::new(Shared { backend, clock, locks: LockTable::default(), progress: broadcast::channel(256).0 });
-        let smoke = Arc::new(Shared {
-            backend: Arc::new(NullBackend),
-            clock: Arc::new(SystemClock),
-            locks: LockTable::default(),
-            progress: broadcast::channel(1).0,
-        });
+        let shared = Arc::new(Shared { backend, clock, locks: LockTable::default() });
+        let smoke = Arc::new(Shared { backend: Arc::new(NullBackend), clock: Arc::new(SystemClock), locks: LockTable::default() });
         Toolshed {
             runtime,
             shared,
@@ -150,37 +188,50 @@ impl Toolshed {
             publish_lock: std::sync::Mutex::new(()),
             changes: broadcast::channel(64).0,
             refusals: broadcast::channel(64).0,
+            installing: Arc::new(watch::channel(0).0),
             stats: Stats::default(),
         }
     }
 
     /// Serves `plugin`, replacing a plugin of the same name. Calls already
     /// running finish on the version they started on.
-    pub fn publish(&self, plugin: Arc<Plugin>) {
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError::ToolConflict`] when another plugin already serves a tool
+    /// of the same name; the plugins serving before stay as they were.
+    pub fn publish(&self, plugin: Arc<Plugin>) -> Result<(), LoadError> {
         let name = plugin.name.to_string();
         self.swap(&name, |plugins| {
             plugins.insert(name.clone(), plugin);
-        });
+        })
+        .map_err(|(tool, plugin, other)| {
+            // Name the newcomer first: it is the one refused.
+            let (plugin, other) = if plugin == name { (plugin, other) } else { (other, plugin) };
+            LoadError::ToolConflict { plugin, tool, other }
+        })
     }
 
     /// Stops serving plugin `name`; calls already running finish. Returns
     /// whether it was served.
     pub fn remove(&self, name: &str) -> bool {
         let mut removed = false;
-        self.swap(name, |plugins| removed = plugins.remove(name).is_some());
+        // Removing a plugin cannot create a conflict.
+        let _ = self.swap(name, |plugins| removed = plugins.remove(name).is_some());
         removed
     }
 
-    fn swap(&self, plugin: &str, change: impl FnOnce(&mut BTreeMap<String, Arc<Plugin>>)) {
+    fn swap(&self, plugin: &str, change: impl FnOnce(&mut BTreeMap<String, Arc<Plugin>>)) -> Result<(), (String, String, String)> {
         let _serial = self.publish_lock.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.current.load();
         let mut plugins = current.plugins.clone();
         change(&mut plugins);
-        let next = Generation::with_plugins(current.number + 1, plugins);
+        let next = Generation::with_plugins(current.number + 1, plugins)?;
         let event = ToolsChanged { generation: next.number, plugin: plugin.to_string(), tools: next.tool_names() };
         self.current.store(Arc::new(next));
         // Nobody listening is fine.
         let _ = self.changes.send(event);
+        Ok(())
     }
 
     /// Compiles `bytes` as plugin `name` off the async threads, checks it
@@ -192,6 +243,7 @@ impl Toolshed {
     ///
     /// [`LoadError`] saying why the plugin was refused.
     pub async fn install(&self, name: &str, bytes: Vec<u8>) -> Result<Arc<Plugin>, LoadError> {
+        let _installing = InstallsPending::new(&self.installing);
         let installed = self.check_and_publish(name, bytes).await;
         if let Err(e) = &installed {
             let _ = self.refusals.send(PluginRefused { plugin: name.to_string(), reason: e.to_string() });
@@ -207,30 +259,63 @@ impl Toolshed {
             .map_err(|e| LoadError::Invalid { plugin: name.to_string(), reason: format!("the compiler task failed: {e}") })??;
         let plugin = Arc::new(plugin);
         if let Some(smoke) = plugin.policy.smoke.clone() {
-            self.smoke_test(&plugin, &smoke.tool, &smoke.arguments).await?;
+            self.smoke_test(&plugin, &smoke).await?;
         }
-        self.publish(plugin.clone());
+        self.publish(plugin.clone())?;
         Ok(plugin)
     }
 
-    async fn smoke_test(&self, plugin: &Plugin, tool_name: &str, arguments: &Value) -> Result<(), LoadError> {
-        let failed = |reason: String| LoadError::Smoke { plugin: plugin.name.to_string(), tool: tool_name.to_string(), reason };
-        let tool = plugin.tools.iter().find(|t| t.name == tool_name).ok_or_else(|| failed("the plugin has no such tool".into()))?;
-        let params = tool.parameters(arguments).map_err(|e| failed(e.to_string()))?;
+    /// Calls the smoke tool of a new version under the plugin's limits and
+    /// a deadline of its own, over a backend with nothing in it.
+    async fn smoke_test(&self, plugin: &Plugin, smoke: &crate::policy::Smoke) -> Result<(), LoadError> {
+        let failed = |reason: String| LoadError::Smoke { plugin: plugin.name.to_string(), tool: smoke.tool.clone(), reason };
+        let tool = plugin.tools.iter().find(|t| t.name == smoke.tool).ok_or_else(|| failed("the plugin has no such tool".into()))?;
+        let params = tool.parameters(&smoke.arguments).map_err(|e| failed(e.to_string()))?;
         let cx = CallContext { chat_id: "smoke".into(), owner_id: "smoke".into(), organization_id: "smoke".into() };
-        // A tool-level error object is fine: the plugin ran. Only a trap or a
-        // limit refuses it.
-        self.run(&self.smoke, &cx, tool, plugin, &params).await.map(|_| ()).map_err(|e| failed(e.to_json().to_string()))
+        let deadline = smoke.deadline.min(plugin.policy.limits.deadline);
+        // A tool-level error object is fine: the plugin ran. Only a trap, a
+        // limit or the deadline refuses it.
+        match tokio::time::timeout(deadline, self.run(&self.smoke, &cx, tool, plugin, &params, None)).await {
+            Ok(outcome) => outcome.map(|_| ()).map_err(|e| failed(e.to_json().to_string())),
+            Err(_) => Err(failed(format!("it did not answer within its smoke deadline of {} s", deadline.as_secs()))),
+        }
+    }
+
+    /// Marks installs as pending until the returned guard is dropped: take
+    /// one before spawning the tasks that install the initial plugins.
+    pub fn installs_pending(&self) -> InstallsPending {
+        InstallsPending::new(&self.installing)
+    }
+
+    /// Waits until no install is running, or `patience` has passed; returns
+    /// whether all installs ended.
+    pub async fn installs_settled(&self, patience: std::time::Duration) -> bool {
+        let mut count = self.installing.subscribe();
+        tokio::time::timeout(patience, count.wait_for(|n| *n == 0)).await.is_ok()
+    }
+
+    /// Waits until tool `name` is served, or no install is running any more
+    /// (then it will not come); returns whether it is served.
+    pub async fn wait_for_tool(&self, name: &str) -> bool {
+        let mut changes = self.subscribe();
+        let mut count = self.installing.subscribe();
+        loop {
+            if self.current.load().tools.contains_key(name) {
+                return true;
+            }
+            if *count.borrow_and_update() == 0 {
+                return false;
+            }
+            tokio::select! {
+                _ = changes.recv() => {}
+                _ = count.changed() => {}
+            }
+        }
     }
 
     /// A stream of tool-list changes, for servers that announce them.
     pub fn subscribe(&self) -> broadcast::Receiver<ToolsChanged> {
         self.changes.subscribe()
-    }
-
-    /// A stream of the progress running calls report.
-    pub fn subscribe_progress(&self) -> broadcast::Receiver<crate::state::Progress> {
-        self.shared.progress.subscribe()
     }
 
     /// A stream of refused plugin versions.
@@ -268,47 +353,60 @@ impl Toolshed {
 
     /// Calls `tool` with `arguments`, a JSON text.
     pub async fn call(&self, cx: &CallContext, tool: &str, arguments: &str) -> ToolOutput {
+        self.call_with(cx, tool, Arguments::Text(arguments), CallOptions::default()).await
+    }
+
+    /// Calls `tool` with `arguments`, a JSON value.
+    pub async fn call_value(&self, cx: &CallContext, tool: &str, arguments: &Value) -> ToolOutput {
+        self.call_with(cx, tool, Arguments::Json(arguments), CallOptions::default()).await
+    }
+
+    /// Calls `tool` with `arguments`, sending its progress where `options` say.
+    pub async fn call_with(&self, cx: &CallContext, tool: &str, arguments: Arguments<'_>, options: CallOptions) -> ToolOutput {
         let generation = self.current.load_full();
         let limits = match generation.tools.get(tool) {
             Some((_, plugin)) => plugin.policy.limits.clone(),
             None => self.runtime.policy().defaults().clone(),
         };
-        if arguments.len() > limits.max_argument_bytes {
-            return ToolOutput::error(Limit::ArgumentSize.error("(none)", tool, &limits));
-        }
-        let arguments = if arguments.trim().is_empty() {
-            Value::Object(Default::default())
-        } else {
-            match serde_json::from_str::<Value>(arguments) {
-                Ok(value) => value,
-                Err(e) => {
-                    return ToolOutput::error(
-                        HostError::new(Category::ValidationFailed, "MALFORMED_JSON", format!("the arguments of {tool} are not valid JSON: {e}"))
-                            .suggest("Send the arguments as one JSON object, such as {\"template_id\": \"...\"}."),
-                    );
+        let parsed;
+        let arguments = match arguments {
+            Arguments::Json(value) => {
+                if serde_json::to_string(value).map_or(0, |s| s.len()) > limits.max_argument_bytes {
+                    return ToolOutput::error(Limit::ArgumentSize.error(&plugin_of(&generation, tool), tool, &limits));
                 }
+                value
+            }
+            Arguments::Text(text) => {
+                if text.len() > limits.max_argument_bytes {
+                    return ToolOutput::error(Limit::ArgumentSize.error(&plugin_of(&generation, tool), tool, &limits));
+                }
+                parsed = if text.trim().is_empty() {
+                    Value::Object(Default::default())
+                } else {
+                    match serde_json::from_str::<Value>(text) {
+                        Ok(value) => value,
+                        Err(e) => {
+                            return ToolOutput::error(
+                                HostError::new(Category::ValidationFailed, "MALFORMED_JSON", format!("the arguments of {tool} are not valid JSON: {e}"))
+                                    .suggest("Send the arguments as one JSON object, such as {\"template_id\": \"...\"}."),
+                            );
+                        }
+                    }
+                };
+                &parsed
             }
         };
-        self.call_on(&generation, cx, tool, &arguments, false).await
+        self.call_on(&generation, cx, tool, arguments, options).await
     }
 
-    /// Calls `tool` with `arguments`, a JSON value.
-    pub async fn call_value(&self, cx: &CallContext, tool: &str, arguments: &Value) -> ToolOutput {
-        let generation = self.current.load_full();
-        self.call_on(&generation, cx, tool, arguments, true).await
-    }
-
-    async fn call_on(&self, generation: &Generation, cx: &CallContext, tool: &str, arguments: &Value, check_size: bool) -> ToolOutput {
+    async fn call_on(&self, generation: &Generation, cx: &CallContext, tool: &str, arguments: &Value, options: CallOptions) -> ToolOutput {
         let Some((tool, plugin)) = generation.tools.get(tool) else {
             return ToolOutput::error(
-                HostError::new(Category::ValidationFailed, "UNKNOWN_TOOL", format!("there is no tool named {tool:?}"))
+                HostError::new(Category::ValidationFailed, "UNKNOWN_TOOL", format!("there is no tool named {:?}", crate::text::clip(tool, 100)))
                     .suggest(format!("Use one of: {}.", generation.tool_names().join(", "))),
             );
         };
         let limits = &plugin.policy.limits;
-        if check_size && serde_json::to_string(arguments).map_or(0, |s| s.len()) > limits.max_argument_bytes {
-            return ToolOutput::error(Limit::ArgumentSize.error(&plugin.name, &tool.name, limits));
-        }
         let params = match tool.parameters(arguments) {
             Ok(params) => params,
             Err(e) => {
@@ -318,7 +416,7 @@ impl Toolshed {
                 );
             }
         };
-        match tokio::time::timeout(limits.deadline, self.run(&self.shared, cx, tool, plugin, &params)).await {
+        match tokio::time::timeout(limits.deadline, self.run(&self.shared, cx, tool, plugin, &params, options.progress)).await {
             Ok(Ok(output)) => output,
             Ok(Err(err)) => ToolOutput::error(err),
             // The timed-out call's store, and every lock it held, is dropped here.
@@ -326,9 +424,21 @@ impl Toolshed {
         }
     }
 
-    async fn run(&self, shared: &Arc<Shared>, cx: &CallContext, tool: &Tool, plugin: &Plugin, params: &[Val]) -> Result<ToolOutput, HostError> {
+    async fn run(
+        &self,
+        shared: &Arc<Shared>,
+        cx: &CallContext,
+        tool: &Tool,
+        plugin: &Plugin,
+        params: &[Val],
+        progress: Option<Arc<dyn ProgressSink>>,
+    ) -> Result<ToolOutput, HostError> {
         let limits = &plugin.policy.limits;
-        let state = CallState::new(shared.clone(), cx.clone(), plugin.name.clone(), limits, self.runtime.epoch.clone());
+        // Wait for a free instance slot before taking one; a full host
+        // answers "busy" instead of failing inside the pool.
+        let _admitted = self.runtime.admission().admit().await?;
+        let who = CallIdentity { cx: cx.clone(), plugin: plugin.name.clone(), tool: tool.name.as_str().into() };
+        let state = CallState::new(shared.clone(), who, limits, self.runtime.epoch.clone(), progress);
         // Declared before the store, so it is dropped after it.
         let _live = LiveInstance::new(&self.stats.live);
         let mut store = Store::new(self.runtime.engine(), state);
@@ -378,6 +488,11 @@ impl Toolshed {
         };
         Ok(output)
     }
+}
+
+/// The plugin serving `tool`, for errors raised before the call runs.
+fn plugin_of(generation: &Generation, tool: &str) -> String {
+    generation.tools.get(tool).map_or_else(|| "(none)".to_string(), |(_, p)| p.name.to_string())
 }
 
 /// The exact JSON size of a result, for results the estimate puts near the limit.

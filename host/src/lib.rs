@@ -7,10 +7,12 @@
 
 #![deny(missing_docs)]
 
+pub mod admission;
 pub mod backend;
 pub mod bench;
 #[allow(missing_docs)] // generated from the WIT, whose docs it carries
 pub mod bindings;
+pub mod call_log;
 pub mod engine;
 pub mod error;
 mod host;
@@ -20,10 +22,12 @@ pub mod locks;
 pub mod mcp;
 pub mod plugin;
 pub mod policy;
+pub mod progress;
 pub mod reflect;
 mod runtime;
 pub mod sandbox;
 pub mod state;
+pub mod text;
 
 /// The plugins built into the host from this repository's guest crates.
 pub mod builtin {
@@ -36,7 +40,7 @@ pub mod builtin {
 }
 
 pub use backend::{Backend, CallContext, Clock, NullBackend, ScaledClock, SystemClock, TokioClock};
-pub use host::{PluginRefused, Stats, ToolOutput, Toolshed, ToolsChanged};
+pub use host::{Arguments, CallOptions, InstallsPending, PluginRefused, Stats, ToolOutput, Toolshed, ToolsChanged};
 pub use policy::{Limits, Policy};
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use plugin::{LoadError, Plugin, Tool};

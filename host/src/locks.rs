@@ -1,17 +1,109 @@
-//! Chat-scoped named locks shared by every call on one host.
+//! Named locks for plugins: private to the plugin, scoped to the chat, and
+//! bounded per call.
+//!
+//! A lock is named by (plugin, chat, key): a plugin can neither take nor
+//! wait on another plugin's lock, and two chats never contend. A call may
+//! hold at most [`MAX_HELD_PER_CALL`] locks with keys of at most
+//! [`MAX_KEY_BYTES`], and taking a key it already holds is refused at once
+//! instead of waiting for itself forever.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
-/// A lock a guest holds. Dropping it, or dropping the call's store, releases it,
-/// so a guest that traps while holding a lock never blocks the chat.
+/// The longest lock key a plugin may use.
+pub const MAX_KEY_BYTES: usize = 256;
+/// The most locks one call may hold at once.
+pub const MAX_HELD_PER_CALL: usize = 16;
+
+/// A lock a guest holds. Dropping it, or dropping the call's store, releases
+/// it, so a guest that traps while holding a lock never blocks the chat.
 pub struct HeldLock {
+    key: String,
     _guard: OwnedMutexGuard<()>,
 }
 
-/// The host's lock table: one async mutex per (chat, key).
+impl HeldLock {
+    /// The key the guest named.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+}
+
+/// Why a lock request was refused. Each ends the call: the plugin is
+/// misusing the interface, and waiting would not help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LockMisuse {
+    /// The key is longer than [`MAX_KEY_BYTES`].
+    #[error("a lock key of {0} bytes is longer than the limit of {MAX_KEY_BYTES} bytes")]
+    KeyTooLong(usize),
+    /// The call already holds [`MAX_HELD_PER_CALL`] locks.
+    #[error("the call already holds {MAX_HELD_PER_CALL} locks, the most one call may hold")]
+    TooMany,
+    /// The call already holds this key.
+    #[error("the call already holds lock {0:?}; taking it again would wait forever")]
+    AlreadyHeld(String),
+}
+
+impl LockMisuse {
+    /// A stable UPPER_SNAKE code for error objects.
+    pub fn code(&self) -> &'static str {
+        match self {
+            LockMisuse::KeyTooLong(_) => "LOCK_KEY_TOO_LONG",
+            LockMisuse::TooMany => "TOO_MANY_LOCKS",
+            LockMisuse::AlreadyHeld(_) => "LOCK_ALREADY_HELD",
+        }
+    }
+}
+
+/// The keys one call holds, checked before every acquire.
+#[derive(Debug, Default)]
+pub struct CallLocks {
+    held: Vec<String>,
+}
+
+impl CallLocks {
+    /// Checks that the call may take `key` now.
+    ///
+    /// # Errors
+    ///
+    /// [`LockMisuse`] when the key is too long, the call holds too many
+    /// locks, or it holds this key already.
+    pub fn check(&self, key: &str) -> Result<(), LockMisuse> {
+        if key.len() > MAX_KEY_BYTES {
+            return Err(LockMisuse::KeyTooLong(key.len()));
+        }
+        if self.held.iter().any(|k| k == key) {
+            return Err(LockMisuse::AlreadyHeld(key.to_string()));
+        }
+        if self.held.len() >= MAX_HELD_PER_CALL {
+            return Err(LockMisuse::TooMany);
+        }
+        Ok(())
+    }
+
+    /// Records that the call took `key`.
+    pub fn taken(&mut self, key: &str) {
+        self.held.push(key.to_string());
+    }
+
+    /// Records that the call released `key`.
+    pub fn released(&mut self, key: &str) {
+        if let Some(i) = self.held.iter().position(|k| k == key) {
+            self.held.swap_remove(i);
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct LockName {
+    plugin: Arc<str>,
+    chat: String,
+    key: String,
+}
+
+/// The host's lock table: one async mutex per (plugin, chat, key).
 #[derive(Default)]
 pub struct LockTable {
     locks: Mutex<Locks>,
@@ -19,52 +111,83 @@ pub struct LockTable {
 
 #[derive(Default)]
 struct Locks {
-    by_key: HashMap<(String, String), Arc<AsyncMutex<()>>>,
+    by_name: HashMap<LockName, Arc<AsyncMutex<()>>>,
     /// The size past which unused entries are swept, so a sweep costs
     /// amortized constant time per acquire.
     sweep_at: usize,
 }
 
 impl LockTable {
-    /// Waits for the lock `key` of chat `chat_id`, then holds it.
-    pub async fn acquire(&self, chat_id: &str, key: &str) -> HeldLock {
+    /// Waits for the lock `key` of `plugin` in chat `chat_id`, then holds it.
+    pub async fn acquire(&self, plugin: &Arc<str>, chat_id: &str, key: &str) -> HeldLock {
         let lock = {
             let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
-            if locks.by_key.len() >= locks.sweep_at {
+            if locks.by_name.len() >= locks.sweep_at {
                 // Forget locks nobody holds or waits for, so the table stays small.
-                locks.by_key.retain(|_, lock| Arc::strong_count(lock) > 1 || lock.try_lock().is_err());
-                locks.sweep_at = (locks.by_key.len() * 2).max(64);
+                locks.by_name.retain(|_, lock| Arc::strong_count(lock) > 1 || lock.try_lock().is_err());
+                locks.sweep_at = (locks.by_name.len() * 2).max(64);
             }
-            locks.by_key.entry((chat_id.to_string(), key.to_string())).or_default().clone()
+            let name = LockName { plugin: plugin.clone(), chat: chat_id.to_string(), key: key.to_string() };
+            locks.by_name.entry(name).or_default().clone()
         };
-        HeldLock { _guard: lock.lock_owned().await }
+        HeldLock { key: key.to_string(), _guard: lock.lock_owned().await }
+    }
+
+    /// How many lock entries the table keeps now, held or not yet swept.
+    pub fn len(&self) -> usize {
+        self.locks.lock().unwrap_or_else(|e| e.into_inner()).by_name.len()
+    }
+
+    /// Whether the table keeps no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
+    async fn takes(table: &LockTable, plugin: &Arc<str>, chat: &str) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), table.acquire(plugin, chat, "ws")).await.is_ok()
+    }
+
     #[tokio::test]
-    async fn the_same_key_in_one_chat_is_exclusive() {
+    async fn the_same_key_is_exclusive_only_within_one_plugin_and_chat() {
         let table = LockTable::default();
-        let held = table.acquire("chat-a", "ws").await;
-        let other_chat = tokio::time::timeout(std::time::Duration::from_millis(50), table.acquire("chat-b", "ws")).await;
-        assert!(other_chat.is_ok(), "another chat must not wait");
-        let same_chat = tokio::time::timeout(std::time::Duration::from_millis(50), table.acquire("chat-a", "ws")).await;
-        assert!(same_chat.is_err(), "the same chat must wait");
+        let (tools, other): (Arc<str>, Arc<str>) = ("tools".into(), "other".into());
+        let held = table.acquire(&tools, "chat-a", "ws").await;
+        assert!(takes(&table, &tools, "chat-b").await, "another chat must not wait");
+        assert!(takes(&table, &other, "chat-a").await, "another plugin must not wait");
+        assert!(!takes(&table, &tools, "chat-a").await, "the same plugin and chat must wait");
         drop(held);
-        let after = tokio::time::timeout(std::time::Duration::from_millis(50), table.acquire("chat-a", "ws")).await;
-        assert!(after.is_ok(), "released on drop");
+        assert!(takes(&table, &tools, "chat-a").await, "released on drop");
     }
 
     #[tokio::test]
     async fn unused_locks_are_forgotten() {
         let table = LockTable::default();
+        let plugin: Arc<str> = "p".into();
         for i in 0..1_000 {
-            drop(table.acquire(&format!("chat-{i}"), "ws").await);
+            drop(table.acquire(&plugin, &format!("chat-{i}"), "ws").await);
         }
-        let size = table.locks.lock().unwrap().by_key.len();
-        assert!(size <= 128, "{size} entries kept for 1,000 released locks");
+        assert!(table.len() <= 128, "{} entries kept for 1,000 released locks", table.len());
+    }
+
+    #[test]
+    fn a_call_may_not_take_a_key_twice_too_many_keys_or_a_long_key() {
+        let mut call = CallLocks::default();
+        call.check("a").unwrap();
+        call.taken("a");
+        assert_eq!(call.check("a"), Err(LockMisuse::AlreadyHeld("a".into())));
+        assert_eq!(call.check(&"k".repeat(MAX_KEY_BYTES + 1)), Err(LockMisuse::KeyTooLong(MAX_KEY_BYTES + 1)));
+        for i in 1..MAX_HELD_PER_CALL {
+            call.taken(&i.to_string());
+        }
+        assert_eq!(call.check("one more"), Err(LockMisuse::TooMany));
+        call.released("a");
+        call.check("a").unwrap();
     }
 }

@@ -21,6 +21,9 @@ use serde_json::Value;
 use crate::backend::CallContext;
 use crate::{Tool, Toolshed};
 
+/// How long `tools/list` waits for plugin installs under way.
+pub const LIST_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Serves a [`Toolshed`]'s tools over MCP.
 #[derive(Clone)]
 pub struct McpServer {
@@ -113,6 +116,10 @@ impl ServerHandler for McpServer {
     }
 
     async fn list_tools(&self, _request: Option<PaginatedRequestParams>, _context: RequestContext<RoleServer>) -> Result<ListToolsResult, McpError> {
+        // Plugins install in the background, so `initialize` never waits for
+        // them; give installs under way a moment before the first listing.
+        // A plugin that takes longer is announced with list_changed.
+        self.host.installs_settled(LIST_GRACE).await;
         Ok(ListToolsResult::with_all_items(self.host.tools().iter().map(|t| mcp_tool(t)).collect()))
     }
 
@@ -123,26 +130,33 @@ impl ServerHandler for McpServer {
         }
         let arguments = Value::Object(request.arguments.unwrap_or_default());
 
-        // Forward this chat's progress while the call runs, if asked to.
-        let forwarder = context.meta.get_progress_token().map(|token| {
-            let mut progress = self.host.subscribe_progress();
-            let (peer, chat) = (context.peer.clone(), cx.chat_id.clone());
-            tokio::spawn(async move {
-                let mut step = 0.0;
-                while let Ok(event) = progress.recv().await {
-                    if event.chat_id != chat {
-                        continue;
+        // This call's progress, if the client asked for it, on a path of its
+        // own that keeps only the latest report: a flood in another call, or
+        // a client slow to read, never builds a queue.
+        let (sink, forwarder) = match context.meta.get_progress_token() {
+            Some(token) => {
+                let (sink, mut latest) = crate::progress::latest();
+                let peer = context.peer.clone();
+                let forwarder = tokio::spawn(async move {
+                    while latest.changed().await.is_ok() {
+                        let Some(progress) = latest.borrow_and_update().clone() else { continue };
+                        let note = ProgressNotificationParam::new(token.clone(), progress.sequence as f64).with_message(progress.message);
+                        if peer.notify_progress(note).await.is_err() {
+                            break;
+                        }
                     }
-                    step += 1.0;
-                    let note = ProgressNotificationParam::new(token.clone(), step).with_message(event.message);
-                    if peer.notify_progress(note).await.is_err() {
-                        break;
-                    }
-                }
-            })
-        });
+                });
+                (Some(sink), Some(forwarder))
+            }
+            None => (None, None),
+        };
 
-        let call = self.host.call_value(&cx, &request.name, &arguments);
+        let options = crate::CallOptions { progress: sink };
+        let call = async {
+            // A tool of a plugin still installing is waited for, not refused.
+            self.host.wait_for_tool(&request.name).await;
+            self.host.call_with(&cx, &request.name, crate::Arguments::Json(&arguments), options).await
+        };
         let outcome = tokio::select! {
             out = call => Some(out),
             // Dropping the call drops its store: the instance ends here.

@@ -3,14 +3,15 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
+use crate::admission::{Admission, DEFAULT_CONCURRENT_CALLS, DEFAULT_QUEUE_WAIT};
 use crate::engine::{self, PoolSize};
-use crate::plugin::{CacheStats, CompiledCache, LoadError, Plugin};
+use crate::plugin::{CacheLimits, CacheStats, CompiledCache, LoadError, Plugin};
 use crate::policy::Policy;
 use crate::reflect::Docs;
 use crate::state::CallState;
@@ -21,6 +22,8 @@ pub struct RuntimeBuilder {
     policy: Option<Policy>,
     cache_dir: Option<PathBuf>,
     concurrent_calls: Option<u32>,
+    queue_wait: Option<Duration>,
+    cache_limits: CacheLimits,
 }
 
 impl RuntimeBuilder {
@@ -36,9 +39,23 @@ impl RuntimeBuilder {
         self
     }
 
-    /// How many calls may run at once (default 1,000).
+    /// How much the disk cache may keep (default 64 entries, 512 MiB).
+    pub fn cache_limits(mut self, limits: CacheLimits) -> Self {
+        self.cache_limits = limits;
+        self
+    }
+
+    /// How many calls may run at once (default
+    /// [`DEFAULT_CONCURRENT_CALLS`](crate::admission::DEFAULT_CONCURRENT_CALLS)).
     pub fn concurrent_calls(mut self, calls: u32) -> Self {
         self.concurrent_calls = Some(calls);
+        self
+    }
+
+    /// How long a call waits for a slot when all are taken, before it is
+    /// answered "host busy" (default 10 s).
+    pub fn queue_wait(mut self, wait: Duration) -> Self {
+        self.queue_wait = Some(wait);
         self
     }
 
@@ -49,10 +66,8 @@ impl RuntimeBuilder {
     /// When the engine cannot reserve its pool or the imports cannot be linked.
     pub fn build(self) -> wasmtime::Result<Runtime> {
         let policy = self.policy.unwrap_or_default();
-        let pool = PoolSize {
-            concurrent_calls: self.concurrent_calls.unwrap_or(PoolSize::default().concurrent_calls),
-            memory_bytes: policy.largest_memory(),
-        };
+        let capacity = self.concurrent_calls.unwrap_or(DEFAULT_CONCURRENT_CALLS).max(1);
+        let pool = PoolSize { concurrent_calls: capacity, memory_bytes: policy.largest_memory() };
         let (engine, epoch) = engine::build(&pool)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
@@ -62,8 +77,9 @@ impl RuntimeBuilder {
             linker,
             epoch,
             policy,
-            cache: CompiledCache::new(self.cache_dir),
+            cache: CompiledCache::with_limits(self.cache_dir, self.cache_limits),
             compiled: Mutex::new(HashMap::new()),
+            admission: Admission::new(capacity, self.queue_wait.unwrap_or(DEFAULT_QUEUE_WAIT)),
         })
     }
 }
@@ -77,8 +93,17 @@ pub struct Runtime {
     pub(crate) epoch: Arc<AtomicU64>,
     policy: Policy,
     cache: CompiledCache,
-    /// Components compiled by this runtime, with their docs, by wasm hash.
-    compiled: Mutex<HashMap<String, (Component, Arc<Docs>)>>,
+    /// Components this runtime compiled and plugins still use, by wasm
+    /// hash. Weak: a component no served version and no running call holds
+    /// is dropped, code and all.
+    compiled: Mutex<HashMap<String, Weak<Compiled>>>,
+    admission: Admission,
+}
+
+/// A compiled component and the docs read from it.
+pub(crate) struct Compiled {
+    pub(crate) component: Component,
+    pub(crate) docs: Docs,
 }
 
 impl Runtime {
@@ -106,19 +131,32 @@ impl Runtime {
     /// [`LoadError`] when the bytes are not a usable plugin under the policy.
     pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
         let invalid = |reason: String| LoadError::Invalid { plugin: name.to_string(), reason };
-        let hash: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
-        let known = self.compiled.lock().unwrap_or_else(|e| e.into_inner()).get(&hash).cloned();
-        let (component, docs) = match known {
+        let hash = crate::plugin::content_hash(bytes);
+        let known = self.compiled.lock().unwrap_or_else(|e| e.into_inner()).get(&hash).and_then(Weak::upgrade);
+        let compiled = match known {
             Some(known) => known,
             None => {
-                let docs = Arc::new(Docs::from_component(bytes).map_err(|e| invalid(format!("{e:#}")))?);
+                let docs = Docs::from_component(bytes).map_err(|e| invalid(format!("{e:#}")))?;
                 let component = self.cache.load_or_compile(&self.engine, bytes, &hash).map_err(|e| invalid(format!("{e:#}")))?;
-                let known = (component, docs);
-                self.compiled.lock().unwrap_or_else(|e| e.into_inner()).insert(hash.clone(), known.clone());
-                known
+                let compiled = Arc::new(Compiled { component, docs });
+                let mut known = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
+                known.retain(|_, weak| weak.strong_count() > 0);
+                known.insert(hash.clone(), Arc::downgrade(&compiled));
+                compiled
             }
         };
-        Plugin::from_component(&self.engine, &self.linker, name, &component, &docs, hash, self.policy.plugin(name))
+        Plugin::from_component(&self.engine, &self.linker, name, compiled, hash, self.policy.plugin(name))
+    }
+
+    /// How many compiled components are alive: held by a served version, a
+    /// running call, or anyone else holding a [`Plugin`].
+    pub fn live_components(&self) -> usize {
+        self.compiled.lock().unwrap_or_else(|e| e.into_inner()).values().filter(|w| w.strong_count() > 0).count()
+    }
+
+    /// The gate calls pass before they take an instance slot.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
     }
 
     /// The engine.

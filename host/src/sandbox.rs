@@ -7,6 +7,7 @@ use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 
 use crate::engine::EPOCH_TICK;
 use crate::error::{Category, HostError};
+use crate::locks::LockMisuse;
 use crate::policy::Limits;
 use crate::state::CallState;
 
@@ -172,26 +173,49 @@ pub fn arm(store: &mut Store<CallState>) {
     });
 }
 
-/// The error object for a call that trapped.
+/// The error object for a call that trapped: one line for the model, with
+/// the whole error, wasm backtrace included, written to the log only.
 pub fn trap_error(plugin: &str, tool: &str, limits: &Limits, hit: Option<Limit>, err: &wasmtime::Error) -> HostError {
     if let Some(limit) = hit {
         return limit.error(plugin, tool, limits);
     }
+    if let Some(misuse) = err.downcast_ref::<LockMisuse>() {
+        return HostError::new(
+            Category::InternalError,
+            misuse.code(),
+            format!("plugin {plugin} misused its locks in tool {tool}: {}; the call was stopped", crate::text::clip(&misuse.to_string(), 400)),
+        )
+        .field("plugin", plugin)
+        .field("tool", tool);
+    }
     match err.downcast_ref::<Trap>() {
         Some(Trap::StackOverflow) => Limit::Stack.error(plugin, tool, limits),
-        Some(Trap::UnreachableCodeReached) => HostError::new(
-            Category::InternalError,
-            "PLUGIN_PANICKED",
-            format!("plugin {plugin} panicked in tool {tool}; the call was stopped"),
-        )
-        .field("plugin", plugin)
-        .field("tool", tool),
-        _ => HostError::new(
-            Category::InternalError,
-            "PLUGIN_TRAPPED",
-            format!("plugin {plugin} failed in tool {tool}: {err:#}"),
-        )
-        .field("plugin", plugin)
-        .field("tool", tool),
+        Some(Trap::UnreachableCodeReached) => {
+            tracing::warn!(plugin, tool, "the plugin panicked: {err:?}");
+            HostError::new(Category::InternalError, "PLUGIN_PANICKED", format!("plugin {plugin} panicked in tool {tool}; the call was stopped"))
+                .field("plugin", plugin)
+                .field("tool", tool)
+        }
+        _ => {
+            tracing::warn!(plugin, tool, "the plugin trapped: {err:?}");
+            HostError::new(
+                Category::InternalError,
+                "PLUGIN_TRAPPED",
+                format!("plugin {plugin} failed in tool {tool}: {}; the call was stopped", one_line_reason(err)),
+            )
+            .field("plugin", plugin)
+            .field("tool", tool)
+        }
     }
+}
+
+/// The reason of a trap in one short line, without the backtrace (whose
+/// function names are the plugin's business, not the model's).
+fn one_line_reason(err: &wasmtime::Error) -> String {
+    let reason = match err.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => err.root_cause().to_string(),
+    };
+    let first = reason.lines().next().unwrap_or("").trim();
+    crate::text::one_line(&crate::text::clip(first, 200))
 }

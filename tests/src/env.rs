@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::Value;
-use toolshed::{CallContext, Plugin, Policy, Runtime, TokioClock, ToolOutput, Toolshed};
+use toolshed::{Arguments, CallContext, CallOptions, Plugin, Policy, Runtime, TokioClock, ToolOutput, Toolshed};
 
 use crate::fake::{FakeBackend, default_context};
 use crate::ids;
@@ -20,7 +20,7 @@ pub fn harness_policy() -> Policy {
 /// One runtime for the whole test process.
 pub fn runtime() -> &'static Arc<Runtime> {
     static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
-    RUNTIME.get_or_init(|| Arc::new(Runtime::builder().policy(harness_policy()).build().expect("building the runtime")))
+    RUNTIME.get_or_init(|| Arc::new(Runtime::builder().policy(harness_policy()).concurrent_calls(1_000).build().expect("building the runtime")))
 }
 
 /// Plugin `name` compiled once per test process: compiling costs tens of
@@ -59,7 +59,7 @@ impl TestEnv {
     /// A host with the workspace-tools plugin and an empty backend.
     pub fn new() -> TestEnv {
         let env = Self::empty();
-        env.host.publish(shared().1);
+        env.host.publish(shared().1).expect("workspace-tools serves alone");
         env
     }
 
@@ -67,7 +67,7 @@ impl TestEnv {
     pub fn with_plugins(plugins: &[(&str, &[u8])]) -> TestEnv {
         let env = Self::empty();
         for (name, bytes) in plugins {
-            env.host.publish(plugin(name, bytes));
+            env.host.publish(plugin(name, bytes)).unwrap_or_else(|e| panic!("{e}"));
         }
         env
     }
@@ -84,7 +84,7 @@ impl TestEnv {
         let backend = FakeBackend::new(clock.clone());
         let host = Arc::new(Toolshed::new(runtime, Arc::new(backend.clone()), clock));
         for plugin in plugins {
-            host.publish(plugin.clone());
+            host.publish(plugin.clone()).unwrap_or_else(|e| panic!("{e}"));
         }
         TestEnv { backend, host }
     }
@@ -101,12 +101,13 @@ impl TestEnv {
 
     /// Calls `tool` in the default chat.
     pub async fn call(&self, tool: &str, arguments: Value) -> ToolOutput {
-        self.host.call_value(&self.context(), tool, &arguments).await
+        self.call_in(&self.context(), tool, arguments).await
     }
 
-    /// Calls `tool` in the chat of `cx`.
+    /// Calls `tool` in the chat of `cx`; its progress is recorded.
     pub async fn call_in(&self, cx: &CallContext, tool: &str, arguments: Value) -> ToolOutput {
-        self.host.call_value(cx, tool, &arguments).await
+        let options = CallOptions { progress: Some(self.backend.recorder().progress_sink(cx)) };
+        self.host.call_with(cx, tool, Arguments::Json(&arguments), options).await
     }
 }
 

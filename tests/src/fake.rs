@@ -444,6 +444,17 @@ impl Backend for FakeBackend {
         round_trip().await;
         self.recorder.push(cx, Call::Bind(binding.clone()));
         let mut world = self.world();
+        // Like a real store: only rows that exist and are the owner's.
+        let owns_build = |id: &str| world.builds.iter().any(|b| b.build.id == id && Self::owns_workspace(&world, cx, &b.build.workspace_id));
+        let owns_agent = |id: &str| {
+            world.builds.iter().any(|b| b.agents.iter().any(|(a, _)| a.id == id) && Self::owns_workspace(&world, cx, &b.build.workspace_id))
+        };
+        if binding.workspace_id.as_deref().is_some_and(|id| !Self::owns_workspace(&world, cx, id))
+            || binding.build_id.as_deref().is_some_and(|id| !owns_build(id))
+            || binding.agent_id.as_deref().is_some_and(|id| !owns_agent(id))
+        {
+            return Err(QueryError::NotFound);
+        }
         let chat = chat_row(&mut world, cx);
         if let Some(id) = binding.workspace_id {
             chat.workspace_id = Some(id);
@@ -606,8 +617,4 @@ impl Backend for FakeBackend {
         self.recorder.push(cx, Call::ChatUpdated);
     }
 
-    async fn progress(&self, cx: &CallContext, message: &str) {
-        round_trip().await;
-        self.recorder.push(cx, Call::Progress(message.to_string()));
-    }
 }

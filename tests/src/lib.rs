@@ -29,10 +29,6 @@
 #![deny(missing_docs)]
 
 mod env;
-/// Fixture plugins that misbehave on purpose, built by the harness.
-pub mod fixtures {
-    include!(concat!(env!("OUT_DIR"), "/fixtures.rs"));
-}
 mod fake;
 pub mod ids;
 mod record;

@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use toolshed::CallContext;
+use toolshed::progress::{Progress, ProgressSink};
 use toolshed::bindings::{ChatBinding, CreateBuildRequest, CreateWorkspaceRequest, ProvisionRequest};
 
 /// One call a plugin made that changes something or signals the front end.
@@ -35,6 +36,22 @@ pub struct Recorder {
 impl Recorder {
     pub(crate) fn push(&self, cx: &CallContext, call: Call) {
         self.calls.lock().unwrap_or_else(|e| e.into_inner()).push((cx.chat_id.clone(), call));
+    }
+
+    /// A progress sink that records every report of a call in chat `cx`.
+    pub fn progress_sink(&self, cx: &CallContext) -> Arc<dyn ProgressSink> {
+        Arc::new(RecordProgress { recorder: self.clone(), cx: cx.clone() })
+    }
+
+    /// The progress messages reported in chat `chat_id`, in order.
+    pub fn progress(&self, chat_id: &str) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter_map(|(chat, c)| match c {
+                Call::Progress(message) if chat == chat_id => Some(message),
+                _ => None,
+            })
+            .collect()
     }
 
     /// All calls, in order.
@@ -75,5 +92,17 @@ impl Recorder {
     /// Forgets everything recorded so far.
     pub fn clear(&self) {
         self.calls.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+/// Records each progress report of one call as [`Call::Progress`].
+struct RecordProgress {
+    recorder: Recorder,
+    cx: CallContext,
+}
+
+impl ProgressSink for RecordProgress {
+    fn report(&self, progress: Progress) {
+        self.recorder.push(&self.cx, Call::Progress(progress.message));
     }
 }

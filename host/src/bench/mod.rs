@@ -19,7 +19,7 @@ use crate::backend::{CallContext, Clock, SystemClock};
 use crate::locks::LockTable;
 use crate::plugin::Plugin;
 use crate::runtime::Runtime;
-use crate::state::{CallState, Shared};
+use crate::state::{CallIdentity, CallState, Shared};
 use crate::{Toolshed, builtin, sandbox};
 use native::NativeHost;
 use scenario::{InstantBackend, ORG, TEMPLATE};
@@ -95,23 +95,19 @@ fn current_thread() -> tokio::runtime::Runtime {
 pub fn hosted(runtime: &Arc<Runtime>, plugin: &Arc<Plugin>, templates: usize, build_ms: u64) -> Toolshed {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let host = Toolshed::new(runtime.clone(), Arc::new(InstantBackend::new(templates, build_ms, clock.clone())), clock);
-    host.publish(plugin.clone());
+    host.publish(plugin.clone()).expect("one plugin never conflicts");
     host
 }
 
 /// Median time of a fresh Store, an instance of `plugin`, and dropping both.
 pub async fn instance_cost(runtime: &Arc<Runtime>, plugin: &Plugin, samples: usize) -> f64 {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let shared = Arc::new(Shared {
-        backend: Arc::new(InstantBackend::new(1, 0, clock.clone())),
-        clock,
-        locks: LockTable::default(),
-        progress: tokio::sync::broadcast::channel(1).0,
-    });
+    let shared = Arc::new(Shared { backend: Arc::new(InstantBackend::new(1, 0, clock.clone())), clock, locks: LockTable::default() });
     let mut times = Vec::with_capacity(samples);
     for _ in 0..samples {
         let started = Instant::now();
-        let state = CallState::new(shared.clone(), context(0), plugin.name.clone(), &plugin.policy.limits, runtime.epoch.clone());
+        let who = CallIdentity { cx: context(0), plugin: plugin.name.clone(), tool: "instance".into() };
+        let state = CallState::new(shared.clone(), who, &plugin.policy.limits, runtime.epoch.clone(), None);
         let mut store = Store::new(runtime.engine(), state);
         sandbox::arm(&mut store);
         plugin.pre.instantiate_async(&mut store).await.expect("instantiating");

@@ -190,5 +190,4 @@ impl Backend for InstantBackend {
         Ok(())
     }
     async fn chat_updated(&self, _: &CallContext) {}
-    async fn progress(&self, _: &CallContext, _: &str) {}
 }

@@ -11,7 +11,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use toolshed::local::{LocalBackend, LocalConfig, LocalEvent, local_context};
 use toolshed::plugin::PluginWatcher;
-use toolshed::{Policy, Runtime, SystemClock, ToolOutput, Toolshed};
+use toolshed::{Arguments, CallOptions, Policy, Runtime, SystemClock, ToolOutput, Toolshed};
 
 /// A sandboxed WebAssembly host for agent tools.
 #[derive(Parser)]
@@ -118,17 +118,21 @@ pub enum TemplateCommand {
     List,
 }
 
-/// A host over the local backend, with plugins loaded.
+/// A host over the local backend, with its plugins installing.
 pub struct App {
     /// The local backend.
     pub backend: Arc<LocalBackend>,
     /// The host.
     pub host: Arc<Toolshed>,
+    /// The initial install of the plugins, each on its own task; yields
+    /// what was refused.
+    loading: Option<tokio::task::JoinHandle<Vec<(String, String)>>>,
     _watch: Option<PluginWatcher>,
 }
 
 impl App {
-    /// Opens the local backend in the data directory and loads the plugins.
+    /// Opens the local backend in the data directory and starts installing
+    /// the plugins in the background: a slow plugin delays nothing else.
     pub async fn open(global: &Global) -> anyhow::Result<App> {
         let data_dir = global.data_dir.clone().unwrap_or_else(LocalConfig::default_data_dir);
         let policy = match &global.policy {
@@ -138,25 +142,64 @@ impl App {
         let runtime = Arc::new(Runtime::builder().policy(policy).cache_dir(data_dir.join("compiled")).build()?);
         let backend = LocalBackend::open(LocalConfig { data_dir, agent_program: std::env::current_exe()? })?;
         let host = Arc::new(Toolshed::new(runtime, backend.clone(), Arc::new(SystemClock)));
-        let watch = match &global.plugins {
+        let (loading, watch) = match &global.plugins {
             Some(dir) => {
-                for (path, reason) in toolshed::plugin::load_dir(&host, dir).await? {
-                    eprintln!("warning: {} was not loaded: {reason}", path.display());
-                }
-                Some(toolshed::plugin::watch(host.clone(), dir)?)
+                // Watch first, so a file written while the rest load is seen.
+                let watch = toolshed::plugin::watch(host.clone(), dir)?;
+                let (host, dir) = (host.clone(), dir.clone());
+                let pending = host.installs_pending();
+                let loading = tokio::spawn(async move {
+                    let _pending = pending;
+                    match toolshed::plugin::load_dir(&host, &dir).await {
+                        Ok(refused) => refused.into_iter().map(|(path, reason)| (path.display().to_string(), reason)).collect(),
+                        Err(e) => vec![(dir.display().to_string(), e.to_string())],
+                    }
+                });
+                (loading, Some(watch))
             }
             None => {
-                for (name, bytes) in toolshed::builtin::all() {
-                    host.install(name, bytes.to_vec()).await?;
-                }
-                None
+                let host = host.clone();
+                let pending = host.installs_pending();
+                let loading = tokio::spawn(async move {
+                    let _pending = pending;
+                    let mut installs = tokio::task::JoinSet::new();
+                    for (name, bytes) in toolshed::builtin::all() {
+                        let host = host.clone();
+                        installs.spawn(async move { host.install(name, bytes.to_vec()).await.err().map(|e| (name.to_string(), e.to_string())) });
+                    }
+                    installs.join_all().await.into_iter().flatten().collect()
+                });
+                (loading, None)
             }
         };
-        Ok(App { backend, host, _watch: watch })
+        Ok(App { backend, host, loading: Some(loading), _watch: watch })
+    }
+
+    /// Waits until every plugin of the initial load is installed or refused,
+    /// and warns of the refused ones.
+    pub async fn loaded(&mut self) {
+        if let Some(loading) = self.loading.take() {
+            for (what, reason) in loading.await.unwrap_or_default() {
+                eprintln!("warning: {what} was not loaded: {reason}");
+            }
+        }
+    }
+
+    /// Warns of refused plugins once the initial load ends, without waiting for it.
+    fn report_refusals_later(&mut self) {
+        if let Some(loading) = self.loading.take() {
+            tokio::spawn(async move {
+                for (what, reason) in loading.await.unwrap_or_default() {
+                    tracing::warn!("{what} was not loaded: {reason}");
+                }
+            });
+        }
     }
 
     /// Calls a tool, showing the progress it reports and its builds' output.
+    /// The call starts as soon as the plugin serving the tool is installed.
     pub async fn call(&self, chat: &str, tool: &str, arguments: &str, show_progress: bool) -> ToolOutput {
+        self.host.wait_for_tool(tool).await;
         let spinner = show_progress.then(|| {
             let spinner = ProgressBar::new_spinner();
             spinner.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("a valid template"));
@@ -165,9 +208,9 @@ impl App {
             spinner
         });
         let mut events = self.backend.subscribe();
-        let mut progress = self.host.subscribe_progress();
+        let (sink, mut progress) = toolshed::progress::latest();
         let cx = local_context(chat);
-        let call = self.host.call(&cx, tool, arguments);
+        let call = self.host.call_with(&cx, tool, Arguments::Text(arguments), CallOptions { progress: Some(sink) });
         tokio::pin!(call);
         loop {
             tokio::select! {
@@ -182,9 +225,10 @@ impl App {
                         spinner.println(format!("  | {line}"));
                     }
                 }
-                Ok(event) = progress.recv() => {
-                    if let Some(spinner) = &spinner {
-                        spinner.set_message(event.message);
+                Ok(()) = progress.changed() => {
+                    let latest = progress.borrow_and_update().clone();
+                    if let (Some(spinner), Some(latest)) = (&spinner, latest) {
+                        spinner.set_message(latest.message);
                     }
                 }
             }
@@ -196,17 +240,20 @@ impl App {
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
         Command::Tools { json } => {
-            let app = App::open(&cli.global).await?;
+            let mut app = App::open(&cli.global).await?;
+            app.loaded().await;
             print_tools(&app.host, json)?;
         }
         Command::Call { tool, arguments, chat } => {
-            let app = App::open(&cli.global).await?;
+            let mut app = App::open(&cli.global).await?;
+            app.report_refusals_later();
             let out = app.call(&chat, &tool, &arguments, std::io::IsTerminal::is_terminal(&std::io::stderr())).await;
             println!("{}", serde_json::to_string_pretty(&out.value)?);
             return Ok(i32::from(out.is_error));
         }
         Command::Serve { chat, http } => {
-            let app = App::open(&cli.global).await?;
+            let mut app = App::open(&cli.global).await?;
+            app.report_refusals_later();
             let chat = chat.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
             match http {
                 Some(addr) => toolshed::mcp::McpServer::serve_http(app.host.clone(), addr, local_context(&chat)).await?,
@@ -219,21 +266,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             return Ok(i32::from(last != Some(false)));
         }
         Command::Template(TemplateCommand::Push { dir }) => {
-            let app = App::open(&cli.global).await?;
-            let pushed = app.backend.push_template(&dir)?;
+            let backend = open_backend(&cli.global)?;
+            let pushed = backend.push_template(&dir)?;
             println!("template {} version {} ({}) is now active", pushed.template_id, pushed.number, pushed.version_id);
         }
         Command::Template(TemplateCommand::List) => {
-            let app = App::open(&cli.global).await?;
-            for t in app.backend.store().templates().map_err(anyhow::Error::msg)? {
+            let backend = open_backend(&cli.global)?;
+            for t in backend.store().templates().map_err(anyhow::Error::msg)? {
                 println!("{}  {:<20} {}", t.id, t.name, t.description);
             }
         }
         Command::Workspaces => {
-            let app = App::open(&cli.global).await?;
-            let chats = app.backend.store().chats().map_err(anyhow::Error::msg)?;
-            for w in app.backend.store().workspaces().map_err(anyhow::Error::msg)? {
-                let latest = app.backend.store().latest_build(&w.workspace.id).map_err(anyhow::Error::msg)?;
+            let backend = open_backend(&cli.global)?;
+            let chats = backend.store().chats().map_err(anyhow::Error::msg)?;
+            for w in backend.store().workspaces().map_err(anyhow::Error::msg)? {
+                let latest = backend.store().latest_build(&w.workspace.id).map_err(anyhow::Error::msg)?;
                 let state = latest.map_or("no builds".to_string(), |b| {
                     format!("{} {} ({})", toolshed::local::store::transition_name(b.build.transition), toolshed::local::store::status_name(b.status), b.build.id)
                 });
@@ -248,14 +295,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             print!("{text}");
         }
         Command::Plugins => {
-            let app = App::open(&cli.global).await?;
+            let mut app = App::open(&cli.global).await?;
+            app.loaded().await;
             for plugin in app.host.plugins() {
                 let grants: Vec<String> = plugin.policy.grants.iter().map(ToString::to_string).collect();
                 println!("{}  sha256:{}  tools: {}", plugin.name, &plugin.hash[..16], plugin.tools.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "));
                 println!("    grants: {}", grants.join(", "));
                 println!("    limits: {}", plugin.policy.limits);
                 if let Some(smoke) = &plugin.policy.smoke {
-                    println!("    smoke call: {} {}", smoke.tool, smoke.arguments);
+                    println!("    smoke call: {} {} (within {} s)", smoke.tool, smoke.arguments, smoke.deadline.as_secs());
                 }
             }
         }
@@ -272,6 +320,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// The local backend alone, for commands that run no plugin.
+fn open_backend(global: &Global) -> anyhow::Result<Arc<LocalBackend>> {
+    let data_dir = global.data_dir.clone().unwrap_or_else(LocalConfig::default_data_dir);
+    LocalBackend::open(LocalConfig { data_dir, agent_program: std::env::current_exe()? })
 }
 
 fn print_tools(host: &Toolshed, json: bool) -> anyhow::Result<()> {

@@ -49,6 +49,11 @@ impl db::Host for CallState {
         import!(self, self.shared.backend.template_allowlist(&self.cx).await)
     }
     async fn bind_chat(&mut self, binding: ChatBinding) -> wasmtime::Result<Result<(), QueryError>> {
+        // The backend checks that each id exists and is the owner's; the host
+        // first refuses what cannot be an id at all, so no backend ever sees it.
+        if let Err(refusal) = check_binding(&binding) {
+            return import!(self, Err(refusal));
+        }
         import!(self, self.shared.backend.bind_chat(&self.cx, binding).await)
     }
 }
@@ -70,4 +75,27 @@ impl agent_connect::Host for CallState {
         let timeout = Duration::from_millis(timeout_ms);
         import!(self, self.shared.backend.connect_agent(&self.cx, &agent_id, timeout).await)
     }
+}
+
+/// The longest id a binding may carry; every id the backends make is shorter.
+pub const MAX_ID_BYTES: usize = 64;
+
+/// Whether `id` can be an id: 1 to [`MAX_ID_BYTES`] letters, digits, `-` or `_`.
+pub fn is_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_BYTES && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn check_binding(binding: &ChatBinding) -> Result<(), QueryError> {
+    let fields = [("workspace_id", &binding.workspace_id), ("build_id", &binding.build_id), ("agent_id", &binding.agent_id)];
+    for (field, id) in fields {
+        if let Some(id) = id
+            && !is_id(id)
+        {
+            return Err(QueryError::Failed(format!(
+                "bind-chat: {field} {:?} is not an id (1 to {MAX_ID_BYTES} letters, digits, '-' or '_')",
+                crate::text::clip(id, 80)
+            )));
+        }
+    }
+    Ok(())
 }

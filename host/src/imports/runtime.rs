@@ -23,14 +23,20 @@ impl clock::Host for CallState {
 
 impl locks::Host for CallState {
     async fn acquire(&mut self, key: String) -> wasmtime::Result<Resource<HeldLock>> {
-        let held: wasmtime::Result<HeldLock> = import!(self, self.shared.locks.acquire(&self.cx.chat_id, &key).await);
-        Ok(self.table.push(held?)?)
+        // Checked before waiting: a call that asks for a key it holds would
+        // otherwise wait for itself until its deadline.
+        self.locks.check(&key)?;
+        let held: wasmtime::Result<HeldLock> = import!(self, self.shared.locks.acquire(&self.plugin, &self.cx.chat_id, &key).await);
+        let held = held?;
+        self.locks.taken(&key);
+        Ok(self.table.push(held)?)
     }
 }
 
 impl locks::HostLockGuard for CallState {
     async fn drop(&mut self, lock: Resource<HeldLock>) -> wasmtime::Result<()> {
-        self.table.delete(lock)?;
+        let held = self.table.delete(lock)?;
+        self.locks.released(held.key());
         Ok(())
     }
 }
@@ -41,14 +47,12 @@ impl events::Host for CallState {
     }
 
     async fn progress(&mut self, message: String) -> wasmtime::Result<()> {
-        // Nobody listening is fine.
-        let _ = self.shared.progress.send(crate::state::Progress { chat_id: self.cx.chat_id.clone(), message: message.clone() });
-        import!(self, self.shared.backend.progress(&self.cx, &message).await)
+        import!(self, self.progress.report(&message))
     }
 }
 
 impl log::Host for CallState {
     async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
-        import!(self, self.shared.backend.log(&self.cx, &self.plugin, level, &message))
+        import!(self, CallState::log(self, level, &message))
     }
 }

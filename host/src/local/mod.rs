@@ -55,13 +55,6 @@ pub enum LocalEvent {
         /// The line.
         line: String,
     },
-    /// A tool reported progress.
-    Progress {
-        /// The chat of the call.
-        chat_id: String,
-        /// The message.
-        message: String,
-    },
     /// A chat's bindings changed.
     ChatUpdated {
         /// The chat.
@@ -259,6 +252,17 @@ impl Backend for LocalBackend {
     }
 
     async fn bind_chat(&self, cx: &CallContext, binding: ChatBinding) -> Result<(), QueryError> {
+        // Bind only what exists and is the owner's: an id from a plugin is
+        // never trusted because a guest produced it.
+        if let Some(id) = &binding.workspace_id {
+            self.owned_workspace(cx, id)?;
+        }
+        if let Some(id) = &binding.build_id {
+            self.build(cx, id).await?;
+        }
+        if let Some(id) = &binding.agent_id {
+            self.agent(cx, id).await?;
+        }
         self.store
             .bind(&cx.chat_id, binding.workspace_id.as_deref(), binding.build_id.as_deref(), binding.agent_id.as_deref())
             .map_err(failed)
@@ -345,10 +349,6 @@ impl Backend for LocalBackend {
 
     async fn chat_updated(&self, cx: &CallContext) {
         let _ = self.events.send(LocalEvent::ChatUpdated { chat_id: cx.chat_id.clone() });
-    }
-
-    async fn progress(&self, cx: &CallContext, message: &str) {
-        let _ = self.events.send(LocalEvent::Progress { chat_id: cx.chat_id.clone(), message: message.to_string() });
     }
 
     async fn start_registry(&self, _cx: &CallContext, request: ProvisionRequest) -> Result<Task, PlatformError> {

@@ -4,10 +4,15 @@
 //! Each entry starts with the SHA-256 of the serialized artifact that
 //! follows: an entry that was truncated, corrupted or written by another
 //! engine build is detected, recompiled and rewritten, never run.
+//!
+//! The directory is bounded: after every write, entries of other engine
+//! builds are deleted, then the least recently used entries until the
+//! cache is within its [`CacheLimits`].
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
@@ -36,16 +41,41 @@ impl CacheStats {
     }
 }
 
+/// How much the disk cache may keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheLimits {
+    /// The most entries.
+    pub max_entries: usize,
+    /// The most bytes in all entries.
+    pub max_bytes: u64,
+}
+
+impl Default for CacheLimits {
+    /// 64 entries and 512 MiB: dozens of plugin versions, each a few MiB.
+    fn default() -> Self {
+        Self { max_entries: 64, max_bytes: 512 << 20 }
+    }
+}
+
+/// A half-written entry older than this was left by a process that died.
+const STALE_PARTIAL: Duration = Duration::from_secs(3600);
+
 /// Where compiled components are kept, if anywhere.
 pub struct CompiledCache {
     dir: Option<PathBuf>,
+    limits: CacheLimits,
     stats: CacheStats,
 }
 
 impl CompiledCache {
     /// A cache in `dir`, or none (always compile) when `dir` is `None`.
     pub fn new(dir: Option<PathBuf>) -> Self {
-        Self { dir, stats: CacheStats::default() }
+        Self::with_limits(dir, CacheLimits::default())
+    }
+
+    /// A cache in `dir` that keeps at most what `limits` allow.
+    pub fn with_limits(dir: Option<PathBuf>, limits: CacheLimits) -> Self {
+        Self { dir, limits, stats: CacheStats::default() }
     }
 
     /// What the cache did so far.
@@ -55,10 +85,8 @@ impl CompiledCache {
 
     /// The file an artifact of `wasm_hash` is kept in for `engine`.
     pub fn entry_path(&self, engine: &Engine, wasm_hash: &str) -> Option<PathBuf> {
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
-        let engine_key = hasher.finish();
-        self.dir.as_ref().map(|dir| dir.join(format!("{wasm_hash}-{engine_key:016x}.cwasm")))
+        let engine_key = engine_key(engine);
+        self.dir.as_ref().map(|dir| dir.join(format!("{wasm_hash}-{engine_key}.cwasm")))
     }
 
     /// The component for `wasm`, from the cache when a sound entry exists,
@@ -73,6 +101,8 @@ impl CompiledCache {
             match read_entry(engine, path) {
                 Ok(Some(component)) => {
                     self.stats.loaded.fetch_add(1, Ordering::Relaxed);
+                    // Mark it used, for the least-recently-used pruning.
+                    let _ = std::fs::File::options().append(true).open(path).and_then(|f| f.set_modified(SystemTime::now()));
                     return Ok(component);
                 }
                 Ok(None) => {}
@@ -84,12 +114,63 @@ impl CompiledCache {
         }
         let component = Component::new(engine, wasm)?;
         self.stats.compiled.fetch_add(1, Ordering::Relaxed);
-        if let Some(path) = &path
-            && let Err(e) = write_entry(&component, path) {
+        if let Some(path) = &path {
+            if let Err(e) = write_entry(&component, path) {
                 tracing::warn!(path = %path.display(), "could not write compiled cache entry: {e:#}");
             }
+            if let Err(e) = self.prune(&engine_key(engine)) {
+                tracing::warn!("could not prune the compiled cache: {e}");
+            }
+        }
         Ok(component)
     }
+
+    /// Deletes entries of other engine builds, stale partial files, then the
+    /// least recently used entries until the cache is within its limits.
+    fn prune(&self, engine_key: &str) -> std::io::Result<()> {
+        let Some(dir) = &self.dir else { return Ok(()) };
+        let now = SystemTime::now();
+        let mut ours = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let path = entry.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()).map(str::to_string) else { continue };
+            let metadata = entry.metadata()?;
+            let modified = metadata.modified().unwrap_or(now);
+            if name.contains(".partial-") {
+                if now.duration_since(modified).unwrap_or_default() > STALE_PARTIAL {
+                    let _ = std::fs::remove_file(&path);
+                }
+                continue;
+            }
+            let Some(stem) = name.strip_suffix(".cwasm") else { continue };
+            match stem.rsplit_once('-') {
+                Some((_, key)) if key == engine_key => ours.push((modified, metadata.len(), path)),
+                // Another engine build's entry can never load here.
+                _ => {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        // Newest first; keep what fits.
+        ours.sort_by(|a, b| b.0.cmp(&a.0));
+        let (mut count, mut bytes) = (0usize, 0u64);
+        for (_, size, path) in ours {
+            count += 1;
+            bytes += size;
+            if count > self.limits.max_entries || (bytes > self.limits.max_bytes && count > 1) {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The engine's compatibility hash, as the hex suffix of entry names.
+fn engine_key(engine: &Engine) -> String {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
 }
 
 fn read_entry(engine: &Engine, path: &Path) -> Result<Option<Component>, String> {

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use wasmtime::Engine;
 use wasmtime::component::types::ComponentItem;
-use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::component::{InstancePre, Linker};
 
 use super::tool::Tool;
 use crate::policy::{PluginPolicy, grant_allows};
-use crate::reflect::Docs;
+use crate::runtime::Compiled;
 use crate::state::CallState;
 
 /// Why a plugin could not be loaded.
@@ -61,6 +61,16 @@ pub enum LoadError {
         /// The plugin.
         plugin: String,
     },
+    /// A tool of the plugin is already served by another plugin.
+    #[error("plugin {plugin}: its tool {tool} is already served by plugin {other}; the plugin was refused")]
+    ToolConflict {
+        /// The plugin refused.
+        plugin: String,
+        /// The tool both export.
+        tool: String,
+        /// The plugin serving the tool.
+        other: String,
+    },
     /// The smoke call of a new version failed.
     #[error("plugin {plugin}: smoke call of {tool} failed: {reason}")]
     Smoke {
@@ -84,6 +94,8 @@ pub struct Plugin {
     /// Its policy: grants, limits, smoke call.
     pub policy: PluginPolicy,
     pub(crate) pre: InstancePre<CallState>,
+    /// Keeps the compiled code alive exactly as long as this version is.
+    _compiled: Arc<Compiled>,
 }
 
 impl Plugin {
@@ -97,11 +109,11 @@ impl Plugin {
         engine: &Engine,
         linker: &Linker<CallState>,
         name: &str,
-        component: &Component,
-        docs: &Docs,
+        compiled: Arc<Compiled>,
         hash: String,
         policy: PluginPolicy,
     ) -> Result<Plugin, LoadError> {
+        let (component, docs) = (&compiled.component, &compiled.docs);
         for (import, item) in component.component_type().imports(engine) {
             // An interface of types only grants nothing.
             let has_functions = match &item.ty {
@@ -132,6 +144,6 @@ impl Plugin {
         let pre = linker
             .instantiate_pre(component)
             .map_err(|e| LoadError::Link { plugin: name.to_string(), reason: format!("{e:#}") })?;
-        Ok(Plugin { name: name.into(), hash, tools, policy, pre })
+        Ok(Plugin { name: name.into(), hash, tools, policy, pre, _compiled: compiled })
     }
 }

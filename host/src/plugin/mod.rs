@@ -5,7 +5,7 @@ mod load;
 mod tool;
 mod watch;
 
-pub use cache::{CacheStats, CompiledCache};
+pub use cache::{CacheLimits, CacheStats, CompiledCache};
 pub use load::{LoadError, Plugin};
 pub use tool::{ArgumentShape, Tool};
-pub use watch::{PluginWatcher, QUIET, load_dir, plugin_name, watch};
+pub use watch::{PluginWatcher, QUIET, content_hash, load_dir, plugin_name, watch};

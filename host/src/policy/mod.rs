@@ -38,10 +38,26 @@ pub struct Smoke {
     /// Its arguments.
     #[serde(default = "empty_object")]
     pub arguments: serde_json::Value,
+    /// How long the call may take (`deadline_s`; at most the plugin's own
+    /// deadline). A version whose smoke call does not answer in time is
+    /// refused.
+    #[serde(default = "smoke_deadline", rename = "deadline_s", deserialize_with = "seconds")]
+    pub deadline: std::time::Duration,
 }
+
+/// How long a smoke call may take unless its policy says otherwise.
+pub const SMOKE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn empty_object() -> serde_json::Value {
     serde_json::Value::Object(Default::default())
+}
+
+fn smoke_deadline() -> std::time::Duration {
+    SMOKE_DEADLINE
+}
+
+fn seconds<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<std::time::Duration, D::Error> {
+    u64::deserialize(deserializer).map(std::time::Duration::from_secs)
 }
 
 /// The policy of one plugin.

@@ -3,6 +3,7 @@
 
 mod bench;
 mod demo;
+mod floods;
 mod local;
 mod mcp;
 mod support;

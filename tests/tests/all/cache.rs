@@ -26,10 +26,10 @@ fn a_second_start_loads_from_the_cache_without_compiling() {
 }
 
 #[test]
-fn the_same_bytes_are_compiled_once_per_runtime() {
+fn the_same_bytes_are_compiled_once_per_runtime_while_a_version_of_them_lives() {
     let dir = tempfile::tempdir().unwrap();
     let runtime = runtime_with_cache(dir.path());
-    runtime.compile("workspace-tools", WASM).unwrap();
+    let _served = runtime.compile("workspace-tools", WASM).unwrap();
     runtime.compile("workspace-tools", WASM).unwrap();
     assert_eq!(runtime.cache_stats().compiled() + runtime.cache_stats().loaded(), 1);
 }
@@ -88,4 +88,34 @@ async fn a_truncated_entry_is_recompiled() {
 #[tokio::test(start_paused = true)]
 async fn an_entry_of_garbage_is_recompiled() {
     recovers_from(|bytes| *bytes = b"not a compiled component at all, but long enough to have a header".to_vec()).await;
+}
+
+#[test]
+fn the_cache_drops_other_engine_builds_and_keeps_only_the_most_recently_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = toolshed::plugin::CacheLimits { max_entries: 4, max_bytes: 1 << 30 };
+    let runtime = Runtime::builder().cache_dir(dir.path()).cache_limits(limits).concurrent_calls(4).build().unwrap();
+    let ours = toolshed::plugin::CompiledCache::new(Some(dir.path().to_path_buf()))
+        .entry_path(runtime.engine(), &"0".repeat(64))
+        .unwrap();
+    let our_suffix = ours.file_name().unwrap().to_str().unwrap().trim_start_matches(&"0".repeat(64)).to_string();
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3_600);
+    let write = |name: String, age: std::time::Duration| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, b"an old artifact").unwrap();
+        std::fs::File::options().append(true).open(&path).unwrap().set_modified(old + age).unwrap();
+        path
+    };
+    let foreign: Vec<_> = (0..3).map(|i| write(format!("{:064x}-00000000deadbeef.cwasm", i), std::time::Duration::ZERO)).collect();
+    let stale: Vec<_> = (0..6).map(|i| write(format!("{:064x}{our_suffix}", i + 100), std::time::Duration::from_secs(i))).collect();
+
+    runtime.compile("workspace-tools", WASM).unwrap();
+
+    assert!(foreign.iter().all(|p| !p.exists()), "entries of another engine build are dropped");
+    let kept: Vec<_> = stale.iter().filter(|p| p.exists()).collect();
+    assert_eq!(kept.len(), 3, "four entries in all: the new one and the three most recently used");
+    assert!(kept.iter().all(|p| stale[3..].contains(p)), "the least recently used went first: {kept:?}");
+    let next = runtime_with_cache(dir.path());
+    next.compile("workspace-tools", WASM).unwrap();
+    assert_eq!(next.cache_stats().loaded(), 1, "the new entry was kept");
 }

@@ -9,6 +9,7 @@ mod concurrency;
 mod create_workspace;
 mod existing_workspace;
 mod fuzz;
+mod hostile;
 mod list_templates;
 mod manual_update;
 mod policy;

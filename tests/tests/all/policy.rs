@@ -3,7 +3,8 @@
 
 use serde_json::json;
 use toolshed::{LoadError, Policy, Runtime};
-use toolshed_harness::{BuildPlan, JobScript, OutputExt, TestEnv, Transition, fixtures, ids, runtime};
+use toolshed_fixtures as fixtures;
+use toolshed_harness::{BuildPlan, JobScript, OutputExt, TestEnv, Transition, ids, runtime};
 
 #[test]
 fn an_import_the_policy_does_not_grant_is_refused_at_load_naming_it() {

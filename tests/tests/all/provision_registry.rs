@@ -201,6 +201,6 @@ fn the_registry_plugin_imports_only_the_platform_clock_events_and_log() {
     let plugin = toolshed_harness::plugin("registry-tools", toolshed::builtin::REGISTRY_TOOLS);
     assert!(plugin.policy.grants.iter().all(|g| !g.allows("toolshed:infra/db@0.1.0") && !g.allows("toolshed:infra/control@0.1.0")));
     // A plugin under the registry's name that imports build control is refused.
-    let err = runtime().compile("registry-tools", toolshed_harness::fixtures::UNGRANTED).err().expect("refused");
+    let err = runtime().compile("registry-tools", toolshed_fixtures::UNGRANTED).err().expect("refused");
     assert!(err.to_string().contains("toolshed:infra/control"), "{err}");
 }

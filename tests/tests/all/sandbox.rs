@@ -2,7 +2,8 @@
 //! the plugin, the tool and the limit, and the host serves the next call.
 
 use serde_json::{Value, json};
-use toolshed_harness::{OutputExt, TestEnv, fixtures};
+use toolshed_fixtures as fixtures;
+use toolshed_harness::{OutputExt, TestEnv};
 
 fn hostile_env() -> TestEnv {
     TestEnv::with_plugins(&[("hostile", fixtures::HOSTILE)])

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use toolshed::{CallContext, LoadError};
-use toolshed_harness::{OutputExt, TestEnv, default_context, fixtures, runtime};
+use toolshed_fixtures as fixtures;
+use toolshed_harness::{OutputExt, TestEnv, default_context, runtime};
 
 async fn version(env: &TestEnv) -> String {
     env.call("version", json!({})).await.ok()["version"].as_str().unwrap().to_string()
@@ -30,7 +31,7 @@ async fn an_in_flight_call_finishes_on_the_version_it_started_on() {
         // Let the call start and park in its host sleep, then swap.
         tokio::task::yield_now().await;
         tokio::task::yield_now().await;
-        env.host.publish(Arc::new(runtime().compile("versioned", fixtures::VERSIONED_V2).unwrap()));
+        env.host.publish(Arc::new(runtime().compile("versioned", fixtures::VERSIONED_V2).unwrap())).unwrap();
         version(&env).await
     };
     let (old, new) = tokio::join!(in_flight, swap);
@@ -179,4 +180,35 @@ async fn the_directory_watcher_installs_replaces_refuses_and_removes() {
     assert_eq!(change.plugin, "versioned");
     assert!(change.tools.is_empty());
     assert_eq!(env.call("version", json!({})).await.err()["code"], "UNKNOWN_TOOL");
+}
+
+#[tokio::test]
+async fn reads_touches_and_identical_rewrites_install_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = TestEnv::empty();
+    let file = dir.path().join("versioned.wasm");
+    std::fs::write(&file, fixtures::VERSIONED_V1).unwrap();
+    let mut changes = env.host.subscribe();
+    let _watch = toolshed::plugin::watch(env.host.clone(), dir.path()).unwrap();
+    for (path, reason) in toolshed::plugin::load_dir(&env.host, dir.path()).await.unwrap() {
+        panic!("{} refused: {reason}", path.display());
+    }
+    assert_eq!(changes.recv().await.unwrap().plugin, "versioned");
+    let installed = env.host.generation();
+
+    // What an operator's tools do to a plugin file without changing it.
+    for _ in 0..3 {
+        let _ = std::fs::read(&file).unwrap();
+        std::fs::File::options().append(true).open(&file).unwrap().set_modified(std::time::SystemTime::now()).unwrap();
+        std::fs::write(&file, fixtures::VERSIONED_V1).unwrap();
+    }
+    // Then a real change, as a marker: every event before it has been seen
+    // by the time it is installed.
+    std::fs::write(&file, fixtures::VERSIONED_V2).unwrap();
+    let change = tokio::time::timeout(Duration::from_secs(30), changes.recv()).await.expect("the change within 30 s").unwrap();
+    assert_eq!(version(&env).await, "v2");
+    assert_eq!(change.generation, installed + 1, "only the real change was installed");
+    // Nothing else comes after it.
+    let quiet = tokio::time::timeout(toolshed::plugin::QUIET * 6, changes.recv()).await;
+    assert!(quiet.is_err(), "an unchanged file was installed again: {quiet:?}");
 }
