@@ -50,7 +50,11 @@ struct World {
     registry_plans: VecDeque<TaskScript>,
     provision_errors: VecDeque<PlatformError>,
     poll_errors: VecDeque<PlatformError>,
-    tasks: HashMap<String, (u64, TaskScript, String)>,
+    tasks: HashMap<String, (u64, TaskScript, String, String)>,
+    /// The organizations each owner belongs to: the templates they can see.
+    memberships: HashMap<String, Vec<String>>,
+    /// The template each version belongs to.
+    versions: HashMap<String, String>,
 }
 
 /// The fake backend. Cheap to clone; clones share state.
@@ -64,7 +68,8 @@ pub struct FakeBackend {
 impl FakeBackend {
     /// An empty backend on `clock`, able to connect to agents.
     pub fn new(clock: Arc<dyn Clock>) -> Self {
-        let world = World { can_connect: true, ttl: Some(Ok("0s".into())), ..World::default() };
+        let memberships = HashMap::from([(ids::OWNER.to_string(), vec![ids::ORG.to_string(), ids::OTHER_ORG.to_string()])]);
+        let world = World { can_connect: true, ttl: Some(Ok("0s".into())), memberships, ..World::default() };
         Self { world: Arc::new(Mutex::new(world)), clock, recorder: Recorder::default() }
     }
 
@@ -95,8 +100,16 @@ impl FakeBackend {
             deleted: false,
             active_developers,
         };
-        self.world().templates.push(template.clone());
+        let mut world = self.world();
+        world.versions.insert(template.active_version_id.clone(), template.id.clone());
+        world.templates.push(template.clone());
         template
+    }
+
+    /// Makes `owner_id` a member of exactly `organizations`: the templates
+    /// of other organizations are invisible to them, as in a real store.
+    pub fn set_memberships(&self, owner_id: &str, organizations: &[&str]) {
+        self.world().memberships.insert(owner_id.to_string(), organizations.iter().map(|o| o.to_string()).collect());
     }
 
     /// Changes a template in place.
@@ -114,6 +127,7 @@ impl FakeBackend {
     /// Publishes a new active version of a template and returns its id.
     pub fn new_template_version(&self, template_id: &str, parameters: Vec<TemplateParameter>) -> String {
         let version = ids::fresh();
+        self.world().versions.insert(version.clone(), template_id.to_string());
         self.set_parameters(&version, parameters);
         self.edit_template(template_id, |t| t.active_version_id = version.clone());
         version
@@ -234,6 +248,10 @@ impl FakeBackend {
     /// The name of an agent, by id.
     pub fn agent_name(&self, id: &str) -> Option<String> {
         self.world().builds.iter().flat_map(|b| b.agents.iter()).find(|(a, _)| a.id == id).map(|(a, _)| a.name.clone())
+    }
+
+    fn sees_template(world: &World, cx: &CallContext, template: &Template) -> bool {
+        world.memberships.get(&cx.owner_id).is_some_and(|orgs| orgs.contains(&template.organization_id))
     }
 
     fn owns_workspace(world: &World, cx: &CallContext, workspace_id: &str) -> bool {
@@ -415,19 +433,26 @@ impl Backend for FakeBackend {
         Err(QueryError::NotFound)
     }
 
-    async fn templates(&self, _cx: &CallContext) -> Result<Vec<Template>, QueryError> {
+    async fn templates(&self, cx: &CallContext) -> Result<Vec<Template>, QueryError> {
         round_trip().await;
-        Ok(self.world().templates.clone())
+        let world = self.world();
+        Ok(world.templates.iter().filter(|t| Self::sees_template(&world, cx, t)).cloned().collect())
     }
 
-    async fn template(&self, _cx: &CallContext, id: &str) -> Result<Template, QueryError> {
+    async fn template(&self, cx: &CallContext, id: &str) -> Result<Template, QueryError> {
         round_trip().await;
-        self.world().templates.iter().find(|t| t.id == id).cloned().ok_or(QueryError::NotFound)
+        let world = self.world();
+        world.templates.iter().find(|t| t.id == id && Self::sees_template(&world, cx, t)).cloned().ok_or(QueryError::NotFound)
     }
 
-    async fn template_parameters(&self, _cx: &CallContext, version_id: &str) -> Result<Vec<TemplateParameter>, QueryError> {
+    async fn template_parameters(&self, cx: &CallContext, version_id: &str) -> Result<Vec<TemplateParameter>, QueryError> {
         round_trip().await;
-        Ok(self.world().parameters.get(version_id).cloned().unwrap_or_default())
+        let world = self.world();
+        let template = world.versions.get(version_id).and_then(|t| world.templates.iter().find(|x| x.id == *t));
+        if !template.is_some_and(|t| Self::sees_template(&world, cx, t)) {
+            return Err(QueryError::NotFound);
+        }
+        Ok(world.parameters.get(version_id).cloned().unwrap_or_default())
     }
 
     async fn workspace_ttl(&self, _cx: &CallContext) -> Result<String, QueryError> {
@@ -488,7 +513,7 @@ impl Backend for FakeBackend {
                 validations: vec![Validation { field: "name".into(), detail: "already in use".into() }],
             }));
         }
-        let template = world.templates.iter().find(|t| t.id == request.template_id).cloned().ok_or_else(|| {
+        let template = world.templates.iter().find(|t| t.id == request.template_id && Self::sees_template(&world, cx, t)).cloned().ok_or_else(|| {
             ControlError::Api(ApiError { status: 404, message: "template not found".into(), detail: String::new(), validations: vec![] })
         })?;
         let workspace = Workspace {
@@ -589,7 +614,7 @@ impl Backend for FakeBackend {
         let id = ids::fresh();
         let url = format!("registry.example.test/{}/{}", request.project_id, request.registry_name);
         let status = script.status_at(0);
-        world.tasks.insert(id.clone(), (now, script, url));
+        world.tasks.insert(id.clone(), (now, script, url, cx.owner_id.clone()));
         Ok(Task { id, status, message: None, registry_url: None })
     }
 
@@ -601,7 +626,8 @@ impl Backend for FakeBackend {
         if let Some(error) = world.poll_errors.pop_front() {
             return Err(error);
         }
-        let (started, script, url) = world.tasks.get(id).ok_or_else(|| PlatformError::NotFound(format!("task {id}")))?;
+        let (started, script, url, _) =
+            world.tasks.get(id).filter(|(.., owner)| *owner == cx.owner_id).ok_or_else(|| PlatformError::NotFound(format!("task {id}")))?;
         let status = script.status_at(now.saturating_sub(*started));
         let done = !matches!(status, toolshed::bindings::TaskStatus::Pending | toolshed::bindings::TaskStatus::Running);
         Ok(Task {

@@ -19,7 +19,7 @@ pub async fn run(data_dir: Option<PathBuf>, out: &mut impl Write) -> anyhow::Res
     let (v1, v2, _) = write_examples(&temporary.path().join("templates"))?;
     let mut app = App::open(&Global { data_dir: Some(data_dir.clone()), plugins: None, policy: None }).await?;
     app.loaded().await;
-    let pushed = app.backend.push_template(&v1)?;
+    let pushed = app.backend.push_template(&v1).await?;
     writeln!(out, "toolshed demo: a local backend in {}", data_dir.display())?;
     writeln!(out, "pushed template python-dev version {}\n", pushed.number)?;
 
@@ -33,7 +33,7 @@ pub async fn run(data_dir: Option<PathBuf>, out: &mut impl Write) -> anyhow::Res
     say(out, "It stops the workspace.")?;
     transcript.push(step(&app, out, "stop_workspace", json!({})).await?);
 
-    let v2 = app.backend.push_template(&v2)?;
+    let v2 = app.backend.push_template(&v2).await?;
     writeln!(out, "\n# Meanwhile the template gets version {}, which requires a new parameter, region.", v2.number)?;
     say(out, "The agent starts the workspace: the template now needs a value it does not have.")?;
     transcript.push(step(&app, out, "start_workspace", json!({})).await?);
@@ -42,7 +42,7 @@ pub async fn run(data_dir: Option<PathBuf>, out: &mut impl Write) -> anyhow::Res
     say(out, "It retries with the missing value.")?;
     transcript.push(step(&app, out, "start_workspace", json!({ "parameters": { "region": "eu" } })).await?);
 
-    app.backend.stop_all_agents();
+    app.backend.stop_all_agents().await;
     writeln!(out, "\ndone: the workspace runs on the active template version; its agents were stopped.")?;
     Ok(transcript)
 }

@@ -76,8 +76,9 @@ pub enum Command {
     Workspaces,
     /// Prints a build's log.
     Logs {
-        /// The build id.
-        build: String,
+        /// The build id (a UUID).
+        #[arg(value_parser = parse_uuid)]
+        build: uuid::Uuid,
     },
     /// Lists the loaded plugins, their versions and policy.
     Plugins,
@@ -140,7 +141,7 @@ impl App {
             None => Policy::builtin(),
         };
         let runtime = Arc::new(Runtime::builder().policy(policy).cache_dir(data_dir.join("compiled")).build()?);
-        let backend = LocalBackend::open(LocalConfig { data_dir, agent_program: std::env::current_exe()? })?;
+        let backend = open_backend(global).await?;
         let host = Arc::new(Toolshed::new(runtime, backend.clone(), Arc::new(SystemClock)));
         let (loading, watch) = match &global.plugins {
             Some(dir) => {
@@ -266,21 +267,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             return Ok(i32::from(last != Some(false)));
         }
         Command::Template(TemplateCommand::Push { dir }) => {
-            let backend = open_backend(&cli.global)?;
-            let pushed = backend.push_template(&dir)?;
+            let backend = open_backend(&cli.global).await?;
+            let pushed = backend.push_template(&dir).await?;
             println!("template {} version {} ({}) is now active", pushed.template_id, pushed.number, pushed.version_id);
         }
         Command::Template(TemplateCommand::List) => {
-            let backend = open_backend(&cli.global)?;
-            for t in backend.store().templates().map_err(anyhow::Error::msg)? {
+            let backend = open_backend(&cli.global).await?;
+            for t in backend.store().all_templates().await? {
                 println!("{}  {:<20} {}", t.id, t.name, t.description);
             }
         }
         Command::Workspaces => {
-            let backend = open_backend(&cli.global)?;
-            let chats = backend.store().chats().map_err(anyhow::Error::msg)?;
-            for w in backend.store().workspaces().map_err(anyhow::Error::msg)? {
-                let latest = backend.store().latest_build(&w.workspace.id).map_err(anyhow::Error::msg)?;
+            let backend = open_backend(&cli.global).await?;
+            let chats = backend.store().chats().await?;
+            for w in backend.store().workspaces().await? {
+                let latest = backend.store().latest_build(&w.workspace.id).await?;
                 let state = latest.map_or("no builds".to_string(), |b| {
                     format!("{} {} ({})", toolshed::local::store::transition_name(b.build.transition), toolshed::local::store::status_name(b.status), b.build.id)
                 });
@@ -290,7 +291,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Logs { build } => {
             let data_dir = cli.global.data_dir.clone().unwrap_or_else(LocalConfig::default_data_dir);
-            let path = data_dir.join("logs").join(format!("{build}.log"));
+            let path = data_dir.join("logs").join(format!("{}.log", build.hyphenated()));
             let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("no log for build {build} ({}): {e}", path.display()))?;
             print!("{text}");
         }
@@ -322,10 +323,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// An id argument: a UUID, or an error saying what was given.
+fn parse_uuid(text: &str) -> Result<uuid::Uuid, String> {
+    uuid::Uuid::parse_str(text).map_err(|_| format!("{:?} is not an id: ids are UUIDs such as 0f8c6e4a-5b1d-4c2a-9e3f-1a2b3c4d5e6f", toolshed::text::clip(text, 80)))
+}
+
 /// The local backend alone, for commands that run no plugin.
-fn open_backend(global: &Global) -> anyhow::Result<Arc<LocalBackend>> {
+async fn open_backend(global: &Global) -> anyhow::Result<Arc<LocalBackend>> {
     let data_dir = global.data_dir.clone().unwrap_or_else(LocalConfig::default_data_dir);
-    LocalBackend::open(LocalConfig { data_dir, agent_program: std::env::current_exe()? })
+    let mut config = LocalConfig::new(data_dir, std::env::current_exe()?);
+    // Tests that kill a host shorten the lease so they need not wait 15 s.
+    if let Some(ms) = std::env::var("TOOLSHED_LEASE_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
+        config.lease = toolshed::local::Lease::of(Duration::from_millis(ms.max(30)));
+    }
+    LocalBackend::open(config).await
 }
 
 fn print_tools(host: &Toolshed, json: bool) -> anyhow::Result<()> {

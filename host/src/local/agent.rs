@@ -32,13 +32,16 @@ pub struct AgentArgs {
 }
 
 /// Runs an agent until it is told to stop: answers pings on its socket,
-/// runs the startup script, reports its lifecycle and heartbeats.
+/// runs the startup script, reports its lifecycle and heartbeats. It also
+/// stops by itself once its row says it is off or is gone (its workspace was
+/// stopped, or the data directory was replaced), so an agent never outlives
+/// its workspace for long even if no signal reaches it.
 ///
 /// # Errors
 ///
 /// When the database or the socket cannot be opened.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let store = Arc::new(Store::open(&args.db)?);
+    let store = Arc::new(Store::open_file(&args.db).await?);
     let _ = std::fs::remove_file(&args.socket);
     let listener = UnixListener::bind(&args.socket)?;
     tokio::spawn(async move {
@@ -46,16 +49,26 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
             tokio::spawn(answer(stream));
         }
     });
+    let (stopped_tx, mut stopped) = tokio::sync::watch::channel(false);
     let heartbeat = {
         let (store, id) = (store.clone(), args.agent_id.clone());
         tokio::spawn(async move {
             loop {
-                let _ = store.agent_connected(&id, now_ms());
+                let _ = store.agent_connected(&id, now_ms()).await;
                 tokio::time::sleep(HEARTBEAT).await;
+                match store.agent(&id, 0).await {
+                    Ok(Some(agent)) if agent.agent.lifecycle_state != LifecycleState::Off => {}
+                    Ok(_) => {
+                        let _ = stopped_tx.send(true);
+                        return;
+                    }
+                    // A busy or briefly unreachable database is no reason to stop.
+                    Err(_) => {}
+                }
             }
         })
     };
-    store.set_lifecycle(&args.agent_id, LifecycleState::Starting).map_err(anyhow::Error::msg)?;
+    store.set_lifecycle(&args.agent_id, LifecycleState::Starting).await?;
     let status = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(&args.script)
@@ -67,15 +80,16 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
         Ok(status) if status.success() => LifecycleState::Ready,
         _ => LifecycleState::StartError,
     };
-    store.set_lifecycle(&args.agent_id, state).map_err(anyhow::Error::msg)?;
+    store.set_lifecycle(&args.agent_id, state).await?;
 
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = terminate.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+        _ = stopped.wait_for(|s| *s) => {}
     }
     heartbeat.abort();
-    let _ = store.agent_disconnected(&args.agent_id, now_ms());
+    let _ = store.agent_disconnected(&args.agent_id, now_ms()).await;
     let _ = std::fs::remove_file(&args.socket);
     Ok(())
 }

@@ -1,17 +1,28 @@
-//! Running builds: each job is a real `sh -c` process with the parameter
-//! values in its environment, its output captured to the build's log.
+//! Running builds: each job is a real `sh -c` process, in a process group
+//! of its own that dies with its owner, with the parameter values in its
+//! environment and its output captured to the build's log.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+use super::lease::Lease;
 use super::manifest::Manifest;
-use super::store::{Store, WorkspaceRecord};
-use super::{LocalEvent, now_ms};
+use super::process::{self, Started};
+use super::store::{JobLease, NewAgent, Store, WorkspaceRecord};
+use super::{INACTIVE_DISCONNECT_MS, LocalEvent, now_ms};
 use crate::bindings::{Build, JobStatus, Transition};
+
+/// The longest line of build output kept; the rest of a longer line is
+/// dropped, so a script that never prints a newline cannot fill memory.
+pub const MAX_LINE_BYTES: usize = 4 << 10;
+
+/// How long a stopped process group gets between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// Runs build jobs and starts and stops agents.
 pub struct Provisioner {
@@ -19,12 +30,20 @@ pub struct Provisioner {
     pub(crate) data_dir: PathBuf,
     pub(crate) agent_program: PathBuf,
     pub(crate) events: tokio::sync::broadcast::Sender<LocalEvent>,
+    /// This process, as the owner of the jobs it runs.
+    pub(crate) owner: String,
+    pub(crate) lease: Lease,
 }
 
 impl Provisioner {
     /// Where a build's log is written.
     pub fn log_path(&self, build_id: &str) -> PathBuf {
         self.data_dir.join("logs").join(format!("{build_id}.log"))
+    }
+
+    /// The claim this process makes on a job it creates at `now`.
+    pub fn claim(&self, now: u64) -> JobLease {
+        self.lease.claim(&self.owner, now)
     }
 
     /// Runs `build` in the background.
@@ -36,16 +55,19 @@ impl Provisioner {
                 Ok(()) => (JobStatus::Succeeded, None),
                 Err(reason) => (JobStatus::Failed, Some(reason)),
             };
-            let _ = this.store.set_job(&build.job_id, status, error.as_deref(), now_ms());
+            match this.store.finish_job(&build.job_id, &this.owner, status, error.as_deref(), now_ms()).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(build = %build.id, "the build was no longer ours to finish; its lease had lapsed"),
+                Err(e) => tracing::warn!(build = %build.id, "could not record the end of the build: {e}"),
+            }
             let _ = this.events.send(LocalEvent::Build { build_id: build.id.clone(), line: format!("build {}", super::store::status_name(status)) });
         });
     }
 
     async fn run(&self, build: &Build, workspace: &WorkspaceRecord, manifest: &Manifest, values: &BTreeMap<String, String>) -> Result<(), String> {
-        self.store.set_job(&build.job_id, JobStatus::Running, None, now_ms())?;
         std::fs::create_dir_all(&workspace.dir).map_err(|e| format!("create {}: {e}", workspace.dir))?;
         if build.transition != Transition::Start {
-            self.stop_agents(&workspace.workspace.id);
+            self.stop_agents(&workspace.workspace.id).await;
         }
         let script = match build.transition {
             Transition::Start => &manifest.scripts.start,
@@ -53,7 +75,7 @@ impl Provisioner {
         };
         self.run_script(build, workspace, script, values).await?;
         if build.transition == Transition::Start {
-            self.start_agent(build, workspace, manifest)?;
+            self.start_agent(build, workspace, manifest).await?;
         }
         Ok(())
     }
@@ -73,25 +95,37 @@ impl Provisioner {
             .env("TOOLSHED_BUILD_ID", &build.id)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        process::own_group(&mut command);
+        process::die_with_parent(&mut command);
         for (name, value) in values {
             command.env(format!("TOOLSHED_PARAM_{}", name.to_uppercase().replace('-', "_")), value);
         }
         let mut child = command.spawn().map_err(|e| format!("start the build script: {e}"))?;
+        let started = child.id().and_then(Started::of);
+        let ours = self.store.job_running(&build.job_id, &self.owner, started.map(|s| (s.pid, s.start)), now_ms()).await.map_err(|e| e.to_string())?;
+        if !ours {
+            if let Some(started) = started {
+                process::stop_group(started, STOP_GRACE).await;
+            }
+            return Err("the build was given up before it started: this process lost its lease".into());
+        }
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         // Lines of both streams, tagged with whether they came from stderr.
-        let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<(bool, String)>();
+        let (lines_tx, mut lines) = tokio::sync::mpsc::channel::<(bool, String)>(256);
         let streams = [
-            (false, stdout.map(|s| Box::new(s) as Box<dyn tokio::io::AsyncRead + Unpin + Send>)),
-            (true, stderr.map(|s| Box::new(s) as _)),
+            (false, stdout.map(|s| Box::new(BufReader::new(s)) as Box<dyn AsyncBufRead + Unpin + Send>)),
+            (true, stderr.map(|s| Box::new(BufReader::new(s)) as _)),
         ];
         for (is_stderr, stream) in streams {
-            let Some(stream) = stream else { continue };
+            let Some(mut stream) = stream else { continue };
             let tx = lines_tx.clone();
             tokio::spawn(async move {
-                let mut reader = BufReader::new(stream).lines();
-                while let Ok(Some(line)) = reader.next_line().await {
-                    let _ = tx.send((is_stderr, line));
+                while let Some(line) = read_capped_line(&mut stream, MAX_LINE_BYTES).await {
+                    if tx.send((is_stderr, line)).await.is_err() {
+                        break;
+                    }
                 }
             });
         }
@@ -121,15 +155,18 @@ impl Provisioner {
         }
     }
 
-    fn start_agent(&self, build: &Build, workspace: &WorkspaceRecord, manifest: &Manifest) -> Result<(), String> {
+    async fn start_agent(&self, build: &Build, workspace: &WorkspaceRecord, manifest: &Manifest) -> Result<(), String> {
         let agent_id = uuid::Uuid::new_v4().to_string();
         let sockets = self.data_dir.join("agents");
         std::fs::create_dir_all(&sockets).map_err(|e| e.to_string())?;
         // Socket paths are limited to about 100 bytes: keep them short.
         let socket = sockets.join(format!("{}.sock", &agent_id[..8]));
-        self.store.insert_agent(&agent_id, &build.id, &manifest.agent, &socket.display().to_string(), now_ms())?;
+        let socket_text = socket.display().to_string();
+        let new = NewAgent { id: &agent_id, build_id: &build.id, name: &manifest.agent, socket: &socket_text };
+        self.store.insert_agent(&new, now_ms()).await.map_err(|e| e.to_string())?;
         let log = std::fs::File::create(self.data_dir.join("logs").join(format!("agent-{agent_id}.log"))).map_err(|e| e.to_string())?;
-        let mut child = tokio::process::Command::new(&self.agent_program)
+        let mut command = tokio::process::Command::new(&self.agent_program);
+        command
             .arg("agent")
             .arg("--db")
             .arg(self.data_dir.join("toolshed.db"))
@@ -140,24 +177,71 @@ impl Provisioner {
             .args(["--script", if manifest.scripts.startup.trim().is_empty() { "true" } else { &manifest.scripts.startup }])
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log)
-            .spawn()
-            .map_err(|e| format!("start the agent: {e}"))?;
-        self.store.set_agent_pid(&agent_id, child.id().map(i64::from))?;
-        // Reap the agent when it exits; it is not killed when the host stops.
+            .stderr(log);
+        // The agent serves the workspace after this process ends (a CLI call
+        // returns once the workspace is up), so it does not die with us; it
+        // leads a group of its own, which stopping the workspace ends.
+        process::own_group(&mut command);
+        let mut child = command.spawn().map_err(|e| format!("start the agent: {e}"))?;
+        let started = child.id().and_then(Started::of);
+        self.store.set_agent_process(&agent_id, started.map(|s| (s.pid, s.start))).await.map_err(|e| e.to_string())?;
+        // Reap the agent if it exits while this process lives.
         tokio::spawn(async move {
             let _ = child.wait().await;
         });
         Ok(())
     }
 
-    /// Stops a workspace's agents.
-    pub fn stop_agents(&self, workspace_id: &str) {
-        for agent in self.store.running_agents(workspace_id).unwrap_or_default() {
-            if let Some(pid) = agent.pid {
-                let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+    /// Stops a workspace's agents: each process group, if it is still the
+    /// one we started, and marks them off.
+    pub async fn stop_agents(&self, workspace_id: &str) {
+        for agent in self.store.running_agents(workspace_id, INACTIVE_DISCONNECT_MS).await.unwrap_or_default() {
+            // Marked off first: an agent that sees it exits by itself.
+            let _ = self.store.agent_disconnected(&agent.agent.id, now_ms()).await;
+            if let (Some(pid), Some(start)) = (agent.pid, agent.proc_start) {
+                process::stop_group(Started { pid, start }, STOP_GRACE).await;
             }
-            let _ = self.store.agent_disconnected(&agent.agent.id, now_ms());
         }
+    }
+}
+
+/// The next line of `reader`, at most `max` bytes of it (the rest of a
+/// longer line is skipped), or `None` at the end.
+async fn read_capped_line(reader: &mut (impl AsyncBufRead + Unpin), max: usize) -> Option<String> {
+    let mut line = Vec::new();
+    let mut read_any = false;
+    loop {
+        let available = match reader.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(bytes) => bytes,
+        };
+        read_any = true;
+        let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
+            Some(end) => (&available[..end], Some(end + 1)),
+            None => (available, None),
+        };
+        let room = max.saturating_sub(line.len());
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let consumed = done.unwrap_or(available.len());
+        reader.consume(consumed);
+        if done.is_some() {
+            break;
+        }
+    }
+    read_any.then(|| String::from_utf8_lossy(&line).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_are_cut_at_the_cap_and_reading_goes_on() {
+        let text = format!("short\n{}\nlast", "x".repeat(10_000));
+        let mut reader = BufReader::new(text.as_bytes());
+        assert_eq!(read_capped_line(&mut reader, 100).await.as_deref(), Some("short"));
+        assert_eq!(read_capped_line(&mut reader, 100).await.map(|l| l.len()), Some(100));
+        assert_eq!(read_capped_line(&mut reader, 100).await.as_deref(), Some("last"));
+        assert_eq!(read_capped_line(&mut reader, 100).await, None);
     }
 }

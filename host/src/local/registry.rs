@@ -5,10 +5,21 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
-/// Where the registry `name` of `project` lives.
-pub fn registry_dir(data_dir: &Path, project: &str, name: &str) -> PathBuf {
+/// Where the registry `name` of `project` lives: each cleaned to letters,
+/// digits, `-` and `_`, and kept under the data directory.
+///
+/// # Errors
+///
+/// When a cleaned part is empty or too long to name a directory.
+pub fn registry_dir(data_dir: &Path, project: &str, name: &str) -> Result<PathBuf, String> {
     let clean = |s: &str| s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' }).collect::<String>();
-    data_dir.join("registries").join(clean(project)).join(clean(name))
+    let (project, name) = (clean(project), clean(name));
+    for (what, part) in [("project id", &project), ("registry name", &name)] {
+        if part.is_empty() || part.len() > 128 {
+            return Err(format!("the {what} must be 1 to 128 characters"));
+        }
+    }
+    super::paths::under(data_dir, &["registries", &project, &name])
 }
 
 /// Creates an empty OCI image layout at `dir` (or keeps the one there).

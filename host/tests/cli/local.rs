@@ -1,17 +1,15 @@
 //! The local backend with real processes and a real SQLite file.
 
-use std::time::Duration;
-
 use serde_json::json;
 
-use crate::support::{Local, TOOLSHED, data_dir, template};
+use crate::support::{Local, TOOLSHED, chat, data_dir, template};
 
 const READY: &str = "touch .agent-ready";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_stop_and_start_with_a_changed_template() {
     let local = Local::new().await;
-    let v1 = local.push("app", &template("app", "echo built > built.txt", READY, ""));
+    let v1 = local.push("app", &template("app", "echo built > built.txt", READY, "")).await;
     let created = local.call("c1", "create_workspace", json!({ "template_id": v1.template_id, "name": "app-one" })).await;
     assert!(!created.is_error, "{}", created.value);
     assert_eq!(created.value["created"], true);
@@ -22,10 +20,10 @@ async fn create_stop_and_start_with_a_changed_template() {
 
     let stopped = local.call("c1", "stop_workspace", json!({})).await;
     assert_eq!(stopped.value["stopped"], true, "{}", stopped.value);
-    let workspace_id = local.backend.store().chat("c1", toolshed::local::LOCAL_OWNER, toolshed::local::LOCAL_ORG).unwrap().workspace_id.unwrap();
-    assert!(local.backend.store().running_agents(&workspace_id).unwrap().is_empty(), "stopping stopped the agent");
+    let workspace_id = chat(&local.backend, "c1").await.workspace_id.unwrap();
+    assert!(local.backend.store().running_agents(&workspace_id, 0).await.unwrap().is_empty(), "stopping stopped the agent");
 
-    local.push("app", &template("app", "echo built $TOOLSHED_PARAM_REGION > built.txt", READY, "[[parameters]]\nname = \"region\"\nrequired = true\n"));
+    local.push("app", &template("app", "echo built $TOOLSHED_PARAM_REGION > built.txt", READY, "[[parameters]]\nname = \"region\"\nrequired = true\n")).await;
     let refused = local.call("c1", "start_workspace", json!({})).await;
     assert_eq!(refused.value["code"], "TEMPLATE_PARAMETERS_REQUIRED", "{}", refused.value);
     assert_eq!(refused.value["validations"][0]["field"], "region");
@@ -38,7 +36,7 @@ async fn create_stop_and_start_with_a_changed_template() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_build_script_is_an_error_with_the_build_id_and_a_log() {
     let local = Local::new().await;
-    let t = local.push("bad", &template("bad", "echo fetching\necho 'error: no base image' >&2\nexit 3", READY, ""));
+    let t = local.push("bad", &template("bad", "echo fetching\necho 'error: no base image' >&2\nexit 3", READY, "")).await;
     let out = local.call("c2", "create_workspace", json!({ "template_id": t.template_id })).await;
     assert!(out.is_error);
     let message = out.value["error"].as_str().unwrap();
@@ -52,54 +50,11 @@ async fn a_failing_build_script_is_an_error_with_the_build_id_and_a_log() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_startup_script_reports_failed_startup_scripts() {
     let local = Local::new().await;
-    let t = local.push("flaky", &template("flaky", "true", "echo starting; exit 1", ""));
+    let t = local.push("flaky", &template("flaky", "true", "echo starting; exit 1", "")).await;
     let out = local.call("c3", "create_workspace", json!({ "template_id": t.template_id })).await;
     assert!(!out.is_error, "{}", out.value);
     assert_eq!(out.value["startup_scripts"], "startup_scripts_failed");
     assert_eq!(out.value["lifecycle_state"], "start_error");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_host_killed_mid_build_restarts_with_the_build_failed_and_the_chat_bound() {
-    let local = Local::new().await;
-    let slow = local.push("slow", &template("slow", "echo started; exec sleep 20", READY, ""));
-    let data = data_dir(local.dir.path());
-
-    // A separate host process runs the create, and is killed while the build runs.
-    let mut child = std::process::Command::new(TOOLSHED)
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["call", "create_workspace", &json!({ "template_id": slow.template_id }).to_string(), "--chat", "crash"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let store = local.backend.store();
-    let running = async {
-        loop {
-            let chat = store.chat("crash", toolshed::local::LOCAL_OWNER, toolshed::local::LOCAL_ORG).unwrap();
-            if let Some(build_id) = chat.build_id {
-                let build = store.build(&build_id).unwrap().unwrap();
-                if build.status == toolshed::bindings::JobStatus::Running {
-                    return build.build.id;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
-    let build_id = tokio::time::timeout(Duration::from_secs(60), running).await.expect("the build started");
-    child.kill().unwrap();
-    child.wait().unwrap();
-
-    // The restarted host finds the build failed, not running forever, and the chat still bound.
-    let reopened = toolshed::local::LocalBackend::open(toolshed::local::LocalConfig { data_dir: data.clone(), agent_program: TOOLSHED.into() }).unwrap();
-    let build = reopened.store().build(&build_id).unwrap().unwrap();
-    assert_eq!(build.status, toolshed::bindings::JobStatus::Failed);
-    let job = reopened.store().job(&build.build.job_id).unwrap().unwrap();
-    assert!(job.error.unwrap().contains("host stopped"));
-    let chat = reopened.store().chat("crash", toolshed::local::LOCAL_OWNER, toolshed::local::LOCAL_ORG).unwrap();
-    assert_eq!(chat.build_id.as_deref(), Some(build_id.as_str()), "the chat binding survived");
-    assert!(chat.workspace_id.is_some());
 }
 
 #[test]

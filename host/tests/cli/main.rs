@@ -6,4 +6,6 @@ mod demo;
 mod floods;
 mod local;
 mod mcp;
+mod processes;
+mod backend;
 mod support;

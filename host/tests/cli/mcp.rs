@@ -50,9 +50,9 @@ async fn an_mcp_client_lists_calls_gets_progress_and_hears_of_new_tools() {
     std::fs::write(plugins.join("workspace-tools.wasm"), toolshed::builtin::WORKSPACE_TOOLS).unwrap();
     std::fs::write(plugins.join("registry-tools.wasm"), toolshed::builtin::REGISTRY_TOOLS).unwrap();
     let template = {
-        let backend = toolshed::local::LocalBackend::open(toolshed::local::LocalConfig { data_dir: data.clone(), agent_program: TOOLSHED.into() }).unwrap();
+        let backend = toolshed::local::LocalBackend::open(toolshed::local::LocalConfig::new(data.clone(), TOOLSHED)).await.unwrap();
         let (v1, _, _) = write_examples(&dir.path().join("templates"));
-        backend.push_template(&v1).unwrap().template_id
+        backend.push_template(&v1).await.unwrap().template_id
     };
 
     let mut command = tokio::process::Command::new(TOOLSHED);
@@ -90,8 +90,8 @@ async fn an_mcp_client_lists_calls_gets_progress_and_hears_of_new_tools() {
     tokio::time::timeout(Duration::from_secs(30), recorder.list_changed.notified()).await.expect("list_changed within 30 s");
 
     client.cancel().await.unwrap();
-    let backend = toolshed::local::LocalBackend::open(toolshed::local::LocalConfig { data_dir: data, agent_program: TOOLSHED.into() }).unwrap();
-    backend.stop_all_agents();
+    let backend = toolshed::local::LocalBackend::open(toolshed::local::LocalConfig::new(data, TOOLSHED)).await.unwrap();
+    backend.stop_all_agents().await;
 }
 
 fn write_examples(dir: &std::path::Path) -> (std::path::PathBuf, (), ()) {
@@ -162,7 +162,7 @@ async fn cancelling_a_call_ends_its_instance() {
     use crate::support::{Local, template};
     let local = Local::new().await;
     // The build outlasts the test: only the cancellation can end the call in time.
-    let slow = local.push("slow", &template("slow", "exec sleep 60", "true", ""));
+    let slow = local.push("slow", &template("slow", "exec sleep 60", "true", "")).await;
     let (server_io, client_io) = tokio::io::duplex(1 << 16);
     let server = toolshed::mcp::McpServer::new(local.host.clone(), toolshed::local::local_context("cancel"));
     tokio::spawn(async move { server.serve(server_io).await.unwrap().waiting().await });

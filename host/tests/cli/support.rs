@@ -27,7 +27,7 @@ impl Local {
 
     /// A backend over an existing data directory, as a restarted host would open it.
     pub async fn open(dir: tempfile::TempDir) -> Local {
-        let backend = LocalBackend::open(LocalConfig { data_dir: data_dir(dir.path()), agent_program: TOOLSHED.into() }).unwrap();
+        let backend = LocalBackend::open(LocalConfig::new(data_dir(dir.path()), TOOLSHED)).await.unwrap();
         let runtime = Arc::new(Runtime::builder().concurrent_calls(16).build().unwrap());
         let host = Arc::new(Toolshed::new(runtime, backend.clone(), Arc::new(ScaledClock::new(20))));
         for (name, bytes) in toolshed::builtin::all() {
@@ -37,11 +37,11 @@ impl Local {
     }
 
     /// Writes a template directory with `toml` as its manifest and pushes it.
-    pub fn push(&self, name: &str, toml: &str) -> toolshed::local::PushedTemplate {
+    pub async fn push(&self, name: &str, toml: &str) -> toolshed::local::PushedTemplate {
         let template = self.dir.path().join("templates").join(name);
         std::fs::create_dir_all(&template).unwrap();
         std::fs::write(template.join("template.toml"), toml).unwrap();
-        self.backend.push_template(&template).unwrap()
+        self.backend.push_template(&template).await.unwrap()
     }
 
     /// Calls a tool in chat `chat`.
@@ -52,7 +52,9 @@ impl Local {
 
 impl Drop for Local {
     fn drop(&mut self) {
-        self.backend.stop_all_agents();
+        // The tests that use this run on the multi-threaded runtime.
+        let backend = self.backend.clone();
+        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(backend.stop_all_agents()));
     }
 }
 
@@ -64,4 +66,12 @@ pub fn data_dir(root: &Path) -> PathBuf {
 /// A template whose build and startup scripts are given.
 pub fn template(name: &str, start: &str, startup: &str, extra: &str) -> String {
     format!("name = \"{name}\"\nrequire_active_version = true\n{extra}\n[scripts]\nstart = '''\n{start}\n'''\nstartup = '''\n{startup}\n'''\nstop = 'echo stopping'\n")
+}
+
+/// Chat `id` of the local owner, as the store has it.
+pub async fn chat(backend: &LocalBackend, id: &str) -> toolshed::bindings::Chat {
+    match backend.store().chat(id, toolshed::local::LOCAL_OWNER, toolshed::local::LOCAL_ORG).await.unwrap() {
+        toolshed::local::store::ChatView::Chat(chat) => chat,
+        toolshed::local::store::ChatView::Foreign => panic!("chat {id} belongs to another owner"),
+    }
 }

@@ -48,3 +48,20 @@ async fn another_owners_workspace_bound_to_the_chat_reads_as_not_found() {
     let create = env.call("create_workspace", json!({ "template_id": template.id })).await;
     assert_eq!(create.ok()["created"], true, "a new workspace instead of the foreign one");
 }
+
+#[tokio::test(start_paused = true)]
+async fn templates_of_an_organization_the_owner_is_not_in_are_invisible_to_every_tool() {
+    let env = TestEnv::new();
+    let ours = env.backend.add_template("ours", ids::ORG, 0);
+    let hidden = env.backend.add_template("hidden", ids::OTHER_ORG, 0);
+    env.backend.set_memberships(ids::OWNER, &[ids::ORG]);
+
+    let listed = env.call("list_templates", json!({})).await;
+    assert_eq!(listed.ok()["total_count"], 1);
+    assert_eq!(listed.ok()["templates"][0]["id"], ours.id.as_str());
+    let read = env.call("read_template", json!({ "template_id": hidden.id })).await;
+    assert_eq!(read.message(), "template not found", "{}", read.value);
+    let create = env.call("create_workspace", json!({ "template_id": hidden.id })).await;
+    assert_eq!(create.err()["code"], "TEMPLATE_NOT_FOUND", "{}", create.value);
+    assert!(env.backend.recorder().creates().is_empty(), "create was never called");
+}

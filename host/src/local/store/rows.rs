@@ -1,0 +1,221 @@
+//! Rows as the store keeps them, and their names for the enums.
+
+use std::collections::BTreeMap;
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{StoreError, StoreResult};
+use crate::bindings::{Agent, Build, Chat, Job, JobStatus, LifecycleState, Template, Transition, Workspace};
+
+/// The name of a transition in the database.
+pub fn transition_name(t: Transition) -> &'static str {
+    match t {
+        Transition::Start => "start",
+        Transition::Stop => "stop",
+        Transition::Delete => "delete",
+    }
+}
+
+fn transition(name: &str) -> StoreResult<Transition> {
+    match name {
+        "start" => Ok(Transition::Start),
+        "stop" => Ok(Transition::Stop),
+        "delete" => Ok(Transition::Delete),
+        other => Err(StoreError::Malformed { what: "transition", detail: format!("{other:?}") }),
+    }
+}
+
+/// The name of a job status in the database.
+pub fn status_name(s: JobStatus) -> &'static str {
+    match s {
+        JobStatus::Pending => "pending",
+        JobStatus::Running => "running",
+        JobStatus::Succeeded => "succeeded",
+        JobStatus::Canceling => "canceling",
+        JobStatus::Canceled => "canceled",
+        JobStatus::Failed => "failed",
+        JobStatus::Unknown => "unknown",
+    }
+}
+
+pub(super) fn status(name: &str) -> JobStatus {
+    match name {
+        "pending" => JobStatus::Pending,
+        "running" => JobStatus::Running,
+        "succeeded" => JobStatus::Succeeded,
+        "canceling" => JobStatus::Canceling,
+        "canceled" => JobStatus::Canceled,
+        "failed" => JobStatus::Failed,
+        _ => JobStatus::Unknown,
+    }
+}
+
+/// The name of a lifecycle state in the database.
+pub fn lifecycle_name(s: LifecycleState) -> &'static str {
+    match s {
+        LifecycleState::Created => "created",
+        LifecycleState::Starting => "starting",
+        LifecycleState::StartTimeout => "start_timeout",
+        LifecycleState::StartError => "start_error",
+        LifecycleState::Ready => "ready",
+        LifecycleState::ShuttingDown => "shutting_down",
+        LifecycleState::ShutdownTimeout => "shutdown_timeout",
+        LifecycleState::ShutdownError => "shutdown_error",
+        LifecycleState::Off => "off",
+    }
+}
+
+fn lifecycle(name: &str) -> StoreResult<LifecycleState> {
+    Ok(match name {
+        "created" => LifecycleState::Created,
+        "starting" => LifecycleState::Starting,
+        "start_timeout" => LifecycleState::StartTimeout,
+        "start_error" => LifecycleState::StartError,
+        "ready" => LifecycleState::Ready,
+        "shutting_down" => LifecycleState::ShuttingDown,
+        "shutdown_timeout" => LifecycleState::ShutdownTimeout,
+        "shutdown_error" => LifecycleState::ShutdownError,
+        "off" => LifecycleState::Off,
+        other => return Err(StoreError::Malformed { what: "lifecycle state", detail: format!("{other:?}") }),
+    })
+}
+
+/// A workspace with what only the local backend needs.
+#[derive(Debug, Clone)]
+pub struct WorkspaceRecord {
+    /// The row the tools see.
+    pub workspace: Workspace,
+    /// Its owner.
+    pub owner_id: String,
+    /// Its directory.
+    pub dir: String,
+}
+
+/// A build with what the provisioner needs.
+#[derive(Debug, Clone)]
+pub struct BuildRecord {
+    /// The row the tools see.
+    pub build: Build,
+    /// The parameter values it runs with.
+    pub parameters: BTreeMap<String, String>,
+    /// Its job's status, as last written.
+    pub status: JobStatus,
+}
+
+/// Who runs a job, and until when that claim holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobLease {
+    /// The process that claimed the job.
+    pub owner: String,
+    /// When the claim lapses unless renewed, in ms since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// An agent with its process.
+#[derive(Debug, Clone)]
+pub struct AgentRecord {
+    /// The row the tools see.
+    pub agent: Agent,
+    /// The build it belongs to.
+    pub build_id: String,
+    /// Its process, while it runs.
+    pub pid: Option<i64>,
+    /// When its process started, as the kernel counts it, to tell it from
+    /// a later process with the same id.
+    pub proc_start: Option<i64>,
+    /// Its Unix socket.
+    pub socket: String,
+}
+
+fn ms(value: Option<i64>) -> Option<u64> {
+    value.map(|t| t.max(0) as u64)
+}
+
+pub(super) fn flag(row: &AnyRow, column: &str) -> StoreResult<bool> {
+    Ok(row.try_get::<i64, _>(column)? != 0)
+}
+
+pub(super) fn chat(row: &AnyRow) -> StoreResult<Chat> {
+    Ok(Chat {
+        id: row.try_get("id")?,
+        owner_id: row.try_get("owner_id")?,
+        organization_id: row.try_get("organization_id")?,
+        workspace_id: row.try_get("workspace_id")?,
+        build_id: row.try_get("build_id")?,
+        agent_id: row.try_get("agent_id")?,
+    })
+}
+
+pub(super) fn template(row: &AnyRow) -> StoreResult<Template> {
+    Ok(Template {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        display_name: row.try_get("display_name")?,
+        description: row.try_get("description")?,
+        organization_id: row.try_get("organization_id")?,
+        active_version_id: row.try_get("active_version_id")?,
+        deprecated: flag(row, "deprecated")?,
+        deleted: flag(row, "deleted")?,
+        active_developers: row.try_get::<i64, _>("active_developers")?.clamp(0, i64::from(u32::MAX)) as u32,
+    })
+}
+
+pub(super) fn workspace(row: &AnyRow) -> StoreResult<WorkspaceRecord> {
+    Ok(WorkspaceRecord {
+        workspace: Workspace {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            owner_name: row.try_get("owner_name")?,
+            template_id: row.try_get("template_id")?,
+            deleted: flag(row, "deleted")?,
+        },
+        owner_id: row.try_get("owner_id")?,
+        dir: row.try_get("dir")?,
+    })
+}
+
+pub(super) fn build(row: &AnyRow) -> StoreResult<BuildRecord> {
+    let parameters: String = row.try_get("parameters")?;
+    Ok(BuildRecord {
+        build: Build {
+            id: row.try_get("id")?,
+            workspace_id: row.try_get("workspace_id")?,
+            job_id: row.try_get("job_id")?,
+            transition: transition(&row.try_get::<String, _>("transition")?)?,
+            template_version_id: row.try_get("template_version_id")?,
+        },
+        parameters: serde_json::from_str(&parameters).map_err(|e| StoreError::Malformed { what: "build's parameters", detail: e.to_string() })?,
+        status: status(&row.try_get::<String, _>("status")?),
+    })
+}
+
+pub(super) fn job(row: &AnyRow) -> StoreResult<(Job, Option<JobLease>)> {
+    let job = Job { id: row.try_get("id")?, status: status(&row.try_get::<String, _>("status")?), error: row.try_get("error")? };
+    let owner: Option<String> = row.try_get("owner")?;
+    let expires: Option<i64> = row.try_get("lease_expires_at")?;
+    let lease = owner.zip(ms(expires)).map(|(owner, expires_at)| JobLease { owner, expires_at });
+    Ok((job, lease))
+}
+
+pub(super) fn agent(row: &AnyRow, inactive_disconnect_ms: u64) -> StoreResult<AgentRecord> {
+    Ok(AgentRecord {
+        agent: Agent {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            parent_id: None,
+            display_order: 0,
+            created_at: row.try_get::<i64, _>("created_at")?.max(0) as u64,
+            first_connected_at: ms(row.try_get("first_connected_at")?),
+            last_connected_at: ms(row.try_get("last_connected_at")?),
+            disconnected_at: ms(row.try_get("disconnected_at")?),
+            connection_timeout_seconds: 120,
+            lifecycle_state: lifecycle(&row.try_get::<String, _>("lifecycle_state")?)?,
+            inactive_disconnect_ms,
+        },
+        build_id: row.try_get("build_id")?,
+        pid: row.try_get("pid")?,
+        proc_start: row.try_get("proc_start")?,
+        socket: row.try_get("socket")?,
+    })
+}
