@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::Value;
-use toolshed::{Arguments, CallContext, CallOptions, Plugin, Policy, Runtime, TokioClock, ToolOutput, Toolshed};
+use toolshed_runtime::{Arguments, CallContext, CallOptions, Plugin, Policy, Runtime, TokioClock, ToolOutput, Toolshed};
 
 use crate::fake::{FakeBackend, default_context};
 use crate::ids;
@@ -12,36 +12,38 @@ use crate::ids;
 /// The virtual clock's reading when a test starts: 2026-01-01T00:00:00Z.
 pub const EPOCH_MS: u64 = 1_767_225_600_000;
 
-/// The policy the harness runs plugins under.
-pub fn harness_policy() -> Policy {
-    Policy::from_toml(include_str!("policy.toml")).expect("the harness policy parses")
+/// A runtime for tests under `policy`, offering the infra and platform
+/// capabilities.
+///
+/// # Panics
+///
+/// When the engine cannot be built.
+pub fn runtime_under(policy: Policy) -> Arc<Runtime> {
+    let runtime = Runtime::builder()
+        .policy(policy)
+        .capability(toolshed_infra::Infra)
+        .capability(toolshed_platform::Platform)
+        .concurrent_calls(1_000)
+        .build()
+        .expect("building the runtime");
+    Arc::new(runtime)
 }
 
-/// One runtime for the whole test process.
-pub fn runtime() -> &'static Arc<Runtime> {
-    static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
-    RUNTIME.get_or_init(|| Arc::new(Runtime::builder().policy(harness_policy()).concurrent_calls(1_000).build().expect("building the runtime")))
-}
-
-/// Plugin `name` compiled once per test process: compiling costs tens of
-/// milliseconds, and every test shares the result.
+/// Plugin `name` compiled once per test process on `runtime`: compiling
+/// costs tens of milliseconds, and every test shares the result.
 ///
 /// # Panics
 ///
 /// When the plugin does not load; use [`Runtime::compile`] to test refusals.
-pub fn plugin(name: &str, bytes: &[u8]) -> Arc<Plugin> {
-    static PLUGINS: OnceLock<Mutex<HashMap<String, Arc<Plugin>>>> = OnceLock::new();
+pub fn plugin_on(runtime: &Arc<Runtime>, name: &str, bytes: &[u8]) -> Arc<Plugin> {
+    static PLUGINS: OnceLock<Mutex<HashMap<(usize, String), Arc<Plugin>>>> = OnceLock::new();
+    let key = (Arc::as_ptr(runtime) as usize, name.to_string());
     let plugins = PLUGINS.get_or_init(Default::default);
-    if let Some(plugin) = plugins.lock().unwrap().get(name) {
+    if let Some(plugin) = plugins.lock().unwrap().get(&key) {
         return plugin.clone();
     }
-    let plugin = Arc::new(runtime().compile(name, bytes).unwrap_or_else(|e| panic!("loading {name}: {e}")));
-    plugins.lock().unwrap().entry(name.to_string()).or_insert(plugin).clone()
-}
-
-/// The runtime and the workspace-tools plugin every [`TestEnv`] serves.
-pub fn shared() -> (&'static Arc<Runtime>, Arc<Plugin>) {
-    (runtime(), plugin("workspace-tools", toolshed::builtin::WORKSPACE_TOOLS))
+    let plugin = Arc::new(runtime.compile(name, bytes).unwrap_or_else(|e| panic!("loading {name}: {e}")));
+    plugins.lock().unwrap().entry(key).or_insert(plugin).clone()
 }
 
 /// A host serving plugins over a [`FakeBackend`] on a virtual clock.
@@ -56,37 +58,27 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
-    /// A host with the workspace-tools plugin and an empty backend.
-    pub fn new() -> TestEnv {
-        let env = Self::empty();
-        env.host.publish(shared().1).expect("workspace-tools serves alone");
-        env
-    }
-
-    /// A host serving the plugins given as `(name, component bytes)`.
-    pub fn with_plugins(plugins: &[(&str, &[u8])]) -> TestEnv {
-        let env = Self::empty();
-        for (name, bytes) in plugins {
-            env.host.publish(plugin(name, bytes)).unwrap_or_else(|e| panic!("{e}"));
-        }
-        env
-    }
-
-    /// A host serving no plugins yet.
-    pub fn empty() -> TestEnv {
-        Self::on(runtime().clone(), &[])
-    }
-
-    /// A host on a runtime of your own (another policy, say) serving `plugins`
-    /// compiled on it.
+    /// A host on `runtime` serving `plugins`, compiled on it.
+    ///
+    /// # Panics
+    ///
+    /// When two plugins serve a tool of the same name.
     pub fn on(runtime: Arc<Runtime>, plugins: &[Arc<Plugin>]) -> TestEnv {
         let clock = Arc::new(TokioClock::starting_at(EPOCH_MS));
         let backend = FakeBackend::new(clock.clone());
-        let host = Arc::new(Toolshed::new(runtime, Arc::new(backend.clone()), clock));
+        let (infra, platform, events) = backend.providers();
+        let host = Arc::new(Toolshed::builder(runtime).clock(clock).events(events).provide(infra).provide(platform).build());
         for plugin in plugins {
             host.publish(plugin.clone()).unwrap_or_else(|e| panic!("{e}"));
         }
         TestEnv { backend, host }
+    }
+
+    /// A host under `policy` serving `plugins` given as `(name, component bytes)`.
+    pub fn serving(policy: Policy, plugins: &[(&str, &[u8])]) -> TestEnv {
+        let runtime = runtime_under(policy);
+        let compiled: Vec<Arc<Plugin>> = plugins.iter().map(|(name, bytes)| plugin_on(&runtime, name, bytes)).collect();
+        Self::on(runtime, &compiled)
     }
 
     /// The calling context of the default chat.
@@ -106,14 +98,8 @@ impl TestEnv {
 
     /// Calls `tool` in the chat of `cx`; its progress is recorded.
     pub async fn call_in(&self, cx: &CallContext, tool: &str, arguments: Value) -> ToolOutput {
-        let options = CallOptions { progress: Some(self.backend.recorder().progress_sink(cx)) };
+        let options = CallOptions { progress: Some(self.backend.recorder().progress_sink(cx)), ..CallOptions::default() };
         self.host.call_with(cx, tool, Arguments::Json(&arguments), options).await
-    }
-}
-
-impl Default for TestEnv {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

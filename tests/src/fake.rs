@@ -5,19 +5,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use toolshed::bindings::{
-    Agent, ApiError, Build, Chat, ChatBinding, ControlError, CreateBuildRequest, CreateWorkspaceRequest,
-    CreatedWorkspace, Job, PlatformError, ProvisionRequest, QueryError, Task, Template, TemplateParameter, Transition,
-    Validation, Workspace,
+use toolshed_infra::{
+    Agent, AgentConnect, ApiError, Build, Chat, ChatBinding, Control, ControlError, CreateBuildRequest, CreateWorkspaceRequest,
+    CreatedWorkspace, Db, InfraProviders, Job, QueryError, Template, TemplateParameter, Transition, Validation, Workspace,
 };
-use toolshed::{Backend, CallContext, Clock};
+use toolshed_platform::{PlatformError, PlatformProviders, ProvisionRequest, Registry, Task};
+use toolshed_runtime::{CallContext, ChatEvents, Clock};
 
 use crate::ids;
 use crate::record::{Call, Recorder};
 use crate::script::{AgentSpec, BuildPlan, ConnectScript, Heartbeat, JobScript, TaskScript};
 
 /// How long a connection stays counted as connected without a heartbeat.
-pub const INACTIVE_DISCONNECT_MS: u64 = 30_000;
+pub const INACTIVE_DISCONNECT_MS: u64 = toolshed_contract::INACTIVE_DISCONNECT_MS;
 
 struct BuildRow {
     build: Build,
@@ -356,8 +356,17 @@ fn next_plan(world: &mut World) -> BuildPlan {
     world.plans.pop_front().unwrap_or_else(|| world.default_plan.clone())
 }
 
+impl FakeBackend {
+    /// The providers of every capability, and the chat events, all answered
+    /// by this backend.
+    pub fn providers(&self) -> (InfraProviders, PlatformProviders, Arc<dyn ChatEvents>) {
+        let this = Arc::new(self.clone());
+        (InfraProviders::new(this.clone()), PlatformProviders::new(this.clone()), this)
+    }
+}
+
 #[async_trait]
-impl Backend for FakeBackend {
+impl Db for FakeBackend {
     async fn chat(&self, cx: &CallContext) -> Result<Chat, QueryError> {
         round_trip().await;
         Ok(chat_row(&mut self.world(), cx).clone())
@@ -404,7 +413,7 @@ impl Backend for FakeBackend {
             .find(|b| b.build.job_id == id && Self::owns_workspace(&world, cx, &b.build.workspace_id))
             .ok_or(QueryError::NotFound)?;
         let status = row.job.status_at(now.saturating_sub(row.created_at));
-        let error = matches!(status, toolshed::bindings::JobStatus::Failed).then(|| row.job.error.clone()).flatten();
+        let error = matches!(status, toolshed_infra::JobStatus::Failed).then(|| row.job.error.clone()).flatten();
         Ok(Job { id: id.to_string(), status, error })
     }
 
@@ -493,6 +502,10 @@ impl Backend for FakeBackend {
         Ok(())
     }
 
+}
+
+#[async_trait]
+impl Control for FakeBackend {
     async fn create_workspace(&self, cx: &CallContext, request: CreateWorkspaceRequest) -> Result<CreatedWorkspace, ControlError> {
         round_trip().await;
         self.recorder.push(cx, Call::CreateWorkspace(request.clone()));
@@ -571,11 +584,15 @@ impl Backend for FakeBackend {
         Ok(insert_build(&mut world, now, &request.workspace_id, request.transition, version, plan, request.parameters))
     }
 
-    fn can_connect_agents(&self) -> bool {
+}
+
+#[async_trait]
+impl AgentConnect for FakeBackend {
+    fn available(&self) -> bool {
         self.world().can_connect
     }
 
-    async fn connect_agent(&self, cx: &CallContext, agent_id: &str, timeout: Duration) -> Result<(), String> {
+    async fn connect(&self, cx: &CallContext, agent_id: &str, timeout: Duration) -> Result<(), String> {
         round_trip().await;
         self.recorder.push(cx, Call::Connect(agent_id.to_string()));
         let outcome = {
@@ -602,7 +619,11 @@ impl Backend for FakeBackend {
         outcome
     }
 
-    async fn start_registry(&self, cx: &CallContext, request: ProvisionRequest) -> Result<Task, PlatformError> {
+}
+
+#[async_trait]
+impl Registry for FakeBackend {
+    async fn start_provisioning(&self, cx: &CallContext, request: ProvisionRequest) -> Result<Task, PlatformError> {
         round_trip().await;
         self.recorder.push(cx, Call::Provision(request.clone()));
         let now = self.clock.now_ms();
@@ -618,7 +639,7 @@ impl Backend for FakeBackend {
         Ok(Task { id, status, message: None, registry_url: None })
     }
 
-    async fn registry_task(&self, cx: &CallContext, id: &str) -> Result<Task, PlatformError> {
+    async fn task(&self, cx: &CallContext, id: &str) -> Result<Task, PlatformError> {
         round_trip().await;
         self.recorder.push(cx, Call::PollTask(id.to_string()));
         let now = self.clock.now_ms();
@@ -629,15 +650,19 @@ impl Backend for FakeBackend {
         let (started, script, url, _) =
             world.tasks.get(id).filter(|(.., owner)| *owner == cx.owner_id).ok_or_else(|| PlatformError::NotFound(format!("task {id}")))?;
         let status = script.status_at(now.saturating_sub(*started));
-        let done = !matches!(status, toolshed::bindings::TaskStatus::Pending | toolshed::bindings::TaskStatus::Running);
+        let done = !matches!(status, toolshed_platform::TaskStatus::Pending | toolshed_platform::TaskStatus::Running);
         Ok(Task {
             id: id.to_string(),
             status,
             message: if done { script.message.clone() } else { None },
-            registry_url: matches!(status, toolshed::bindings::TaskStatus::Completed).then(|| url.clone()),
+            registry_url: matches!(status, toolshed_platform::TaskStatus::Completed).then(|| url.clone()),
         })
     }
 
+}
+
+#[async_trait]
+impl ChatEvents for FakeBackend {
     async fn chat_updated(&self, cx: &CallContext) {
         round_trip().await;
         self.recorder.push(cx, Call::ChatUpdated);

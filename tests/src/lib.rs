@@ -14,7 +14,8 @@
 //!
 //! # let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
 //! # rt.block_on(async {
-//! let env = TestEnv::new();
+//! // The workspace tools, under the policy that grants them what they import.
+//! let env = TestEnv::serving(toolshed_builtin::policy(), &[("workspace-tools", toolshed_builtin::WORKSPACE_TOOLS)]);
 //! let template = env.backend.add_template("docker", ids::ORG, 3);
 //! // The first build takes five virtual minutes.
 //! env.backend.push_plan(BuildPlan::job(JobScript::succeeds_after(5 * 60_000)));
@@ -34,11 +35,11 @@ pub mod ids;
 mod record;
 mod script;
 
-pub use env::{EPOCH_MS, OutputExt, TestEnv, harness_policy, plugin, runtime, shared};
+pub use env::{EPOCH_MS, OutputExt, TestEnv, plugin_on, runtime_under};
 pub use fake::{FakeBackend, INACTIVE_DISCONNECT_MS, default_context};
 pub use record::{Call, Recorder};
 pub use script::{AgentSpec, BuildPlan, ConnectScript, Heartbeat, JobScript, TaskScript};
-pub use toolshed::bindings::{
-    ApiError, ApiFailure, ControlError, JobStatus, LifecycleState, ParameterOption, PlatformError, QueryError,
-    TaskStatus, TemplateParameter, Transition, Validation,
+pub use toolshed_infra::{
+    ApiError, ControlError, JobStatus, LifecycleState, ParameterOption, QueryError, TemplateParameter, Transition, Validation,
 };
+pub use toolshed_platform::{ApiFailure, PlatformError, TaskStatus};

@@ -2,9 +2,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use toolshed::CallContext;
-use toolshed::progress::{Progress, ProgressSink};
-use toolshed::bindings::{ChatBinding, CreateBuildRequest, CreateWorkspaceRequest, ProvisionRequest};
+use toolshed_runtime::CallContext;
+use toolshed_runtime::progress::{Progress, ProgressSink};
+use toolshed_infra::{ChatBinding, CreateBuildRequest, CreateWorkspaceRequest};
+use toolshed_platform::ProvisionRequest;
 
 /// One call a plugin made that changes something or signals the front end.
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
 //! Scripts: how jobs and agents behave over virtual time.
 
-use toolshed::bindings::{JobStatus, LifecycleState, TaskStatus};
+use toolshed_infra::{JobStatus, LifecycleState};
+use toolshed_platform::TaskStatus;
 
 /// A provisioner job's statuses over time, from the moment it is created.
 #[derive(Debug, Clone)]

@@ -1,28 +1,34 @@
 //! Reading `///` docs from WIT and writing them into a component.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path;
 
 use anyhow::Context;
+use toolshed_contract::DOCS_SECTION as SECTION;
 use wit_parser::{Resolve, Type, TypeDefKind, WorldItem};
 
-/// The custom section the host reads docs from.
-pub const SECTION: &str = "toolshed:docs";
+/// What the host needs from a plugin's world: its exports' docs and the
+/// version of the package that defines it.
+#[derive(Debug, Clone, Default)]
+pub struct WorldDocs {
+    /// Docs keyed by the host's paths: `func`, `func/param.field...`,
+    /// `func/ok.field...`, `func/err.field...`.
+    pub docs: BTreeMap<String, String>,
+    /// The world's package version, such as `0.2.0`.
+    pub version: Option<String>,
+}
 
-/// The docs of every function the world exports, keyed by the host's paths:
-/// `func`, `func/param.field...`, `func/ok.field...`, `func/err.field...`.
+/// The docs of every function `world` exports, read from the WIT package in
+/// `wit_dir` (its dependencies in `wit_dir/deps`).
 ///
 /// # Errors
 ///
 /// When the WIT cannot be parsed or the world is not found.
-pub fn docs_for_world(wit_dirs: &[PathBuf], world: &str) -> anyhow::Result<BTreeMap<String, String>> {
+pub fn docs_for_world(wit_dir: &Path, world: &str) -> anyhow::Result<WorldDocs> {
     let mut resolve = Resolve::default();
-    let mut last = None;
-    for dir in wit_dirs {
-        let (package, _) = resolve.push_dir(dir).with_context(|| format!("parsing WIT in {}", dir.display()))?;
-        last = Some(package);
-    }
-    let world_id = resolve.select_world(&last.into_iter().collect::<Vec<_>>(), Some(world))?;
+    let (package, _) = resolve.push_dir(wit_dir).with_context(|| format!("parsing WIT in {}", wit_dir.display()))?;
+    let world_id = resolve.select_world(&[package], Some(world))?;
+    let version = resolve.worlds[world_id].package.and_then(|p| resolve.packages[p].name.version.as_ref()).map(ToString::to_string);
     let mut docs = BTreeMap::new();
     for item in resolve.worlds[world_id].exports.values() {
         let WorldItem::Interface { id, .. } = item else { continue };
@@ -49,7 +55,7 @@ pub fn docs_for_world(wit_dirs: &[PathBuf], world: &str) -> anyhow::Result<BTree
             }
         }
     }
-    Ok(docs)
+    Ok(WorldDocs { docs, version })
 }
 
 /// Doc text as flowing paragraphs: WIT comments are wrapped for the
@@ -108,10 +114,15 @@ fn walk(resolve: &Resolve, ty: &Type, path: &str, docs: &mut BTreeMap<String, St
 }
 
 /// `component` with a `toolshed:docs` custom section holding `docs` as JSON.
-pub fn embed_docs(mut component: Vec<u8>, docs: &BTreeMap<String, String>) -> Vec<u8> {
-    use wasm_encoder::ComponentSection;
+pub fn embed_docs(component: Vec<u8>, docs: &BTreeMap<String, String>) -> Vec<u8> {
     let data = serde_json::to_vec(docs).expect("a map of strings always serializes");
-    let section = wasm_encoder::CustomSection { name: SECTION.into(), data: data.into() };
+    embed_section(component, SECTION, &data)
+}
+
+/// `component` with a custom section `name` holding `data`.
+pub fn embed_section(mut component: Vec<u8>, name: &str, data: &[u8]) -> Vec<u8> {
+    use wasm_encoder::ComponentSection;
+    let section = wasm_encoder::CustomSection { name: name.into(), data: data.into() };
     section.append_to_component(&mut component);
     component
 }

@@ -4,7 +4,9 @@
 //! `wasm32-wasip2` (installing the target when the toolchain lacks it),
 //! reads the `///` docs of the world's exported functions from the WIT, and
 //! writes them into the component's `toolshed:docs` custom section, because
-//! wit-bindgen does not carry them into the binary.
+//! wit-bindgen does not carry them into the binary. It also writes the API
+//! version the plugin was built for (its world's package version) into
+//! `toolshed:api-version`, which the host reads before linking.
 
 #![deny(missing_docs)]
 
@@ -15,7 +17,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-pub use docs::{docs_for_world, embed_docs};
+pub use docs::{WorldDocs, docs_for_world, embed_docs, embed_section};
 
 /// The target guests are compiled for.
 pub const TARGET: &str = "wasm32-wasip2";
@@ -31,14 +33,15 @@ pub struct Guest<'a> {
     pub features: &'a [&'a str],
     /// The plugin's file name, without `.wasm`; the package name when empty.
     pub output: &'a str,
-    /// WIT package directories beyond the workspace's own, relative to the workspace.
-    pub extra_wit: &'a [&'a str],
+    /// The WIT package directory holding the world (its dependencies in its
+    /// `deps/`), relative to the workspace.
+    pub wit: &'a str,
 }
 
 impl<'a> Guest<'a> {
-    /// The guest crate `package`, targeting `world`.
+    /// The guest crate `package`, targeting `world` of the workspace's `wit/tools`.
     pub const fn new(package: &'a str, world: &'a str) -> Self {
-        Self { package, world, features: &[], output: "", extra_wit: &[] }
+        Self { package, world, features: &[], output: "", wit: "wit/tools" }
     }
 }
 
@@ -105,24 +108,15 @@ pub fn build_plugin(workspace: &Path, target_dir: &Path, out_dir: &Path, guest: 
     }
     let artifact = target_dir.join(TARGET).join("release").join(format!("{}.wasm", guest.package.replace('-', "_")));
     let component = std::fs::read(&artifact).with_context(|| format!("reading {}", artifact.display()))?;
-    let mut wit_dirs = wit_dirs(workspace)?;
-    wit_dirs.extend(guest.extra_wit.iter().map(|dir| workspace.join(dir)));
-    let docs = docs_for_world(&wit_dirs, guest.world)?;
-    let plugin = embed_docs(component, &docs);
+    let world = docs_for_world(&workspace.join(guest.wit), guest.world)?;
+    let plugin = embed_docs(component, &world.docs);
+    let plugin = match &world.version {
+        Some(version) => embed_section(plugin, toolshed_contract::API_VERSION_SECTION, version.as_bytes()),
+        None => plugin,
+    };
     std::fs::create_dir_all(out_dir)?;
     let name = if guest.output.is_empty() { guest.package } else { guest.output };
     let out = out_dir.join(format!("{name}.wasm"));
     std::fs::write(&out, plugin).with_context(|| format!("writing {}", out.display()))?;
     Ok(out)
-}
-
-/// The WIT package directories of the workspace, dependencies first.
-fn wit_dirs(workspace: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let root = workspace.join("wit");
-    let order = ["runtime", "infra", "platform", "tools"];
-    let dirs: Vec<PathBuf> = order.iter().map(|d| root.join(d)).filter(|d| d.is_dir()).collect();
-    if dirs.is_empty() {
-        bail!("no WIT packages under {}", root.display());
-    }
-    Ok(dirs)
 }

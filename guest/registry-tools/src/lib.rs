@@ -16,9 +16,9 @@ mod component;
 /// Types generated from the WIT contract.
 pub mod wit {
     wit_bindgen::generate!({
-        path: ["../../wit/runtime", "../../wit/infra", "../../wit/platform", "../../wit/tools"],
-        world: "toolshed:tools/registry-plugin@0.1.0",
-        with: { "toolshed:tools/types@0.1.0": toolshed_guest::types },
+        path: "../../wit/tools",
+        world: "toolshed:tools/registry-plugin@0.2.0",
+        with: { "toolshed:tools/types@0.2.0": toolshed_guest::types },
         generate_all,
     });
 }

@@ -5,17 +5,17 @@
 //!
 //! ```text
 //! wit_bindgen::generate!({
-//!     path: [/* the WIT packages */],
-//!     world: "toolshed:tools/workspace-plugin@0.1.0",
-//!     with: { "toolshed:tools/types@0.1.0": toolshed_guest::types },
+//!     path: "../../wit/tools",
+//!     world: "toolshed:tools/workspace-plugin@0.2.0",
+//!     with: { "toolshed:tools/types@0.2.0": toolshed_guest::types },
 //!     generate_all,
 //! });
 //! ```
 
 mod bindings {
     wit_bindgen::generate!({
-        path: ["../../wit/runtime", "../../wit/infra", "../../wit/platform", "../../wit/tools"],
-        inline: "package toolshed:guest-support; world types { import toolshed:tools/types@0.1.0; }",
+        path: "../../wit/tools",
+        inline: "package toolshed:guest-support; world types { import toolshed:tools/types@0.2.0; }",
         world: "toolshed:guest-support/types",
         generate_all,
     });

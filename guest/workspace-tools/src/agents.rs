@@ -148,17 +148,7 @@ fn connect<C: Capabilities>(host: &C, agent_id: &str, phase: ConnectPhase) -> Re
 }
 
 fn lifecycle_name(state: LifecycleState) -> &'static str {
-    match state {
-        LifecycleState::Created => "created",
-        LifecycleState::Starting => "starting",
-        LifecycleState::StartTimeout => "start_timeout",
-        LifecycleState::StartError => "start_error",
-        LifecycleState::Ready => "ready",
-        LifecycleState::ShuttingDown => "shutting_down",
-        LifecycleState::ShutdownTimeout => "shutdown_timeout",
-        LifecycleState::ShutdownError => "shutdown_error",
-        LifecycleState::Off => "off",
-    }
+    toolshed_contract::name(&toolshed_contract::LIFECYCLE_STATE, state as usize)
 }
 
 fn watch_lifecycle<C: Capabilities>(host: &C, agent_id: &str) -> AgentReport {

@@ -62,15 +62,7 @@ impl BuildFailure {
 }
 
 fn status_name(status: JobStatus) -> &'static str {
-    match status {
-        JobStatus::Pending => "pending",
-        JobStatus::Running => "running",
-        JobStatus::Succeeded => "succeeded",
-        JobStatus::Canceling => "canceling",
-        JobStatus::Canceled => "canceled",
-        JobStatus::Failed => "failed",
-        JobStatus::Unknown => "unknown",
-    }
+    toolshed_contract::name(&toolshed_contract::JOB_STATUS, status as usize)
 }
 
 fn lookup_text(what: &str, err: QueryError) -> String {

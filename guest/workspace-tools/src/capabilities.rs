@@ -18,8 +18,8 @@ pub trait Capabilities {
     fn now(&self) -> u64;
     /// Waits `ms` milliseconds of host time.
     fn sleep(&self, ms: u64);
-    /// Takes the chat-scoped lock named `key`.
-    fn lock(&self, key: &str) -> Self::Guard;
+    /// Takes the chat-scoped lock named `key`, or says why it was refused.
+    fn lock(&self, key: &str) -> Result<Self::Guard, String>;
     /// Tells the front end the chat's bindings changed.
     fn chat_updated(&self);
     /// Reports progress on a long wait.

@@ -17,8 +17,8 @@ impl Capabilities for ComponentHost {
     fn sleep(&self, ms: u64) {
         clock::sleep(ms)
     }
-    fn lock(&self, key: &str) -> Self::Guard {
-        locks::acquire(key)
+    fn lock(&self, key: &str) -> Result<Self::Guard, String> {
+        locks::acquire(key).map_err(|e| format!("{e:?}"))
     }
     fn chat_updated(&self) {
         events::chat_updated()

@@ -22,6 +22,12 @@ use toolshed_guest::types::ErrorCategory;
 /// The lock every workspace-changing tool of a chat holds for its whole run.
 const WORKSPACE_LOCK: &str = "chat-workspace";
 
+/// The chat's workspace lock was refused: a fault of the host, not of the
+/// model's request.
+fn lock_refused(reason: String) -> ToolError {
+    error(ErrorCategory::InternalError, "LOCK_REFUSED", format!("the chat's workspace lock was refused: {reason}"))
+}
+
 fn bind<C: Capabilities>(host: &C, workspace_id: Option<&str>, build_id: &str) {
     // A failed binding only affects what the front end shows; the tool goes on.
     let _ = host.bind_chat(&ChatBinding {
@@ -45,7 +51,7 @@ pub fn create_workspace<C: Capabilities>(host: &C, args: CreateWorkspaceArgs) ->
         return Err(err);
     }
 
-    let _guard = host.lock(WORKSPACE_LOCK);
+    let _guard = host.lock(WORKSPACE_LOCK).map_err(lock_refused)?;
     let chat = host.chat().map_err(|e| query_failed("read chat", e))?;
     if let Existing::Answer(answer) = existing::check(host, chat.workspace_id.as_deref()) {
         return answer;
@@ -213,7 +219,7 @@ pub fn manual_update_error(api: &ApiError, template_id: &str) -> ToolError {
 
 /// Starts the chat's workspace, or waits for the start already under way.
 pub fn start_workspace<C: Capabilities>(host: &C, args: StartWorkspaceArgs) -> Result<StartWorkspaceResult, ToolError> {
-    let _guard = host.lock(WORKSPACE_LOCK);
+    let _guard = host.lock(WORKSPACE_LOCK).map_err(lock_refused)?;
     let workspace = chat_workspace(host)?;
     let previous = latest(host, &workspace.id)?;
 
@@ -290,7 +296,7 @@ pub fn start_workspace<C: Capabilities>(host: &C, args: StartWorkspaceArgs) -> R
 
 /// Stops the chat's workspace; stopping a stopped workspace does nothing.
 pub fn stop_workspace<C: Capabilities>(host: &C) -> Result<StopWorkspaceResult, ToolError> {
-    let _guard = host.lock(WORKSPACE_LOCK);
+    let _guard = host.lock(WORKSPACE_LOCK).map_err(lock_refused)?;
     let workspace = chat_workspace(host)?;
     let stopped = |build_id: Option<String>| StopWorkspaceResult {
         stopped: true,

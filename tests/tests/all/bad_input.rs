@@ -17,7 +17,7 @@ async fn rejected_before_the_guest(env: &TestEnv, tool: &str, raw: &str) -> serd
 
 #[tokio::test(start_paused = true)]
 async fn malformed_json_is_rejected_with_its_position() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     let err = rejected_before_the_guest(&env, "create_workspace", "{\"template_id\": ").await;
     assert_eq!(err["code"], "MALFORMED_JSON");
     assert!(err["error"].as_str().unwrap().contains("not valid JSON"), "{err}");
@@ -26,7 +26,7 @@ async fn malformed_json_is_rejected_with_its_position() {
 
 #[tokio::test(start_paused = true)]
 async fn a_wrong_type_names_the_path_the_expected_type_and_the_value() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     let err = rejected_before_the_guest(&env, "create_workspace", r#"{"template_id": 5}"#).await;
     let text = err["error"].as_str().unwrap();
     assert!(text.contains("$.template_id"), "{text}");
@@ -37,14 +37,14 @@ async fn a_wrong_type_names_the_path_the_expected_type_and_the_value() {
 
 #[tokio::test(start_paused = true)]
 async fn a_wrong_type_deep_inside_names_the_whole_path() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     let err = rejected_before_the_guest(&env, "start_workspace", r#"{"parameters": {"region": 3}}"#).await;
     assert!(err["error"].as_str().unwrap().contains("$.parameters.region"), "{err}");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_missing_required_field_is_named() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     let err = rejected_before_the_guest(&env, "read_template", "{}").await;
     let text = err["error"].as_str().unwrap();
     assert!(text.contains("$.template_id") && text.contains("required"), "{text}");
@@ -52,7 +52,7 @@ async fn a_missing_required_field_is_named() {
 
 #[tokio::test(start_paused = true)]
 async fn an_unknown_field_is_named() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     let err = rejected_before_the_guest(&env, "list_templates", r#"{"qurey": "docker"}"#).await;
     let text = err["error"].as_str().unwrap();
     assert!(text.contains("$.qurey") && text.contains("unknown field"), "{text}");
@@ -61,7 +61,7 @@ async fn an_unknown_field_is_named() {
 
 #[tokio::test(start_paused = true)]
 async fn an_unknown_tool_is_named_and_the_real_ones_suggested() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     let err = rejected_before_the_guest(&env, "delete_everything", "{}").await;
     assert!(err["error"].as_str().unwrap().contains("delete_everything"), "{err}");
     assert!(err["suggestions"][0].as_str().unwrap().contains("create_workspace"), "{err}");
@@ -69,21 +69,21 @@ async fn an_unknown_tool_is_named_and_the_real_ones_suggested() {
 
 #[tokio::test(start_paused = true)]
 async fn arguments_that_are_not_an_object_are_rejected() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     let err = rejected_before_the_guest(&env, "read_template", "[1, 2]").await;
     assert!(err["error"].as_str().unwrap().contains("expected an object"), "{err}");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_tool_without_arguments_rejects_some() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     let err = rejected_before_the_guest(&env, "stop_workspace", r#"{"force": true}"#).await;
     assert!(err["error"].as_str().unwrap().contains("$.force"), "{err}");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_non_uuid_id_is_an_error_from_the_tool_and_creates_nothing() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     let out = env.call("create_workspace", json!({ "template_id": "123" })).await;
     let err = out.err();
     assert!(err["error"].as_str().unwrap().contains("invalid template_id"), "{err}");
@@ -93,7 +93,7 @@ async fn a_non_uuid_id_is_an_error_from_the_tool_and_creates_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn null_for_an_optional_field_means_not_given() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     let out = env.call("list_templates", json!({ "query": null, "page": null })).await;
     assert_eq!(out.ok()["page"], 1);
 }

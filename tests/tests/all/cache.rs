@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use toolshed::Runtime;
+use toolshed_runtime::Runtime;
 use toolshed_harness::{OutputExt, TestEnv};
 
 fn runtime_with_cache(dir: &std::path::Path) -> Arc<Runtime> {
-    Arc::new(Runtime::builder().cache_dir(dir).concurrent_calls(8).build().unwrap())
+    Arc::new(crate::support::builder().cache_dir(dir).concurrent_calls(8).build().unwrap())
 }
 
-const WASM: &[u8] = toolshed::builtin::WORKSPACE_TOOLS;
+const WASM: &[u8] = toolshed_builtin::WORKSPACE_TOOLS;
 
 #[test]
 fn a_second_start_loads_from_the_cache_without_compiling() {
@@ -93,9 +93,9 @@ async fn an_entry_of_garbage_is_recompiled() {
 #[test]
 fn the_cache_drops_other_engine_builds_and_keeps_only_the_most_recently_used() {
     let dir = tempfile::tempdir().unwrap();
-    let limits = toolshed::plugin::CacheLimits { max_entries: 4, max_bytes: 1 << 30 };
-    let runtime = Runtime::builder().cache_dir(dir.path()).cache_limits(limits).concurrent_calls(4).build().unwrap();
-    let ours = toolshed::plugin::CompiledCache::new(Some(dir.path().to_path_buf()))
+    let limits = toolshed_runtime::plugin::CacheLimits { max_entries: 4, max_bytes: 1 << 30 };
+    let runtime = crate::support::builder().cache_dir(dir.path()).cache_limits(limits).concurrent_calls(4).build().unwrap();
+    let ours = toolshed_runtime::plugin::CompiledCache::new(Some(dir.path().to_path_buf()))
         .entry_path(runtime.engine(), &"0".repeat(64))
         .unwrap();
     let our_suffix = ours.file_name().unwrap().to_str().unwrap().trim_start_matches(&"0".repeat(64)).to_string();

@@ -6,7 +6,7 @@ use toolshed_harness::{OutputExt, TestEnv};
 
 use crate::support::env_with_template;
 
-async fn create_many(env: &TestEnv, template_id: &str, chats: &[toolshed::CallContext], per_chat: usize) -> Vec<toolshed::ToolOutput> {
+async fn create_many(env: &TestEnv, template_id: &str, chats: &[toolshed_runtime::CallContext], per_chat: usize) -> Vec<toolshed_runtime::ToolOutput> {
     let args = json!({ "template_id": template_id });
     let calls = chats.iter().flat_map(|cx| (0..per_chat).map(move |_| cx)).map(|cx| env.call_in(cx, "create_workspace", args.clone()));
     join_all(calls).await

@@ -1,10 +1,7 @@
 //! SPEC 4.3: create_workspace on a chat with no usable workspace.
 
 use serde_json::json;
-use toolshed_harness::{
-    AgentSpec, ApiError, BuildPlan, Call, ConnectScript, ControlError, JobScript, JobStatus, LifecycleState,
-    OutputExt, QueryError, Validation, ids,
-};
+use toolshed_harness::{AgentSpec, ApiError, BuildPlan, Call, ConnectScript, ControlError, JobScript, JobStatus, LifecycleState, OutputExt, QueryError, Validation, ids};
 
 use crate::support::{env_with_template, keys, set};
 
@@ -273,7 +270,7 @@ async fn ttl_invalid_passes_none() {
 
 #[tokio::test(start_paused = true)]
 async fn a_cross_organization_template_is_rejected_before_create() {
-    let env = toolshed_harness::TestEnv::new();
+    let env = crate::support::env();
     let theirs = env.backend.add_template("theirs", ids::OTHER_ORG, 0);
     let out = env.call("create_workspace", json!({ "template_id": theirs.id })).await;
     assert!(out.message().contains(ids::OTHER_ORG), "{}", out.value);
@@ -283,7 +280,7 @@ async fn a_cross_organization_template_is_rejected_before_create() {
 
 #[tokio::test(start_paused = true)]
 async fn an_empty_template_id_names_list_templates() {
-    let env = toolshed_harness::TestEnv::new();
+    let env = crate::support::env();
     let out = env.call("create_workspace", json!({ "template_id": "" })).await;
     assert!(out.message().contains("list_templates"), "{}", out.value);
     assert!(env.backend.recorder().creates().is_empty());
@@ -291,7 +288,7 @@ async fn an_empty_template_id_names_list_templates() {
 
 #[tokio::test(start_paused = true)]
 async fn a_template_id_that_is_not_a_uuid_is_invalid() {
-    let env = toolshed_harness::TestEnv::new();
+    let env = crate::support::env();
     let out = env.call("create_workspace", json!({ "template_id": "docker" })).await;
     assert!(out.message().contains("invalid template_id"), "{}", out.value);
     assert!(env.backend.recorder().creates().is_empty());

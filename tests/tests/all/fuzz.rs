@@ -4,7 +4,7 @@
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
-use toolshed_harness::{TestEnv, ids};
+use toolshed_harness::ids;
 
 /// JSON shaped like the tools' arguments: the right keys with values of
 /// every type, some right.
@@ -42,8 +42,8 @@ fn malformed() -> impl Strategy<Value = String> {
 fn every_tool_answers_random_arguments_with_a_result_or_an_error_object() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
     let env = runtime.block_on(async {
-        let env = TestEnv::with_plugins(&[
-            ("workspace-tools", toolshed::builtin::WORKSPACE_TOOLS),
+        let env = crate::support::env_with(&[
+            ("workspace-tools", toolshed_builtin::WORKSPACE_TOOLS),
             ("hostile", toolshed_fixtures::HOSTILE),
         ]);
         env.backend.add_template("docker", ids::ORG, 2);

@@ -6,17 +6,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use toolshed::progress::{self, MAX_MESSAGE_BYTES};
-use toolshed::{Arguments, CallOptions, LoadError, Runtime};
+use toolshed_runtime::progress::{self, MAX_MESSAGE_BYTES};
+use toolshed_runtime::{Arguments, CallOptions, LoadError, Runtime};
 use toolshed_fixtures as fixtures;
-use toolshed_harness::{BuildPlan, JobScript, OutputExt, TestEnv, Transition, harness_policy, ids};
+use toolshed_harness::{BuildPlan, JobScript, OutputExt, TestEnv, Transition, ids};
+use crate::support::{harness_policy};
 
 fn hostile_env() -> TestEnv {
-    TestEnv::with_plugins(&[("hostile", fixtures::HOSTILE)])
+    crate::support::env_with(&[("hostile", fixtures::HOSTILE)])
 }
 
 fn both_env() -> TestEnv {
-    TestEnv::with_plugins(&[("workspace-tools", toolshed::builtin::WORKSPACE_TOOLS), ("hostile", fixtures::HOSTILE)])
+    crate::support::env_with(&[("workspace-tools", toolshed_builtin::WORKSPACE_TOOLS), ("hostile", fixtures::HOSTILE)])
 }
 
 // Progress
@@ -26,7 +27,7 @@ async fn a_progress_flood_reaches_the_caller_as_one_cut_message() {
     let env = hostile_env();
     let (sink, latest) = progress::latest();
     let arguments = json!({ "count": 2_000, "bytes": 1 << 20 });
-    let out = env.host.call_with(&env.context(), "flood_progress", Arguments::Json(&arguments), CallOptions { progress: Some(sink) }).await;
+    let out = env.host.call_with(&env.context(), "flood_progress", Arguments::Json(&arguments), CallOptions { progress: Some(sink), ..CallOptions::default() }).await;
     assert_eq!(out.ok()["text"], "reported 2000");
     let seen = latest.borrow().clone().expect("progress was reported");
     assert_eq!(seen.sequence, 2_000, "every report is counted");
@@ -43,8 +44,8 @@ async fn progress_goes_only_to_the_call_that_reported_it() {
     let steps = json!({ "count": 3, "interval_ms": 1_000 });
     let (chat_a, chat_b) = (env.context(), env.other_chat());
     let (a, b) = tokio::join!(
-        env.host.call_with(&chat_a, "flood_progress", Arguments::Json(&flood), CallOptions { progress: Some(sink_a) }),
-        env.host.call_with(&chat_b, "progress_steps", Arguments::Json(&steps), CallOptions { progress: Some(sink_b) }),
+        env.host.call_with(&chat_a, "flood_progress", Arguments::Json(&flood), CallOptions { progress: Some(sink_a), ..CallOptions::default() }),
+        env.host.call_with(&chat_b, "progress_steps", Arguments::Json(&steps), CallOptions { progress: Some(sink_b), ..CallOptions::default() }),
     );
     assert!(!a.is_error && !b.is_error);
     assert_eq!(latest_a.borrow().clone().unwrap().sequence, 500);
@@ -80,7 +81,7 @@ async fn logs_are_capped_per_call_escaped_and_name_plugin_tool_and_chat() {
     assert_eq!(out.ok()["text"], "logged 10000", "logging never fails the call");
 
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    let cap = toolshed::call_log::MAX_BYTES_PER_CALL;
+    let cap = toolshed_runtime::call_log::MAX_BYTES_PER_CALL;
     // The budget counts message bytes; each record adds its fields (~150 bytes).
     assert!(text.len() < cap + cap / 2, "{} bytes written for one call", text.len());
     assert!(text.contains("further lines are dropped"), "the cut is announced once");
@@ -130,17 +131,17 @@ async fn lock_keys_and_the_locks_one_call_holds_are_bounded() {
     let long = env.call("hoard_locks", json!({ "count": 1, "key_bytes": 1 << 20, "hold_ms": 0 })).await;
     assert_eq!(long.err()["code"], "LOCK_KEY_TOO_LONG", "{}", long.value);
     assert!(long.message().len() < 1_000, "the error does not echo the key: {} bytes", long.message().len());
-    let many = env.call("hoard_locks", json!({ "count": toolshed::locks::MAX_HELD_PER_CALL + 1, "key_bytes": 8, "hold_ms": 0 })).await;
+    let many = env.call("hoard_locks", json!({ "count": toolshed_runtime::locks::MAX_HELD_PER_CALL + 1, "key_bytes": 8, "hold_ms": 0 })).await;
     assert_eq!(many.err()["code"], "TOO_MANY_LOCKS", "{}", many.value);
-    let allowed = json!({ "count": toolshed::locks::MAX_HELD_PER_CALL, "key_bytes": toolshed::locks::MAX_KEY_BYTES, "hold_ms": 0 });
-    assert_eq!(env.call("hoard_locks", allowed).await.ok()["text"], format!("held {}", toolshed::locks::MAX_HELD_PER_CALL));
+    let allowed = json!({ "count": toolshed_runtime::locks::MAX_HELD_PER_CALL, "key_bytes": toolshed_runtime::locks::MAX_KEY_BYTES, "hold_ms": 0 });
+    assert_eq!(env.call("hoard_locks", allowed).await.ok()["text"], format!("held {}", toolshed_runtime::locks::MAX_HELD_PER_CALL));
 }
 
 // Installs
 
 #[tokio::test(start_paused = true)]
 async fn a_smoke_call_that_never_answers_is_refused_at_its_deadline() {
-    let env = TestEnv::empty();
+    let env = crate::support::empty_env();
     let started = tokio::time::Instant::now();
     let err = env.host.install("smoke-sleeps", fixtures::HOSTILE.to_vec()).await.err().expect("refused");
     assert!(matches!(&err, LoadError::Smoke { tool, .. } if tool == "sleep_forever"), "{err}");
@@ -151,7 +152,7 @@ async fn a_smoke_call_that_never_answers_is_refused_at_its_deadline() {
 
 #[tokio::test(start_paused = true)]
 async fn a_plugin_whose_smoke_call_hangs_delays_no_other_install() {
-    let env = TestEnv::empty();
+    let env = crate::support::empty_env();
     let host = env.host.clone();
     let slow = tokio::spawn(async move { host.install("smoke-sleeps", fixtures::HOSTILE.to_vec()).await.map(|_| ()) });
     tokio::task::yield_now().await;
@@ -163,7 +164,7 @@ async fn a_plugin_whose_smoke_call_hangs_delays_no_other_install() {
 
 #[tokio::test(start_paused = true)]
 async fn a_tool_name_another_plugin_serves_is_refused_naming_both() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     let mut changes = env.host.subscribe();
     let err = env.host.install("impostor", fixtures::IMPOSTOR.to_vec()).await.err().expect("refused");
     match &err {
@@ -182,7 +183,7 @@ async fn a_tool_name_another_plugin_serves_is_refused_naming_both() {
 // Slots
 
 fn small_runtime(capacity: u32, queue_wait: Duration) -> Arc<Runtime> {
-    Arc::new(Runtime::builder().policy(harness_policy()).concurrent_calls(capacity).queue_wait(queue_wait).build().unwrap())
+    Arc::new(crate::support::builder().policy(harness_policy()).concurrent_calls(capacity).queue_wait(queue_wait).build().unwrap())
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,7 +1,7 @@
 //! SPEC 4.1: list_templates.
 
 use serde_json::json;
-use toolshed_harness::{OutputExt, TestEnv, ids};
+use toolshed_harness::{OutputExt, ids};
 
 fn names(out: &serde_json::Value) -> Vec<String> {
     out["templates"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap().to_string()).collect()
@@ -9,7 +9,7 @@ fn names(out: &serde_json::Value) -> Vec<String> {
 
 #[tokio::test(start_paused = true)]
 async fn lists_only_the_chat_organizations_templates() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     env.backend.add_template("ours", ids::ORG, 0);
     env.backend.add_template("theirs", ids::OTHER_ORG, 0);
     let out = env.call("list_templates", json!({})).await;
@@ -18,7 +18,7 @@ async fn lists_only_the_chat_organizations_templates() {
 
 #[tokio::test(start_paused = true)]
 async fn skips_deleted_and_deprecated_templates() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     env.backend.add_template("live", ids::ORG, 0);
     let old = env.backend.add_template("old", ids::ORG, 0);
     env.backend.edit_template(&old.id, |t| t.deprecated = true);
@@ -30,7 +30,7 @@ async fn skips_deleted_and_deprecated_templates() {
 
 #[tokio::test(start_paused = true)]
 async fn no_allowlist_lists_all() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     env.backend.add_template("a", ids::ORG, 0);
     env.backend.add_template("b", ids::ORG, 0);
     let out = env.call("list_templates", json!({})).await;
@@ -39,7 +39,7 @@ async fn no_allowlist_lists_all() {
 
 #[tokio::test(start_paused = true)]
 async fn empty_allowlist_lists_all() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     env.backend.add_template("a", ids::ORG, 0);
     env.backend.add_template("b", ids::ORG, 0);
     env.backend.set_allowlist(&[]);
@@ -49,7 +49,7 @@ async fn empty_allowlist_lists_all() {
 
 #[tokio::test(start_paused = true)]
 async fn allowlist_of_one_lists_that_one() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     let a = env.backend.add_template("a", ids::ORG, 0);
     env.backend.add_template("b", ids::ORG, 0);
     env.backend.set_allowlist(&[&a.id]);
@@ -59,7 +59,7 @@ async fn allowlist_of_one_lists_that_one() {
 
 #[tokio::test(start_paused = true)]
 async fn allowlist_matching_nothing_lists_nothing() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     env.backend.add_template("a", ids::ORG, 0);
     let stranger = ids::fresh();
     env.backend.set_allowlist(&[&stranger]);
@@ -71,7 +71,7 @@ async fn allowlist_matching_nothing_lists_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn query_matches_names_case_insensitively() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     env.backend.add_template("Docker-Go", ids::ORG, 0);
     env.backend.add_template("kubernetes", ids::ORG, 0);
     let out = env.call("list_templates", json!({ "query": "dOcK" })).await;
@@ -80,7 +80,7 @@ async fn query_matches_names_case_insensitively() {
 
 #[tokio::test(start_paused = true)]
 async fn orders_by_active_developers_then_name_then_id() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     env.backend.add_template("b", ids::ORG, 5);
     env.backend.add_template("a", ids::ORG, 5);
     env.backend.add_template("z", ids::ORG, 9);
@@ -91,7 +91,7 @@ async fn orders_by_active_developers_then_name_then_id() {
 
 #[tokio::test(start_paused = true)]
 async fn pages_hold_ten_and_a_page_past_the_end_is_empty() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     for i in 0..25 {
         env.backend.add_template(&format!("t{i:02}"), ids::ORG, 0);
     }
@@ -111,7 +111,7 @@ async fn pages_hold_ten_and_a_page_past_the_end_is_empty() {
 
 #[tokio::test(start_paused = true)]
 async fn a_page_below_one_means_the_first() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     env.backend.add_template("a", ids::ORG, 0);
     for page in [0, -3] {
         let out = env.call("list_templates", json!({ "page": page })).await;
@@ -122,7 +122,7 @@ async fn a_page_below_one_means_the_first() {
 
 #[tokio::test(start_paused = true)]
 async fn optional_keys_are_omitted_and_descriptions_cut() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     let plain = env.backend.add_template("plain", ids::ORG, 0);
     let rich = env.backend.add_template("rich", ids::ORG, 4);
     env.backend.edit_template(&rich.id, |t| {

@@ -6,7 +6,7 @@ use toolshed_harness::{ApiError, BuildPlan, ControlError, JobScript, OutputExt, 
 use crate::support::{env_with_template, parameter};
 
 /// A stopped workspace whose template has moved to a new active version.
-fn outdated_env() -> (TestEnv, toolshed::bindings::Template) {
+fn outdated_env() -> (TestEnv, toolshed_infra::Template) {
     let (env, template) = env_with_template();
     env.backend.add_workspace(&template, Transition::Stop, BuildPlan::job(JobScript::succeeded()));
     env.backend.new_template_version(&template.id, vec![parameter("region", true)]);

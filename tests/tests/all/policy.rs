@@ -2,9 +2,10 @@
 //! binds the chat context so no plugin reads another owner's rows.
 
 use serde_json::json;
-use toolshed::{LoadError, Policy, Runtime};
+use toolshed_runtime::{LoadError, Policy};
 use toolshed_fixtures as fixtures;
-use toolshed_harness::{BuildPlan, JobScript, OutputExt, TestEnv, Transition, ids, runtime};
+use toolshed_harness::{BuildPlan, JobScript, OutputExt, Transition, ids};
+use crate::support::{runtime};
 
 #[test]
 fn an_import_the_policy_does_not_grant_is_refused_at_load_naming_it() {
@@ -16,7 +17,7 @@ fn an_import_the_policy_does_not_grant_is_refused_at_load_naming_it() {
 #[test]
 fn granting_the_interface_lets_the_same_plugin_load() {
     let policy = Policy::from_toml("[plugins.ungranted]\ngrants = [\"toolshed:runtime/clock\", \"toolshed:infra/control\"]\n").unwrap();
-    let runtime = Runtime::builder().policy(policy).concurrent_calls(4).build().unwrap();
+    let runtime = crate::support::builder().policy(policy).concurrent_calls(4).build().unwrap();
     let plugin = runtime.compile("ungranted", fixtures::UNGRANTED).expect("granted now");
     assert_eq!(plugin.tools[0].name, "version");
 }
@@ -24,17 +25,17 @@ fn granting_the_interface_lets_the_same_plugin_load() {
 #[test]
 fn the_workspace_tools_cannot_load_without_the_infra_grants() {
     let policy = Policy::from_toml("[plugins.workspace-tools]\ngrants = [\"toolshed:runtime/*\"]\n").unwrap();
-    let runtime = Runtime::builder().policy(policy).concurrent_calls(4).build().unwrap();
-    let err = runtime.compile("workspace-tools", toolshed::builtin::WORKSPACE_TOOLS).err().expect("refused");
+    let runtime = crate::support::builder().policy(policy).concurrent_calls(4).build().unwrap();
+    let err = runtime.compile("workspace-tools", toolshed_builtin::WORKSPACE_TOOLS).err().expect("refused");
     assert!(err.to_string().contains("toolshed:infra/"), "{err}");
 }
 
 #[tokio::test(start_paused = true)]
 async fn another_owners_workspace_bound_to_the_chat_reads_as_not_found() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     let template = env.backend.add_template("docker", ids::ORG, 0);
     // A workspace of another owner, bound to our chat as if by a bug elsewhere.
-    let other = toolshed::CallContext { owner_id: ids::OTHER_OWNER.into(), chat_id: "c-other".into(), organization_id: ids::ORG.into() };
+    let other = toolshed_runtime::CallContext { owner_id: ids::OTHER_OWNER.into(), chat_id: "c-other".into(), organization_id: ids::ORG.into() };
     let (foreign, _) = env.backend.add_workspace(&template, Transition::Start, BuildPlan::job(JobScript::succeeded()));
     env.backend.reassign_workspace(&foreign.id, &other.owner_id);
     env.backend.bind(&env.context(), &foreign.id);
@@ -51,7 +52,7 @@ async fn another_owners_workspace_bound_to_the_chat_reads_as_not_found() {
 
 #[tokio::test(start_paused = true)]
 async fn templates_of_an_organization_the_owner_is_not_in_are_invisible_to_every_tool() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     let ours = env.backend.add_template("ours", ids::ORG, 0);
     let hidden = env.backend.add_template("hidden", ids::OTHER_ORG, 0);
     env.backend.set_memberships(ids::OWNER, &[ids::ORG]);

@@ -1,10 +1,11 @@
 //! SPEC 4.8: provision_registry, on virtual time, through the real .wasm.
 
 use serde_json::{Value, json};
-use toolshed_harness::{ApiFailure, OutputExt, PlatformError, TaskScript, TaskStatus, TestEnv, runtime};
+use toolshed_harness::{ApiFailure, OutputExt, PlatformError, TaskScript, TaskStatus, TestEnv};
+use crate::support::{runtime};
 
 fn registry_env() -> TestEnv {
-    TestEnv::with_plugins(&[("registry-tools", toolshed::builtin::REGISTRY_TOOLS)])
+    crate::support::env_with(&[("registry-tools", toolshed_builtin::REGISTRY_TOOLS)])
 }
 
 fn args() -> Value {
@@ -186,9 +187,9 @@ async fn platform_errors_map_to_their_categories() {
 
 #[tokio::test(start_paused = true)]
 async fn both_plugins_serve_side_by_side() {
-    let env = TestEnv::with_plugins(&[
-        ("workspace-tools", toolshed::builtin::WORKSPACE_TOOLS),
-        ("registry-tools", toolshed::builtin::REGISTRY_TOOLS),
+    let env = crate::support::env_with(&[
+        ("workspace-tools", toolshed_builtin::WORKSPACE_TOOLS),
+        ("registry-tools", toolshed_builtin::REGISTRY_TOOLS),
     ]);
     let names: Vec<String> = env.host.tools().iter().map(|t| t.name.clone()).collect();
     assert_eq!(names, ["create_workspace", "list_templates", "provision_registry", "read_template", "start_workspace", "stop_workspace"]);
@@ -198,7 +199,7 @@ async fn both_plugins_serve_side_by_side() {
 
 #[test]
 fn the_registry_plugin_imports_only_the_platform_clock_events_and_log() {
-    let plugin = toolshed_harness::plugin("registry-tools", toolshed::builtin::REGISTRY_TOOLS);
+    let plugin = crate::support::plugin("registry-tools", toolshed_builtin::REGISTRY_TOOLS);
     assert!(plugin.policy.grants.iter().all(|g| !g.allows("toolshed:infra/db@0.1.0") && !g.allows("toolshed:infra/control@0.1.0")));
     // A plugin under the registry's name that imports build control is refused.
     let err = runtime().compile("registry-tools", toolshed_fixtures::UNGRANTED).err().expect("refused");

@@ -1,7 +1,7 @@
 //! SPEC 4.2: read_template, and the allowlist on create.
 
 use serde_json::json;
-use toolshed_harness::{OutputExt, ParameterOption, TestEnv, ids};
+use toolshed_harness::{OutputExt, ParameterOption, ids};
 
 use crate::support::{env_with_template, parameter};
 
@@ -40,7 +40,7 @@ async fn reads_the_template_and_its_active_version_parameters() {
 
 #[tokio::test(start_paused = true)]
 async fn an_empty_template_id_is_required() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     let out = env.call("read_template", json!({ "template_id": "" })).await;
     assert!(out.message().contains("template_id is required"), "{}", out.value);
     assert_eq!(out.err()["category"], "validation_failed");
@@ -48,14 +48,14 @@ async fn an_empty_template_id_is_required() {
 
 #[tokio::test(start_paused = true)]
 async fn a_template_id_that_is_not_a_uuid_is_invalid() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     let out = env.call("read_template", json!({ "template_id": "docker" })).await;
     assert!(out.message().contains("invalid template_id"), "{}", out.value);
 }
 
 #[tokio::test(start_paused = true)]
 async fn another_organizations_template_is_not_found() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     let theirs = env.backend.add_template("theirs", ids::OTHER_ORG, 0);
     let out = env.call("read_template", json!({ "template_id": theirs.id })).await;
     assert_eq!(out.message(), "template not found");
@@ -72,7 +72,7 @@ async fn a_disallowed_template_is_not_found() {
 
 #[tokio::test(start_paused = true)]
 async fn a_missing_template_is_not_found_with_the_same_message() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     let out = env.call("read_template", json!({ "template_id": ids::fresh() })).await;
     assert_eq!(out.message(), "template not found");
 }

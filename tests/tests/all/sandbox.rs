@@ -6,7 +6,7 @@ use toolshed_fixtures as fixtures;
 use toolshed_harness::{OutputExt, TestEnv};
 
 fn hostile_env() -> TestEnv {
-    TestEnv::with_plugins(&[("hostile", fixtures::HOSTILE)])
+    crate::support::env_with(&[("hostile", fixtures::HOSTILE)])
 }
 
 /// Calls `tool`, checks the error names `limit`, then checks the same host
@@ -78,7 +78,7 @@ async fn a_panic_is_an_error_object_naming_the_plugin() {
 
 #[tokio::test(start_paused = true)]
 async fn arguments_past_the_size_limit_are_refused_before_the_guest() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     let before = env.host.stats().instances();
     let big = "x".repeat(70 << 10);
     let out = env.call("list_templates", json!({ "query": big })).await;
@@ -112,12 +112,12 @@ async fn wasi_gives_no_sockets() {
 #[tokio::test(start_paused = true)]
 async fn a_call_stopped_by_its_deadline_releases_the_chat_lock() {
     // Workspace tools with a one-minute deadline, and a build that takes ninety seconds.
-    let policy = toolshed::Policy::from_toml(
+    let policy = toolshed_runtime::Policy::from_toml(
         "[plugins.workspace-tools]\ngrants = [\"toolshed:runtime/*\", \"toolshed:infra/*\"]\nlimits = { deadline_s = 60 }\n",
     )
     .unwrap();
-    let runtime = std::sync::Arc::new(toolshed::Runtime::builder().policy(policy).concurrent_calls(8).build().unwrap());
-    let plugin = std::sync::Arc::new(runtime.compile("workspace-tools", toolshed::builtin::WORKSPACE_TOOLS).unwrap());
+    let runtime = std::sync::Arc::new(crate::support::builder().policy(policy).concurrent_calls(8).build().unwrap());
+    let plugin = std::sync::Arc::new(runtime.compile("workspace-tools", toolshed_builtin::WORKSPACE_TOOLS).unwrap());
     let env = TestEnv::on(runtime, &[plugin]);
     let template = env.backend.add_template("docker", toolshed_harness::ids::ORG, 0);
     env.backend.push_plan(toolshed_harness::BuildPlan::job(toolshed_harness::JobScript::succeeds_after(90_000)));

@@ -4,11 +4,11 @@
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{Value, json};
-use toolshed_harness::shared;
+use crate::support::shared;
 
 /// Every tool of every built-in plugin.
-fn tools() -> Vec<std::sync::Arc<toolshed::Tool>> {
-    toolshed::builtin::all().into_iter().flat_map(|(name, bytes)| toolshed_harness::plugin(name, bytes).tools.clone()).collect()
+fn tools() -> Vec<std::sync::Arc<toolshed_runtime::Tool>> {
+    toolshed_builtin::all().into_iter().flat_map(|(name, bytes)| crate::support::plugin(name, bytes).tools.clone()).collect()
 }
 
 /// Every property of every object in `schema` has a description.

@@ -1,13 +1,11 @@
 //! SPEC 4.4 and 4.6: start_workspace.
 
 use serde_json::json;
-use toolshed_harness::{
-    AgentSpec, ApiError, BuildPlan, ControlError, JobScript, OutputExt, TestEnv, Transition,
-};
+use toolshed_harness::{AgentSpec, ApiError, BuildPlan, ControlError, JobScript, OutputExt, TestEnv, Transition};
 
 use crate::support::{env_with_template, parameter};
 
-fn stopped_env() -> (TestEnv, toolshed::bindings::Template, toolshed::bindings::Workspace) {
+fn stopped_env() -> (TestEnv, toolshed_infra::Template, toolshed_infra::Workspace) {
     let (env, template) = env_with_template();
     let (workspace, _) = env.backend.add_workspace(&template, Transition::Stop, BuildPlan::job(JobScript::succeeded()));
     (env, template, workspace)
@@ -15,7 +13,7 @@ fn stopped_env() -> (TestEnv, toolshed::bindings::Template, toolshed::bindings::
 
 #[tokio::test(start_paused = true)]
 async fn no_workspace_names_create_workspace() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     let out = env.call("start_workspace", json!({})).await;
     assert!(out.message().contains("create_workspace"), "{}", out.value);
     assert!(env.backend.recorder().builds().is_empty());

@@ -1,7 +1,7 @@
 //! SPEC 4.7: stop_workspace.
 
 use serde_json::json;
-use toolshed_harness::{BuildPlan, JobScript, OutputExt, TestEnv, Transition};
+use toolshed_harness::{BuildPlan, JobScript, OutputExt, Transition};
 
 use crate::support::env_with_template;
 
@@ -33,7 +33,7 @@ async fn stopping_a_stopped_workspace_needs_no_build() {
 
 #[tokio::test(start_paused = true)]
 async fn no_workspace_names_create_workspace() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     let out = env.call("stop_workspace", json!({})).await;
     assert!(out.message().contains("create_workspace"), "{}", out.value);
 }

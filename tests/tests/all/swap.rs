@@ -6,9 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use toolshed::{CallContext, LoadError};
+use toolshed_runtime::{CallContext, LoadError};
 use toolshed_fixtures as fixtures;
-use toolshed_harness::{OutputExt, TestEnv, default_context, runtime};
+use toolshed_harness::{OutputExt, TestEnv, default_context};
+use crate::support::{runtime};
 
 async fn version(env: &TestEnv) -> String {
     env.call("version", json!({})).await.ok()["version"].as_str().unwrap().to_string()
@@ -16,7 +17,7 @@ async fn version(env: &TestEnv) -> String {
 
 #[tokio::test(start_paused = true)]
 async fn an_installed_version_serves_the_next_call() {
-    let env = TestEnv::empty();
+    let env = crate::support::empty_env();
     env.host.install("versioned", fixtures::VERSIONED_V1.to_vec()).await.unwrap();
     assert_eq!(version(&env).await, "v1");
     env.host.install("versioned", fixtures::VERSIONED_V2.to_vec()).await.unwrap();
@@ -25,7 +26,7 @@ async fn an_installed_version_serves_the_next_call() {
 
 #[tokio::test(start_paused = true)]
 async fn an_in_flight_call_finishes_on_the_version_it_started_on() {
-    let env = TestEnv::with_plugins(&[("versioned", fixtures::VERSIONED_V1)]);
+    let env = crate::support::env_with(&[("versioned", fixtures::VERSIONED_V1)]);
     let in_flight = env.call("version", json!({}));
     let swap = async {
         // Let the call start and park in its host sleep, then swap.
@@ -41,7 +42,7 @@ async fn an_in_flight_call_finishes_on_the_version_it_started_on() {
 
 #[tokio::test(start_paused = true)]
 async fn broken_versions_are_refused_and_the_old_one_keeps_serving() {
-    let env = TestEnv::with_plugins(&[("versioned", fixtures::VERSIONED_V1)]);
+    let env = crate::support::env_with(&[("versioned", fixtures::VERSIONED_V1)]);
     let corrupt = env.host.install("versioned", b"\0asm\x0d\0\x01\0garbage".to_vec()).await.err().unwrap();
     assert!(matches!(corrupt, LoadError::Invalid { .. }), "{corrupt}");
     let wrong_world = env.host.install("versioned", fixtures::UNGRANTED.to_vec()).await.err().unwrap();
@@ -53,7 +54,7 @@ async fn broken_versions_are_refused_and_the_old_one_keeps_serving() {
 
 #[tokio::test(start_paused = true)]
 async fn a_trap_in_the_smoke_call_refuses_the_version() {
-    let env = TestEnv::empty();
+    let env = crate::support::empty_env();
     let err = env.host.install("smoke-panics", fixtures::HOSTILE.to_vec()).await.err().unwrap();
     assert!(matches!(&err, LoadError::Smoke { tool, .. } if tool == "panic"), "{err}");
     assert!(env.host.tools().is_empty());
@@ -61,7 +62,7 @@ async fn a_trap_in_the_smoke_call_refuses_the_version() {
 
 #[tokio::test(start_paused = true)]
 async fn removing_a_plugin_unloads_its_tools_and_announces_it() {
-    let env = TestEnv::with_plugins(&[("versioned", fixtures::VERSIONED_V1)]);
+    let env = crate::support::env_with(&[("versioned", fixtures::VERSIONED_V1)]);
     let mut changes = env.host.subscribe();
     assert!(env.host.remove("versioned"));
     let change = changes.recv().await.unwrap();
@@ -72,7 +73,7 @@ async fn removing_a_plugin_unloads_its_tools_and_announces_it() {
 
 #[tokio::test(start_paused = true)]
 async fn every_published_change_is_announced_with_the_new_tool_list() {
-    let env = TestEnv::new();
+    let env = crate::support::env();
     let mut changes = env.host.subscribe();
     env.host.install("versioned", fixtures::VERSIONED_V1.to_vec()).await.unwrap();
     let change = changes.recv().await.unwrap();
@@ -85,7 +86,7 @@ async fn every_published_change_is_announced_with_the_new_tool_list() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swaps_under_load_fail_no_call_and_never_serve_an_old_version_after_publishing() {
     const CYCLES: usize = 20;
-    let env = Arc::new(TestEnv::with_plugins(&[("versioned", fixtures::VERSIONED_V1)]));
+    let env = Arc::new(crate::support::env_with(&[("versioned", fixtures::VERSIONED_V1)]));
     let served_by: Arc<Mutex<BTreeMap<u64, String>>> = Arc::new(Mutex::new(BTreeMap::from([(env.host.generation(), "v1".to_string())])));
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
 
@@ -147,11 +148,11 @@ async fn swaps_under_load_fail_no_call_and_never_serve_an_old_version_after_publ
 #[tokio::test]
 async fn the_directory_watcher_installs_replaces_refuses_and_removes() {
     let dir = tempfile::tempdir().unwrap();
-    let env = TestEnv::empty();
+    let env = crate::support::empty_env();
     let mut changes = env.host.subscribe();
-    let _watch = toolshed::plugin::watch(env.host.clone(), dir.path()).unwrap();
+    let _watch = toolshed_runtime::plugin::watch(env.host.clone(), dir.path()).unwrap();
     let file = dir.path().join("versioned.wasm");
-    let next_change = |changes: &mut tokio::sync::broadcast::Receiver<toolshed::ToolsChanged>| {
+    let next_change = |changes: &mut tokio::sync::broadcast::Receiver<toolshed_runtime::ToolsChanged>| {
         let mut changes = changes.resubscribe();
         async move { tokio::time::timeout(Duration::from_secs(30), changes.recv()).await.expect("a change within 30 s").unwrap() }
     };
@@ -185,12 +186,12 @@ async fn the_directory_watcher_installs_replaces_refuses_and_removes() {
 #[tokio::test]
 async fn reads_touches_and_identical_rewrites_install_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let env = TestEnv::empty();
+    let env = crate::support::empty_env();
     let file = dir.path().join("versioned.wasm");
     std::fs::write(&file, fixtures::VERSIONED_V1).unwrap();
     let mut changes = env.host.subscribe();
-    let _watch = toolshed::plugin::watch(env.host.clone(), dir.path()).unwrap();
-    for (path, reason) in toolshed::plugin::load_dir(&env.host, dir.path()).await.unwrap() {
+    let _watch = toolshed_runtime::plugin::watch(env.host.clone(), dir.path()).unwrap();
+    for (path, reason) in toolshed_runtime::plugin::load_dir(&env.host, dir.path()).await.unwrap() {
         panic!("{} refused: {reason}", path.display());
     }
     assert_eq!(changes.recv().await.unwrap().plugin, "versioned");
@@ -209,6 +210,6 @@ async fn reads_touches_and_identical_rewrites_install_nothing() {
     assert_eq!(version(&env).await, "v2");
     assert_eq!(change.generation, installed + 1, "only the real change was installed");
     // Nothing else comes after it.
-    let quiet = tokio::time::timeout(toolshed::plugin::QUIET * 6, changes.recv()).await;
+    let quiet = tokio::time::timeout(toolshed_runtime::plugin::QUIET * 6, changes.recv()).await;
     assert!(quiet.is_err(), "an unchanged file was installed again: {quiet:?}");
 }

@@ -1,0 +1,51 @@
+//! What toolshed's host and its guests must agree on, written once: the
+//! API versions, the custom sections a plugin carries, the host settings the
+//! contract fixes, and the wire names of the WIT enums.
+//!
+//! The host and the guests use different generated types for the same WIT
+//! enums (wasmtime's and wit-bindgen's), so the names live here, indexed by
+//! case order, and a test checks every table against the WIT.
+//!
+//! ```
+//! use toolshed_contract::{JOB_STATUS, name};
+//! assert_eq!(name(&JOB_STATUS, 1), "running");
+//! ```
+
+#![no_std]
+#![deny(missing_docs)]
+
+/// The API version guests built from this repository target.
+pub const API_VERSION: &str = "0.2.0";
+
+/// Every API version a host built from this repository loads, oldest first.
+pub const SUPPORTED_API_VERSIONS: [&str; 2] = ["0.1.0", "0.2.0"];
+
+/// The custom section holding the API version a plugin was built for.
+pub const API_VERSION_SECTION: &str = "toolshed:api-version";
+
+/// The custom section holding a plugin's WIT docs, as JSON.
+pub const DOCS_SECTION: &str = "toolshed:docs";
+
+/// How long after its last heartbeat an agent still counts as connected
+/// (SPEC 3.2), in milliseconds.
+pub const INACTIVE_DISCONNECT_MS: u64 = 30_000;
+
+/// The wire names of `toolshed:infra/types.job-status`, in case order.
+pub const JOB_STATUS: [&str; 7] = ["pending", "running", "succeeded", "canceling", "canceled", "failed", "unknown"];
+
+/// The wire names of `toolshed:infra/types.lifecycle-state`, in case order.
+pub const LIFECYCLE_STATE: [&str; 9] =
+    ["created", "starting", "start_timeout", "start_error", "ready", "shutting_down", "shutdown_timeout", "shutdown_error", "off"];
+
+/// The wire names of `toolshed:infra/types.transition`, in case order.
+pub const TRANSITION: [&str; 3] = ["start", "stop", "delete"];
+
+/// The name at `index` of `table`, or `"unknown"` past its end.
+pub fn name<const N: usize>(table: &[&'static str; N], index: usize) -> &'static str {
+    table.get(index).copied().unwrap_or("unknown")
+}
+
+/// The index of `name` in `table`.
+pub fn index<const N: usize>(table: &[&'static str; N], name: &str) -> Option<usize> {
+    table.iter().position(|n| *n == name)
+}

@@ -1,0 +1,456 @@
+//! The benchmarks behind `toolshed bench` and `cargo bench`.
+//!
+//! Every figure is measured in one run on one machine, and the headline
+//! ones are ratios (hosted against native, compile against cache), because
+//! absolute times on shared machines drift from run to run.
+
+pub mod native;
+pub mod scenario;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use serde_json::json;
+use toolshed_infra::InfraProviders;
+use toolshed_runtime::{CallContext, Clock, Plugin, Runtime, SystemClock, Toolshed};
+
+use native::NativeHost;
+use scenario::{InstantBackend, ORG, TEMPLATE};
+
+/// How much to measure.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchOptions {
+    /// Small counts and short waits, to check the benchmarks run at all.
+    pub quick: bool,
+}
+
+/// The figures of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Median time to make a Store, instantiate workspace-tools and drop it.
+    pub instance_us_median: f64,
+    /// Median hosted call time of list_templates over 100 templates.
+    pub hosted_us_list_templates: f64,
+    /// Median native call time of the same.
+    pub native_us_list_templates: f64,
+    /// Hosted / native for list_templates over 100 templates.
+    pub ratio_list_templates: f64,
+    /// Hosted / native for read_template.
+    pub ratio_read_template: f64,
+    /// Hosted / native for create_workspace on an instant build.
+    pub ratio_create_workspace: f64,
+    /// Loading workspace-tools by compiling it.
+    pub compile_ms: f64,
+    /// Loading it from the compiled cache.
+    pub cache_load_ms: f64,
+    /// Concurrent calls in the smaller concurrency run.
+    pub concurrency_small: usize,
+    /// Concurrent calls in the larger concurrency run.
+    pub concurrency_large: usize,
+    /// How long each waiting call's build takes.
+    pub build_wait_ms: u64,
+    /// Wall time of the smaller run.
+    pub wall_s_1k: f64,
+    /// Peak resident memory during the smaller run.
+    pub peak_rss_mib_1k: f64,
+    /// Wall time of the larger run.
+    pub wall_s_10k: f64,
+    /// Peak resident memory during the larger run.
+    pub peak_rss_mib_10k: f64,
+    /// Resident memory each waiting call added in the larger run.
+    pub rss_kib_per_waiting_call: f64,
+    /// Quick calls per second on all cores.
+    pub calls_per_s: f64,
+    /// Median time from a new .wasm written to the first call it serves.
+    pub swap_ms: f64,
+    /// Calls that failed while plugins were swapped under load.
+    pub swap_failed_calls: u64,
+    /// Calls made while plugins were swapped.
+    pub swap_load_calls: u64,
+    /// The machine the figures come from.
+    pub machine: String,
+}
+
+fn median(mut samples: Vec<f64>) -> f64 {
+    samples.sort_by(|a, b| a.total_cmp(b));
+    samples.get(samples.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn context(chat: usize) -> CallContext {
+    CallContext { chat_id: format!("chat-{chat}"), owner_id: "owner".into(), organization_id: ORG.into() }
+}
+
+fn current_thread() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime")
+}
+
+/// A runtime as `serve` builds it (the built-in policy, the infra and
+/// platform capabilities), with room for `calls` calls at once.
+///
+/// # Errors
+///
+/// When the engine cannot reserve its pool.
+pub fn serve_runtime(calls: u32) -> anyhow::Result<Arc<Runtime>> {
+    Ok(Arc::new(
+        Runtime::builder()
+            .policy(toolshed_builtin::policy())
+            .capability(toolshed_infra::Infra)
+            .capability(toolshed_platform::Platform)
+            .concurrent_calls(calls)
+            .build()?,
+    ))
+}
+
+/// A host serving workspace-tools over the instant scenario.
+pub fn hosted(runtime: &Arc<Runtime>, plugin: &Arc<Plugin>, templates: usize, build_ms: u64) -> Toolshed {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let backend = Arc::new(InstantBackend::new(templates, build_ms, clock.clone()));
+    let host = Toolshed::builder(runtime.clone()).clock(clock).provide(InfraProviders::new(backend)).build();
+    host.publish(plugin.clone()).expect("one plugin never conflicts");
+    host
+}
+
+/// Median time of a fresh Store, an instance of `plugin`, and dropping both.
+pub async fn instance_cost(runtime: &Arc<Runtime>, plugin: &Arc<Plugin>, samples: usize) -> f64 {
+    let host = hosted(runtime, plugin, 1, 0);
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let started = Instant::now();
+        host.instantiate_only(plugin).await.expect("instantiating");
+        times.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    median(times)
+}
+
+/// Median hosted time of `tool` with `arguments` (JSON text in, JSON out).
+pub async fn hosted_call(host: &Toolshed, tool: &str, arguments: &str, samples: usize) -> f64 {
+    let cx = context(0);
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let started = Instant::now();
+        let out = host.call(&cx, tool, arguments).await;
+        times.push(started.elapsed().as_secs_f64() * 1e6);
+        assert!(!out.is_error, "{tool} failed in the benchmark: {}", out.value);
+    }
+    median(times)
+}
+
+/// Median native time of `call`.
+pub fn native_call<T>(samples: usize, mut call: impl FnMut() -> T) -> f64 {
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let started = Instant::now();
+        std::hint::black_box(call());
+        times.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    median(times)
+}
+
+/// The native baseline of each measured tool.
+pub fn native_tool(native: &NativeHost, tool: &str) -> bool {
+    use workspace_tools::wit::exports::toolshed::tools::workspace_tools as api;
+    match tool {
+        "list_templates" => workspace_tools::list_templates(native, api::ListTemplatesArgs { query: None, page: None }).is_ok(),
+        "read_template" => workspace_tools::read_template(native, api::ReadTemplateArgs { template_id: TEMPLATE.into() }).is_ok(),
+        "create_workspace" => workspace_tools::create_workspace(
+            native,
+            api::CreateWorkspaceArgs { template_id: TEMPLATE.into(), name: None, parameters: None },
+        )
+        .is_ok(),
+        other => panic!("no native baseline for {other}"),
+    }
+}
+
+/// The arguments each measured tool is called with.
+pub fn arguments(tool: &str) -> String {
+    match tool {
+        "list_templates" => json!({}).to_string(),
+        _ => json!({ "template_id": TEMPLATE }).to_string(),
+    }
+}
+
+fn memory_kib(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(f64::NAN)
+}
+
+fn reset_peak_rss() {
+    // Linux resets VmHWM to the current RSS on "5".
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Runs `n` create_workspace calls at once, in `n` chats, each waiting on a
+/// build that takes `build_ms`; returns (wall seconds, peak RSS MiB, RSS KiB
+/// added per call).
+pub fn concurrency(n: usize, build_ms: u64) -> anyhow::Result<(f64, f64, f64)> {
+    let runtime = serve_runtime(n as u32 + 64)?;
+    let plugin = Arc::new(runtime.compile("workspace-tools", toolshed_builtin::WORKSPACE_TOOLS)?);
+    let host = Arc::new(hosted(&runtime, &plugin, 5, build_ms));
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let arguments = arguments("create_workspace");
+    // One warm call, so lazily built state is not counted per call.
+    tokio.block_on(host.call(&context(usize::MAX), "create_workspace", &arguments));
+    reset_peak_rss();
+    let before = memory_kib("VmRSS:");
+    let started = Instant::now();
+    let failures = tokio.block_on(async {
+        let calls: Vec<_> = (0..n)
+            .map(|i| {
+                let (host, arguments) = (host.clone(), arguments.clone());
+                tokio::spawn(async move { host.call(&context(i), "create_workspace", &arguments).await })
+            })
+            .collect();
+        let mut failures = (0, None);
+        for call in calls {
+            match call.await {
+                Ok(out) if !out.is_error => {}
+                Ok(out) => failures = (failures.0 + 1, failures.1.or(Some(out.value.to_string()))),
+                Err(e) => failures = (failures.0 + 1, failures.1.or(Some(e.to_string()))),
+            }
+        }
+        failures
+    });
+    let wall = started.elapsed().as_secs_f64();
+    let peak = memory_kib("VmHWM:");
+    anyhow::ensure!(failures.0 == 0, "{} of {n} concurrent calls failed, the first with {:?}", failures.0, failures.1);
+    Ok((wall, peak / 1024.0, (peak - before) / n as f64))
+}
+
+/// Quick calls (list_templates over five templates) per second on all cores.
+pub fn throughput(seconds: f64) -> anyhow::Result<f64> {
+    let runtime = serve_runtime(256)?;
+    let plugin = Arc::new(runtime.compile("workspace-tools", toolshed_builtin::WORKSPACE_TOOLS)?);
+    let host = Arc::new(hosted(&runtime, &plugin, 5, 0));
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let count = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    tokio.block_on(async {
+        let workers: Vec<_> = (0..64)
+            .map(|i| {
+                let (host, count, stop) = (host.clone(), count.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let cx = context(i);
+                    while !stop.load(Ordering::Relaxed) {
+                        let out = host.call(&cx, "list_templates", "{}").await;
+                        assert!(!out.is_error);
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
+        stop.store(true, Ordering::Relaxed);
+        for worker in workers {
+            let _ = worker.await;
+        }
+    });
+    Ok(count.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
+
+/// `bytes` made distinct by a custom section, so the host must compile it anew.
+fn distinct(bytes: &[u8], nonce: u64) -> Vec<u8> {
+    use wasm_encoder::ComponentSection;
+    let mut bytes = bytes.to_vec();
+    let data = nonce.to_le_bytes();
+    wasm_encoder::CustomSection { name: "toolshed:bench-nonce".into(), data: data.as_slice().into() }.append_to_component(&mut bytes);
+    bytes
+}
+
+/// Swaps a watched plugin `swaps` times under a steady load; returns (median
+/// ms from file written to first call served by it, failed calls, calls).
+pub fn swap_latency(swaps: usize) -> anyhow::Result<(f64, u64, u64)> {
+    let dir = tempfile::tempdir()?;
+    let runtime = serve_runtime(64)?;
+    let plugin = Arc::new(runtime.compile("workspace-tools", toolshed_builtin::WORKSPACE_TOOLS)?);
+    let host = Arc::new(hosted(&runtime, &plugin, 5, 0));
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    tokio.block_on(async {
+        let _watch = toolshed_runtime::plugin::watch(host.clone(), dir.path())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let (failed, calls) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let load: Vec<_> = (0..4)
+            .map(|i| {
+                let (host, stop, failed, calls) = (host.clone(), stop.clone(), failed.clone(), calls.clone());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        let out = host.call(&context(i), "list_templates", "{}").await;
+                        calls.fetch_add(1, Ordering::Relaxed);
+                        if out.is_error {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                })
+            })
+            .collect();
+        let mut times = Vec::new();
+        for i in 0..swaps {
+            let mut changes = host.subscribe();
+            let bytes = distinct(toolshed_builtin::WORKSPACE_TOOLS, i as u64 + 1);
+            let started = Instant::now();
+            std::fs::write(dir.path().join("workspace-tools.wasm"), bytes)?;
+            let change = tokio::time::timeout(Duration::from_secs(30), changes.recv()).await??;
+            let out = host.call(&context(99), "list_templates", "{}").await;
+            anyhow::ensure!(!out.is_error && host.generation() >= change.generation, "the swapped plugin did not serve");
+            times.push(started.elapsed().as_secs_f64() * 1e3);
+        }
+        stop.store(true, Ordering::Relaxed);
+        for task in load {
+            let _ = task.await;
+        }
+        Ok((median(times), failed.load(Ordering::Relaxed), calls.load(Ordering::Relaxed)))
+    })
+}
+
+/// Loading workspace-tools: (median ms compiling, median ms from the cache).
+pub fn cold_start(samples: usize) -> anyhow::Result<(f64, f64)> {
+    let dir = tempfile::tempdir()?;
+    let mut compile = Vec::new();
+    for _ in 0..samples {
+        let runtime = serve_runtime(8)?;
+        let started = Instant::now();
+        runtime.compile("workspace-tools", toolshed_builtin::WORKSPACE_TOOLS)?;
+        compile.push(started.elapsed().as_secs_f64() * 1e3);
+    }
+    Runtime::builder().policy(toolshed_builtin::policy()).capability(toolshed_infra::Infra).capability(toolshed_platform::Platform).cache_dir(dir.path()).concurrent_calls(8).build()?.compile("workspace-tools", toolshed_builtin::WORKSPACE_TOOLS)?;
+    let mut cached = Vec::new();
+    for _ in 0..samples {
+        let runtime = Runtime::builder().policy(toolshed_builtin::policy()).capability(toolshed_infra::Infra).capability(toolshed_platform::Platform).cache_dir(dir.path()).concurrent_calls(8).build()?;
+        let started = Instant::now();
+        runtime.compile("workspace-tools", toolshed_builtin::WORKSPACE_TOOLS)?;
+        cached.push(started.elapsed().as_secs_f64() * 1e3);
+        anyhow::ensure!(runtime.cache_stats().loaded() == 1, "the cache was not used");
+    }
+    Ok((median(compile), median(cached)))
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| info.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = memory_total_gib();
+    format!("{cores} cores ({cpu}), {memory:.0} GiB")
+}
+
+fn memory_total_gib() -> f64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse::<f64>().ok()))
+        .map_or(f64::NAN, |kib| kib / 1024.0 / 1024.0)
+}
+
+/// Runs every benchmark.
+///
+/// # Errors
+///
+/// When a runtime cannot be built or a measured call fails.
+pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
+    let (samples, small, large, build_ms, seconds, swaps) =
+        if options.quick { (50, 50, 200, 300, 0.3, 2) } else { (2_000, 1_000, 10_000, 3_000, 3.0, 7) };
+
+    let runtime = serve_runtime(64)?;
+    let plugin = Arc::new(runtime.compile("workspace-tools", toolshed_builtin::WORKSPACE_TOOLS)?);
+    let tokio = current_thread();
+    let instance_us_median = tokio.block_on(instance_cost(&runtime, &plugin, samples));
+
+    let host = hosted(&runtime, &plugin, 100, 0);
+    let native = NativeHost::new(100);
+    let mut hosted_us = std::collections::HashMap::new();
+    let mut ratios = std::collections::HashMap::new();
+    for tool in ["list_templates", "read_template", "create_workspace"] {
+        let arguments = arguments(tool);
+        // Warm both paths first.
+        tokio.block_on(hosted_call(&host, tool, &arguments, 10));
+        native_call(10, || native_tool(&native, tool));
+        let hosted = tokio.block_on(hosted_call(&host, tool, &arguments, samples));
+        let native = native_call(samples, || native_tool(&native, tool));
+        hosted_us.insert(tool, (hosted, native));
+        ratios.insert(tool, hosted / native);
+    }
+
+    let (compile_ms, cache_load_ms) = cold_start(if options.quick { 2 } else { 5 })?;
+    let (wall_s_1k, peak_rss_mib_1k, _) = concurrency(small, build_ms)?;
+    let (wall_s_10k, peak_rss_mib_10k, rss_kib_per_waiting_call) = concurrency(large, build_ms)?;
+    let calls_per_s = throughput(seconds)?;
+    let (swap_ms, swap_failed_calls, swap_load_calls) = swap_latency(swaps)?;
+
+    Ok(Report {
+        instance_us_median,
+        hosted_us_list_templates: hosted_us["list_templates"].0,
+        native_us_list_templates: hosted_us["list_templates"].1,
+        ratio_list_templates: ratios["list_templates"],
+        ratio_read_template: ratios["read_template"],
+        ratio_create_workspace: ratios["create_workspace"],
+        compile_ms,
+        cache_load_ms,
+        concurrency_small: small,
+        concurrency_large: large,
+        build_wait_ms: build_ms,
+        wall_s_1k,
+        peak_rss_mib_1k,
+        wall_s_10k,
+        peak_rss_mib_10k,
+        rss_kib_per_waiting_call,
+        calls_per_s,
+        swap_ms,
+        swap_failed_calls,
+        swap_load_calls,
+        machine: machine(),
+    })
+}
+
+impl Report {
+    /// The report as a table with the targets beside the figures.
+    pub fn table(&self) -> String {
+        let rows = [
+            ("instance cost, median", format!("{:.1} us", self.instance_us_median), "<= 10 us".to_string()),
+            (
+                "list_templates (100) hosted / native",
+                format!("{:.2}x ({:.1} / {:.1} us)", self.ratio_list_templates, self.hosted_us_list_templates, self.native_us_list_templates),
+                "<= 3x".into(),
+            ),
+            ("read_template hosted / native", format!("{:.2}x", self.ratio_read_template), String::new()),
+            ("create_workspace hosted / native", format!("{:.2}x", self.ratio_create_workspace), String::new()),
+            ("load by compiling", format!("{:.1} ms", self.compile_ms), String::new()),
+            (
+                "load from cache",
+                format!("{:.2} ms ({:.0}x faster)", self.cache_load_ms, self.compile_ms / self.cache_load_ms),
+                "<= 2 ms, >= 20x".into(),
+            ),
+            (
+                "concurrent waiting calls, small",
+                format!("{} calls: {:.2} s, peak {:.0} MiB", self.concurrency_small, self.wall_s_1k, self.peak_rss_mib_1k),
+                String::new(),
+            ),
+            (
+                "concurrent waiting calls, large",
+                format!(
+                    "{} calls: {:.2} s, peak {:.0} MiB, {:.0} KiB/call",
+                    self.concurrency_large, self.wall_s_10k, self.peak_rss_mib_10k, self.rss_kib_per_waiting_call
+                ),
+                "peak <= 1024 MiB at 10,000".into(),
+            ),
+            ("quick calls per second", format!("{:.0}", self.calls_per_s), ">= 20,000".into()),
+            (
+                "swap: file written to first call",
+                format!("{:.0} ms, {} failed of {} calls", self.swap_ms, self.swap_failed_calls, self.swap_load_calls),
+                "<= 300 ms, 0 failed".into(),
+            ),
+        ];
+        let mut out = format!("toolshed bench on {} (builds wait {} ms)\n\n", self.machine, self.build_wait_ms);
+        out.push_str(&format!("{:<38} {:<48} {}\n", "measure", "figure", "target"));
+        for (name, figure, target) in rows {
+            out.push_str(&format!("{name:<38} {figure:<48} {target}\n"));
+        }
+        out
+    }
+}

@@ -1,0 +1,395 @@
+//! The `toolshed` command line.
+
+pub mod demo;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::Value;
+use toolshed_local::{LocalBackend, LocalConfig, LocalEvent, local_context};
+use toolshed_runtime::plugin::PluginWatcher;
+use toolshed_runtime::{Arguments, CallOptions, Policy, Runtime, SystemClock, ToolOutput, Toolshed};
+
+/// A sandboxed WebAssembly host for agent tools.
+#[derive(Parser)]
+#[command(name = "toolshed", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Args, Clone)]
+pub struct Global {
+    /// Where the local backend keeps its state (default: ~/.local/share/toolshed).
+    #[arg(long, global = true, env = "TOOLSHED_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Load plugins from this directory, and reload them when they change,
+    /// instead of the built-in ones.
+    #[arg(long, global = true)]
+    pub plugins: Option<PathBuf>,
+    /// The policy file: grants and limits per plugin (default: built in).
+    #[arg(long, global = true)]
+    pub policy: Option<PathBuf>,
+}
+
+/// What to do.
+#[derive(Subcommand)]
+pub enum Command {
+    /// Lists the tools with their JSON schemas.
+    Tools {
+        /// Print one JSON document instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Calls a tool, showing progress while it waits.
+    Call {
+        /// The tool, such as list_templates.
+        tool: String,
+        /// Its arguments, a JSON object.
+        #[arg(default_value = "{}")]
+        arguments: String,
+        /// The chat the call belongs to.
+        #[arg(long, default_value = "cli")]
+        chat: String,
+    },
+    /// Serves the tools over MCP on stdin and stdout, or over HTTP.
+    Serve {
+        /// The chat of this session (default: a new one).
+        #[arg(long)]
+        chat: Option<String>,
+        /// Serve streamable HTTP at this loopback address (path /mcp) instead of stdio.
+        #[arg(long)]
+        http: Option<std::net::SocketAddr>,
+    },
+    /// Plays an agent's conversation against a fresh local backend.
+    Demo,
+    /// Manages templates.
+    #[command(subcommand)]
+    Template(TemplateCommand),
+    /// Lists the workspaces and the chats they are bound to.
+    Workspaces,
+    /// Prints a build's log.
+    Logs {
+        /// The build id (a UUID).
+        #[arg(value_parser = parse_uuid)]
+        build: uuid::Uuid,
+    },
+    /// Lists the loaded plugins, their versions and policy.
+    Plugins,
+    /// Measures the runtime against the native baseline and prints the figures.
+    Bench {
+        /// Print one JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Small counts and short waits: checks the benchmarks run, measures little.
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Runs a workspace agent (started by the local backend).
+    #[command(hide = true)]
+    Agent {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        agent_id: String,
+        #[arg(long)]
+        socket: PathBuf,
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        script: String,
+    },
+}
+
+/// Template commands.
+#[derive(Subcommand)]
+pub enum TemplateCommand {
+    /// Adds the template in DIR (its template.toml) as a new active version.
+    Push {
+        /// The template directory.
+        dir: PathBuf,
+    },
+    /// Lists the templates.
+    List,
+}
+
+/// A host over the local backend, with its plugins installing.
+pub struct App {
+    /// The local backend.
+    pub backend: Arc<LocalBackend>,
+    /// The host.
+    pub host: Arc<Toolshed>,
+    /// The initial install of the plugins, each on its own task; yields
+    /// what was refused.
+    loading: Option<tokio::task::JoinHandle<Vec<(String, String)>>>,
+    _watch: Option<PluginWatcher>,
+}
+
+impl App {
+    /// Opens the local backend in the data directory and starts installing
+    /// the plugins in the background: a slow plugin delays nothing else.
+    pub async fn open(global: &Global) -> anyhow::Result<App> {
+        let data_dir = global.data_dir.clone().unwrap_or_else(LocalConfig::default_data_dir);
+        let policy = match &global.policy {
+            Some(path) => Policy::from_file(path)?,
+            None => toolshed_builtin::policy(),
+        };
+        let runtime = Arc::new(
+            Runtime::builder()
+                .policy(policy)
+                .capability(toolshed_infra::Infra)
+                .capability(toolshed_platform::Platform)
+                .cache_dir(data_dir.join("compiled"))
+                .build()?,
+        );
+        let backend = open_backend(global).await?;
+        let (infra, platform, events) = backend.providers();
+        let host = Arc::new(Toolshed::builder(runtime).clock(Arc::new(SystemClock)).events(events).provide(infra).provide(platform).build());
+        let (loading, watch) = match &global.plugins {
+            Some(dir) => {
+                // Watch first, so a file written while the rest load is seen.
+                let watch = toolshed_runtime::plugin::watch(host.clone(), dir)?;
+                let (host, dir) = (host.clone(), dir.clone());
+                let pending = host.installs_pending();
+                let loading = tokio::spawn(async move {
+                    let _pending = pending;
+                    match toolshed_runtime::plugin::load_dir(&host, &dir).await {
+                        Ok(refused) => refused.into_iter().map(|(path, reason)| (path.display().to_string(), reason)).collect(),
+                        Err(e) => vec![(dir.display().to_string(), e.to_string())],
+                    }
+                });
+                (loading, Some(watch))
+            }
+            None => {
+                let host = host.clone();
+                let pending = host.installs_pending();
+                let loading = tokio::spawn(async move {
+                    let _pending = pending;
+                    let mut installs = tokio::task::JoinSet::new();
+                    for (name, bytes) in toolshed_builtin::all() {
+                        let host = host.clone();
+                        installs.spawn(async move { host.install(name, bytes.to_vec()).await.err().map(|e| (name.to_string(), e.to_string())) });
+                    }
+                    installs.join_all().await.into_iter().flatten().collect()
+                });
+                (loading, None)
+            }
+        };
+        Ok(App { backend, host, loading: Some(loading), _watch: watch })
+    }
+
+    /// Waits until every plugin of the initial load is installed or refused,
+    /// and warns of the refused ones.
+    pub async fn loaded(&mut self) {
+        if let Some(loading) = self.loading.take() {
+            for (what, reason) in loading.await.unwrap_or_default() {
+                eprintln!("warning: {what} was not loaded: {reason}");
+            }
+        }
+    }
+
+    /// Warns of refused plugins once the initial load ends, without waiting for it.
+    fn report_refusals_later(&mut self) {
+        if let Some(loading) = self.loading.take() {
+            tokio::spawn(async move {
+                for (what, reason) in loading.await.unwrap_or_default() {
+                    tracing::warn!("{what} was not loaded: {reason}");
+                }
+            });
+        }
+    }
+
+    /// Calls a tool, showing the progress it reports and its builds' output.
+    /// The call starts as soon as the plugin serving the tool is installed.
+    pub async fn call(&self, chat: &str, tool: &str, arguments: &str, show_progress: bool) -> ToolOutput {
+        self.host.wait_for_tool(tool).await;
+        let spinner = show_progress.then(|| {
+            let spinner = ProgressBar::new_spinner();
+            spinner.set_style(ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("a valid template"));
+            spinner.enable_steady_tick(Duration::from_millis(120));
+            spinner.set_message(tool.to_string());
+            spinner
+        });
+        let mut events = self.backend.subscribe();
+        let (sink, mut progress) = toolshed_runtime::progress::latest();
+        let cx = local_context(chat);
+        let call = self.host.call_with(&cx, tool, Arguments::Text(arguments), CallOptions { progress: Some(sink), ..CallOptions::default() });
+        tokio::pin!(call);
+        loop {
+            tokio::select! {
+                out = &mut call => {
+                    if let Some(spinner) = spinner {
+                        spinner.finish_and_clear();
+                    }
+                    return out;
+                }
+                Ok(event) = events.recv() => {
+                    if let (Some(spinner), LocalEvent::Build { line, .. }) = (&spinner, event) {
+                        spinner.println(format!("  | {line}"));
+                    }
+                }
+                Ok(()) = progress.changed() => {
+                    let latest = progress.borrow_and_update().clone();
+                    if let (Some(spinner), Some(latest)) = (&spinner, latest) {
+                        spinner.set_message(latest.message);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs the command.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Tools { json } => {
+            let mut app = App::open(&cli.global).await?;
+            app.loaded().await;
+            print_tools(&app.host, json)?;
+        }
+        Command::Call { tool, arguments, chat } => {
+            let mut app = App::open(&cli.global).await?;
+            app.report_refusals_later();
+            let out = app.call(&chat, &tool, &arguments, std::io::IsTerminal::is_terminal(&std::io::stderr())).await;
+            println!("{}", serde_json::to_string_pretty(&out.value)?);
+            return Ok(i32::from(out.is_error));
+        }
+        Command::Serve { chat, http } => {
+            let mut app = App::open(&cli.global).await?;
+            app.report_refusals_later();
+            let chat = chat.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            match http {
+                Some(addr) => toolshed_mcp::McpServer::serve_http(app.host.clone(), addr, local_context(&chat)).await?,
+                None => toolshed_mcp::McpServer::new(app.host.clone(), local_context(&chat)).serve_stdio().await?,
+            }
+        }
+        Command::Demo => {
+            let transcript = demo::run(cli.global.data_dir.clone(), &mut std::io::stdout()).await?;
+            let last = transcript.last().map(|output| output.is_error);
+            return Ok(i32::from(last != Some(false)));
+        }
+        Command::Template(TemplateCommand::Push { dir }) => {
+            let backend = open_backend(&cli.global).await?;
+            let pushed = backend.push_template(&dir).await?;
+            println!("template {} version {} ({}) is now active", pushed.template_id, pushed.number, pushed.version_id);
+        }
+        Command::Template(TemplateCommand::List) => {
+            let backend = open_backend(&cli.global).await?;
+            for t in backend.store().all_templates().await? {
+                println!("{}  {:<20} {}", t.id, t.name, t.description);
+            }
+        }
+        Command::Workspaces => {
+            let backend = open_backend(&cli.global).await?;
+            let chats = backend.store().chats().await?;
+            for w in backend.store().workspaces().await? {
+                let latest = backend.store().latest_build(&w.workspace.id).await?;
+                let state = latest.map_or("no builds".to_string(), |b| {
+                    format!("{} {} ({})", toolshed_local::store::transition_name(b.build.transition), toolshed_local::store::status_name(b.status), b.build.id)
+                });
+                let bound: Vec<&str> = chats.iter().filter(|(_, ws)| ws.as_deref() == Some(&w.workspace.id)).map(|(c, _)| c.as_str()).collect();
+                println!("{}/{}  {}  chats: {}  {}", w.workspace.owner_name, w.workspace.name, state, bound.join(","), w.dir);
+            }
+        }
+        Command::Logs { build } => {
+            let data_dir = cli.global.data_dir.clone().unwrap_or_else(LocalConfig::default_data_dir);
+            let path = data_dir.join("logs").join(format!("{}.log", build.hyphenated()));
+            let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("no log for build {build} ({}): {e}", path.display()))?;
+            print!("{text}");
+        }
+        Command::Plugins => {
+            let mut app = App::open(&cli.global).await?;
+            app.loaded().await;
+            for plugin in app.host.plugins() {
+                let grants: Vec<String> = plugin.policy.grants.iter().map(ToString::to_string).collect();
+                println!("{}  sha256:{}  tools: {}", plugin.name, &plugin.hash[..16], plugin.tools.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "));
+                println!("    grants: {}", grants.join(", "));
+                println!("    limits: {}", plugin.policy.limits);
+                if let Some(smoke) = &plugin.policy.smoke {
+                    println!("    smoke call: {} {} (within {} s)", smoke.tool, smoke.arguments, smoke.deadline.as_secs());
+                }
+            }
+        }
+        Command::Bench { json, quick } => {
+            let report = tokio::task::spawn_blocking(move || crate::bench::run(crate::bench::BenchOptions { quick })).await??;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+            } else {
+                print!("{}", report.table());
+            }
+        }
+        Command::Agent { db, agent_id, socket, dir, script } => {
+            toolshed_local::agent::run(toolshed_local::agent::AgentArgs { db, agent_id, socket, dir, script }).await?;
+        }
+    }
+    Ok(0)
+}
+
+/// An id argument: a UUID, or an error saying what was given.
+fn parse_uuid(text: &str) -> Result<uuid::Uuid, String> {
+    uuid::Uuid::parse_str(text).map_err(|_| format!("{:?} is not an id: ids are UUIDs such as 0f8c6e4a-5b1d-4c2a-9e3f-1a2b3c4d5e6f", toolshed_runtime::text::clip(text, 80)))
+}
+
+/// The local backend alone, for commands that run no plugin.
+async fn open_backend(global: &Global) -> anyhow::Result<Arc<LocalBackend>> {
+    let data_dir = global.data_dir.clone().unwrap_or_else(LocalConfig::default_data_dir);
+    let mut config = LocalConfig::new(data_dir, std::env::current_exe()?);
+    // Tests that kill a host shorten the lease so they need not wait 15 s.
+    if let Some(ms) = std::env::var("TOOLSHED_LEASE_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
+        config.lease = toolshed_local::Lease::of(Duration::from_millis(ms.max(30)));
+    }
+    LocalBackend::open(config).await
+}
+
+fn print_tools(host: &Toolshed, json: bool) -> anyhow::Result<()> {
+    let tools = host.tools();
+    if json {
+        let listing: Vec<Value> = tools
+            .iter()
+            .map(|t| serde_json::json!({ "name": t.name, "plugin": t.plugin, "description": t.description, "inputSchema": t.input_schema, "outputSchema": t.output_schema }))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&listing)?);
+        return Ok(());
+    }
+    for tool in &tools {
+        println!("{:<20} {:<16} {}", tool.name, tool.plugin, summary(&tool.description));
+        if let Some(properties) = tool.input_schema["properties"].as_object() {
+            let required = tool.input_schema["required"].as_array().cloned().unwrap_or_default();
+            for (field, schema) in properties {
+                let mark = if required.iter().any(|f| f == field) { "" } else { "?" };
+                println!("    {field}{mark} - {}", summary(schema["description"].as_str().unwrap_or_default()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first sentence of a description.
+fn summary(text: &str) -> &str {
+    match text.find(". ") {
+        Some(end) => &text[..=end],
+        None => text.trim_end(),
+    }
+}
+
+/// Writes the example templates shipped in the binary into `dir`, returning
+/// (v1 dir, v2 dir, broken dir).
+pub fn write_examples(dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, PathBuf)> {
+    let write = |name: &str, text: &str| -> anyhow::Result<PathBuf> {
+        let path = dir.join(name);
+        std::fs::create_dir_all(&path)?;
+        std::fs::write(path.join("template.toml"), text)?;
+        Ok(path)
+    };
+    Ok((
+        write("python-dev", include_str!("../../templates/python-dev/template.toml"))?,
+        write("python-dev-v2", include_str!("../../templates/python-dev-v2/template.toml"))?,
+        write("broken-build", include_str!("../../templates/broken-build/template.toml"))?,
+    ))
+}

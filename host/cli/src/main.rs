@@ -1,0 +1,30 @@
+//! The `toolshed` command: see `toolshed --help`.
+
+use clap::Parser;
+use toolshed::cli;
+
+/// Log lines a slow stderr may fall behind by before lines are dropped.
+const LOG_BACKLOG_LINES: usize = 10_000;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    // Log records are written by a thread of their own: an async worker only
+    // queues them, and when stderr cannot keep up (a full pipe nobody reads)
+    // lines are dropped instead of stalling the host.
+    let (writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(LOG_BACKLOG_LINES)
+        .thread_name("toolshed-log")
+        .finish(std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("TOOLSHED_LOG").unwrap_or_else(|_| "warn".into()))
+        .init();
+    match cli::run(cli::Cli::parse()).await {
+        Ok(code) => std::process::ExitCode::from(code as u8),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! `toolshed serve` driven over stdio by an MCP client.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rmcp::handler::client::ClientHandler;
+use rmcp::model::{CallToolRequestParams, ClientConfig, NumberOrString, ProgressNotificationParam, ProgressToken, RequestMetaObject};
+use rmcp::service::{NotificationContext, RoleClient};
+use rmcp::transport::TokioChildProcess;
+use rmcp::ServiceExt;
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::support::{TOOLSHED, data_dir};
+
+/// Records the notifications the server sends.
+#[derive(Clone, Default)]
+struct Recorder {
+    progress: Arc<Mutex<Vec<String>>>,
+    list_changed: Arc<Notify>,
+}
+
+impl ClientHandler for Recorder {
+    async fn on_progress(&self, params: ProgressNotificationParam, _context: NotificationContext<RoleClient>) {
+        self.progress.lock().unwrap().push(params.message.unwrap_or_default());
+    }
+
+    async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.list_changed.notify_one();
+    }
+
+    fn get_info(&self) -> ClientConfig {
+        ClientConfig::default()
+    }
+}
+
+fn distinct(bytes: &[u8]) -> Vec<u8> {
+    use wasm_encoder::ComponentSection;
+    let mut bytes = bytes.to_vec();
+    wasm_encoder::CustomSection { name: "test-nonce".into(), data: b"2".as_slice().into() }.append_to_component(&mut bytes);
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mcp_client_lists_calls_gets_progress_and_hears_of_new_tools() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = data_dir(dir.path());
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::write(plugins.join("workspace-tools.wasm"), toolshed_builtin::WORKSPACE_TOOLS).unwrap();
+    std::fs::write(plugins.join("registry-tools.wasm"), toolshed_builtin::REGISTRY_TOOLS).unwrap();
+    let template = {
+        let backend = toolshed_local::LocalBackend::open(toolshed_local::LocalConfig::new(data.clone(), TOOLSHED)).await.unwrap();
+        let (v1, _, _) = write_examples(&dir.path().join("templates"));
+        backend.push_template(&v1).await.unwrap().template_id
+    };
+
+    let mut command = tokio::process::Command::new(TOOLSHED);
+    command.arg("--data-dir").arg(&data).arg("--plugins").arg(&plugins).arg("serve");
+    let recorder = Recorder::default();
+    let client = recorder.clone().serve(TokioChildProcess::new(command).unwrap()).await.unwrap();
+
+    let tools = client.list_all_tools().await.unwrap();
+    let mut names: Vec<String> = tools.iter().map(|t| t.name.to_string()).collect();
+    names.sort();
+    assert_eq!(names, ["create_workspace", "list_templates", "provision_registry", "read_template", "start_workspace", "stop_workspace"]);
+    assert!(tools.iter().all(|t| t.output_schema.is_some() && t.description.as_deref().is_some_and(|d| !d.is_empty())));
+
+    let listed = client.call_tool(CallToolRequestParams::new("list_templates").with_arguments(json!({}).as_object().unwrap().clone())).await.unwrap();
+    assert_eq!(listed.is_error, Some(false));
+    assert_eq!(listed.structured_content.as_ref().unwrap()["count"], 1);
+
+    let bad = client
+        .call_tool(CallToolRequestParams::new("read_template").with_arguments(json!({ "template_id": "nope" }).as_object().unwrap().clone()))
+        .await
+        .unwrap();
+    assert_eq!(bad.is_error, Some(true));
+    assert_eq!(bad.structured_content.as_ref().unwrap()["code"], "INVALID_TEMPLATE_ID");
+
+    let mut create = CallToolRequestParams::new("create_workspace").with_arguments(json!({ "template_id": template }).as_object().unwrap().clone());
+    let mut meta = RequestMetaObject::default();
+    meta.set_progress_token(ProgressToken(NumberOrString::Number(7)));
+    create.meta = Some(meta);
+    let created = client.call_tool(create).await.unwrap();
+    assert_eq!(created.structured_content.as_ref().unwrap()["created"], true, "{created:?}");
+    let progress = recorder.progress.lock().unwrap().clone();
+    assert!(progress.iter().any(|m| m.contains("build")), "progress while the build ran: {progress:?}");
+
+    std::fs::write(plugins.join("registry-tools.wasm"), distinct(toolshed_builtin::REGISTRY_TOOLS)).unwrap();
+    tokio::time::timeout(Duration::from_secs(30), recorder.list_changed.notified()).await.expect("list_changed within 30 s");
+
+    client.cancel().await.unwrap();
+    let backend = toolshed_local::LocalBackend::open(toolshed_local::LocalConfig::new(data, TOOLSHED)).await.unwrap();
+    backend.stop_all_agents().await;
+}
+
+fn write_examples(dir: &std::path::Path) -> (std::path::PathBuf, (), ()) {
+    let v1 = dir.join("python-dev");
+    std::fs::create_dir_all(&v1).unwrap();
+    std::fs::write(v1.join("template.toml"), include_str!("../../templates/python-dev/template.toml")).unwrap();
+    (v1, (), ())
+}
+
+/// Sends one HTTP/1.1 request and returns the whole response text.
+async fn http(addr: std::net::SocketAddr, request: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let mut buffer = [0u8; 4096];
+    // Read until the first SSE event (or the JSON body) has arrived.
+    let read = async {
+        loop {
+            let n = stream.read(&mut buffer).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            response.extend_from_slice(&buffer[..n]);
+            if String::from_utf8_lossy(&response).contains("serverInfo") {
+                break;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read).await.expect("an answer within 20 s");
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamable_http_on_loopback_initializes_a_session() {
+    let runtime = Arc::new(toolshed_runtime::Runtime::builder().concurrent_calls(8).build().unwrap());
+    let host = Arc::new(toolshed_runtime::Toolshed::builder(runtime).build());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let owner = toolshed_local::local_context("http");
+    tokio::spawn(toolshed_mcp::McpServer::serve_listener(host, listener, owner));
+
+    let body = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": { "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "test", "version": "1" } }
+    })
+    .to_string();
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let response = http(addr, request).await;
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.to_lowercase().contains("mcp-session-id"), "{response}");
+    assert!(response.contains("\"listChanged\":true"), "{response}");
+}
+
+#[tokio::test]
+async fn http_is_refused_on_a_non_loopback_address() {
+    let runtime = Arc::new(toolshed_runtime::Runtime::builder().concurrent_calls(8).build().unwrap());
+    let host = Arc::new(toolshed_runtime::Toolshed::builder(runtime).build());
+    let err = toolshed_mcp::McpServer::serve_http(host, "0.0.0.0:0".parse().unwrap(), toolshed_local::local_context("x")).await.unwrap_err();
+    assert!(err.to_string().contains("loopback"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_a_call_ends_its_instance() {
+    use crate::support::{Local, template};
+    let local = Local::new().await;
+    // The build outlasts the test: only the cancellation can end the call in time.
+    let slow = local.push("slow", &template("slow", "exec sleep 60", "true", "")).await;
+    let (server_io, client_io) = tokio::io::duplex(1 << 16);
+    let server = toolshed_mcp::McpServer::new(local.host.clone(), toolshed_local::local_context("cancel"));
+    tokio::spawn(async move { server.serve(server_io).await.unwrap().waiting().await });
+    let recorder = Recorder::default();
+    let client = recorder.clone().serve(client_io).await.unwrap();
+
+    let mut create = CallToolRequestParams::new("create_workspace").with_arguments(json!({ "template_id": slow.template_id }).as_object().unwrap().clone());
+    let mut meta = RequestMetaObject::default();
+    meta.set_progress_token(ProgressToken(NumberOrString::Number(1)));
+    create.meta = Some(meta);
+    let request = rmcp::model::ClientRequest::CallToolRequest(rmcp::model::Request::new(create));
+    let handle = client.send_cancellable_request(request, rmcp::service::PeerRequestOptions::no_options()).await.unwrap();
+
+    // Wait until the call is waiting on its build, then cancel it.
+    let waiting = async {
+        while local.host.stats().live() == 0 || recorder.progress.lock().unwrap().is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), waiting).await.expect("the call started waiting");
+    assert_eq!(local.host.stats().live(), 1);
+    handle.cancel(Some("the user changed their mind".into())).await.unwrap();
+    let ended = async {
+        while local.host.stats().live() != 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), ended).await.expect("the instance ended after the cancellation");
+}

@@ -1,0 +1,78 @@
+//! A local backend in a temporary directory, served by a host on a clock
+//! twenty times faster than real time.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+use toolshed_local::{LocalBackend, LocalConfig, local_context};
+use toolshed_runtime::{ScaledClock, ToolOutput, Toolshed};
+
+/// The `toolshed` binary under test.
+pub const TOOLSHED: &str = env!("CARGO_BIN_EXE_toolshed");
+
+/// A local backend and a host over it.
+pub struct Local {
+    pub dir: tempfile::TempDir,
+    pub backend: Arc<LocalBackend>,
+    pub host: Arc<Toolshed>,
+}
+
+impl Local {
+    /// A fresh backend with the built-in plugins.
+    pub async fn new() -> Local {
+        let dir = tempfile::tempdir().unwrap();
+        Self::open(dir).await
+    }
+
+    /// A backend over an existing data directory, as a restarted host would open it.
+    pub async fn open(dir: tempfile::TempDir) -> Local {
+        let backend = LocalBackend::open(LocalConfig::new(data_dir(dir.path()), TOOLSHED)).await.unwrap();
+        let runtime = toolshed::bench::serve_runtime(16).unwrap();
+        let (infra, platform, events) = backend.providers();
+        let host = Arc::new(Toolshed::builder(runtime).clock(Arc::new(ScaledClock::new(20))).events(events).provide(infra).provide(platform).build());
+        for (name, bytes) in toolshed_builtin::all() {
+            host.install(name, bytes.to_vec()).await.unwrap();
+        }
+        Local { dir, backend, host }
+    }
+
+    /// Writes a template directory with `toml` as its manifest and pushes it.
+    pub async fn push(&self, name: &str, toml: &str) -> toolshed_local::PushedTemplate {
+        let template = self.dir.path().join("templates").join(name);
+        std::fs::create_dir_all(&template).unwrap();
+        std::fs::write(template.join("template.toml"), toml).unwrap();
+        self.backend.push_template(&template).await.unwrap()
+    }
+
+    /// Calls a tool in chat `chat`.
+    pub async fn call(&self, chat: &str, tool: &str, arguments: Value) -> ToolOutput {
+        self.host.call_value(&local_context(chat), tool, &arguments).await
+    }
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        // The tests that use this run on the multi-threaded runtime.
+        let backend = self.backend.clone();
+        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(backend.stop_all_agents()));
+    }
+}
+
+/// The data directory inside a test directory.
+pub fn data_dir(root: &Path) -> PathBuf {
+    root.join("data")
+}
+
+/// A template whose build and startup scripts are given.
+pub fn template(name: &str, start: &str, startup: &str, extra: &str) -> String {
+    format!("name = \"{name}\"\nrequire_active_version = true\n{extra}\n[scripts]\nstart = '''\n{start}\n'''\nstartup = '''\n{startup}\n'''\nstop = 'echo stopping'\n")
+}
+
+/// Chat `id` of the local owner, as the store has it.
+pub async fn chat(backend: &LocalBackend, id: &str) -> toolshed_infra::Chat {
+    match backend.store().chat(id, toolshed_local::LOCAL_OWNER, toolshed_local::LOCAL_ORG).await.unwrap() {
+        toolshed_local::store::ChatView::Chat(chat) => chat,
+        toolshed_local::store::ChatView::Foreign => panic!("chat {id} belongs to another owner"),
+    }
+}

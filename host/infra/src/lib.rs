@@ -1,0 +1,174 @@
+//! toolshed-infra: the infrastructure interfaces a plugin may be granted:
+//! `toolshed:infra/db` (reads and chat bindings), `toolshed:infra/control`
+//! (create workspaces and builds) and `toolshed:infra/agent-connect`.
+//!
+//! Register [`Infra`] on the runtime, and give each host a backend as
+//! [`InfraProviders`]:
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # fn build(backend: Arc<impl toolshed_infra::Db + toolshed_infra::Control + toolshed_infra::AgentConnect>) -> anyhow::Result<()> {
+//! let runtime = Arc::new(toolshed_runtime::Runtime::builder().capability(toolshed_infra::Infra).build()?);
+//! let host = toolshed_runtime::Toolshed::builder(runtime).provide(toolshed_infra::InfraProviders::new(backend)).build();
+//! # Ok(()) }
+//! ```
+//!
+//! A provider scopes every read to the calling context: rows of another
+//! owner read as [`QueryError::NotFound`]. The host checks what a plugin
+//! passes before a provider sees it, and the provider checks again.
+
+#![deny(missing_docs)]
+
+mod empty;
+mod host;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use toolshed_runtime::wasmtime::component::{HasData, Linker};
+use toolshed_runtime::{CallContext, Capability, Providers};
+use toolshed_runtime::state::CallState;
+
+pub use empty::EmptyInfra;
+pub use host::{MAX_ID_BYTES, is_id};
+
+/// Bindings generated from `toolshed:infra@0.1.0`.
+#[allow(missing_docs)]
+pub mod bindings {
+    toolshed_runtime::wasmtime::component::bindgen!({
+        path: "../../wit/infra",
+        inline: "
+            package toolshed:infra-host;
+            world host {
+                import toolshed:infra/db@0.1.0;
+                import toolshed:infra/control@0.1.0;
+                import toolshed:infra/agent-connect@0.1.0;
+            }
+        ",
+        world: "toolshed:infra-host/host",
+        imports: { default: async | trappable },
+        require_store_data_send: true,
+        wasmtime_crate: toolshed_runtime::wasmtime,
+    });
+
+    pub use self::toolshed::infra::control::{CreateBuildRequest, CreateWorkspaceRequest, CreatedWorkspace};
+    pub use self::toolshed::infra::db::ChatBinding;
+    pub use self::toolshed::infra::types::{
+        Agent, ApiError, Build, Chat, ControlError, Job, JobStatus, LifecycleState, ParameterOption, QueryError, Template,
+        TemplateParameter, Transition, Validation, Workspace,
+    };
+}
+
+pub use bindings::{
+    Agent, ApiError, Build, Chat, ChatBinding, ControlError, CreateBuildRequest, CreateWorkspaceRequest, CreatedWorkspace, Job,
+    JobStatus, LifecycleState, ParameterOption, QueryError, Template, TemplateParameter, Transition, Validation, Workspace,
+};
+
+/// Reads and chat bindings (`toolshed:infra/db`), scoped to the caller.
+#[async_trait]
+pub trait Db: Send + Sync + 'static {
+    /// The calling chat and what is bound to it.
+    async fn chat(&self, cx: &CallContext) -> Result<Chat, QueryError>;
+    /// A workspace of the chat's owner.
+    async fn workspace(&self, cx: &CallContext, id: &str) -> Result<Workspace, QueryError>;
+    /// A workspace's newest build.
+    async fn latest_build(&self, cx: &CallContext, workspace_id: &str) -> Result<Build, QueryError>;
+    /// A build by id.
+    async fn build(&self, cx: &CallContext, id: &str) -> Result<Build, QueryError>;
+    /// A provisioner job by id.
+    async fn job(&self, cx: &CallContext, id: &str) -> Result<Job, QueryError>;
+    /// The agents of a build.
+    async fn build_agents(&self, cx: &CallContext, build_id: &str) -> Result<Vec<Agent>, QueryError>;
+    /// An agent by id.
+    async fn agent(&self, cx: &CallContext, id: &str) -> Result<Agent, QueryError>;
+    /// Templates the caller can see, of every organization the caller is in.
+    async fn templates(&self, cx: &CallContext) -> Result<Vec<Template>, QueryError>;
+    /// A template the caller can see.
+    async fn template(&self, cx: &CallContext, id: &str) -> Result<Template, QueryError>;
+    /// The parameters of a template version the caller can see.
+    async fn template_parameters(&self, cx: &CallContext, version_id: &str) -> Result<Vec<TemplateParameter>, QueryError>;
+    /// The chat workspace TTL setting, such as "2h".
+    async fn workspace_ttl(&self, cx: &CallContext) -> Result<String, QueryError>;
+    /// Template ids chat tools may use; empty allows all.
+    async fn template_allowlist(&self, cx: &CallContext) -> Result<Vec<String>, QueryError>;
+    /// Binds a workspace, build or agent of the caller to the chat.
+    async fn bind_chat(&self, cx: &CallContext, binding: ChatBinding) -> Result<(), QueryError>;
+}
+
+/// Requests that change infrastructure (`toolshed:infra/control`), on
+/// behalf of the chat's owner.
+#[async_trait]
+pub trait Control: Send + Sync + 'static {
+    /// Creates a workspace for the chat's owner and starts its first build.
+    async fn create_workspace(&self, cx: &CallContext, request: CreateWorkspaceRequest) -> Result<CreatedWorkspace, ControlError>;
+    /// Starts a build of a workspace.
+    async fn create_build(&self, cx: &CallContext, request: CreateBuildRequest) -> Result<Build, ControlError>;
+}
+
+/// Reaching workspace agents (`toolshed:infra/agent-connect`).
+#[async_trait]
+pub trait AgentConnect: Send + Sync + 'static {
+    /// Whether this backend can reach agents at all.
+    fn available(&self) -> bool;
+    /// One attempt to reach an agent within `timeout`.
+    async fn connect(&self, cx: &CallContext, agent_id: &str, timeout: Duration) -> Result<(), String>;
+}
+
+/// The providers of the infra interfaces on one host.
+#[derive(Clone)]
+pub struct InfraProviders {
+    /// Answers `db`.
+    pub db: Arc<dyn Db>,
+    /// Answers `control`.
+    pub control: Arc<dyn Control>,
+    /// Answers `agent-connect`.
+    pub agents: Arc<dyn AgentConnect>,
+}
+
+impl InfraProviders {
+    /// One backend answering all three interfaces.
+    pub fn new<B: Db + Control + AgentConnect>(backend: Arc<B>) -> Self {
+        Self { db: backend.clone(), control: backend.clone(), agents: backend }
+    }
+}
+
+/// The infra capability, to register on a runtime.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Infra;
+
+/// The unversioned names of the infra interfaces.
+pub const INTERFACES: [&str; 3] = ["toolshed:infra/db", "toolshed:infra/control", "toolshed:infra/agent-connect"];
+
+/// What the infra host functions work with in one call.
+pub struct InfraView<'a> {
+    call: &'a mut toolshed_runtime::state::Call,
+    providers: Option<&'a InfraProviders>,
+}
+
+struct InfraData;
+
+impl HasData for InfraData {
+    type Data<'a> = InfraView<'a>;
+}
+
+impl Capability for Infra {
+    fn name(&self) -> &str {
+        "infra"
+    }
+
+    fn interfaces(&self) -> &[&'static str] {
+        &INTERFACES
+    }
+
+    fn add_to_linker(&self, linker: &mut Linker<CallState>) -> toolshed_runtime::wasmtime::Result<()> {
+        bindings::Host_::add_to_linker::<CallState, InfraData>(linker, |state| {
+            let (call, providers) = state.split();
+            InfraView { call, providers: providers.get::<InfraProviders>() }
+        })
+    }
+
+    fn empty_providers(&self, providers: &mut Providers) {
+        providers.insert(InfraProviders::new(Arc::new(EmptyInfra)));
+    }
+}

@@ -1,0 +1,487 @@
+//! toolshed-local, the embedded local backend: state in SQLite (or
+//! PostgreSQL), templates from directories, builds as real processes, agents
+//! as real `toolshed agent` processes reached over Unix sockets, registries
+//! as OCI layout directories.
+//!
+//! Many processes share one data directory: `serve`, every CLI command and
+//! the agents. So a build belongs to the process running it, under a lease
+//! it renews ([`Lease`]); only a build whose lease lapsed is orphaned, and
+//! whichever process looks next fails it. Nothing a plugin passes in is
+//! trusted: names are checked, paths stay under the data directory, and
+//! every read is scoped to the caller.
+
+#![deny(missing_docs)]
+
+pub mod agent;
+pub mod lease;
+pub mod manifest;
+pub mod paths;
+pub mod process;
+mod provisioner;
+pub mod registry;
+pub mod store;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+use toolshed_infra::{
+    Agent, AgentConnect, ApiError, Build, Chat, ChatBinding, Control, ControlError, CreateBuildRequest, CreateWorkspaceRequest,
+    CreatedWorkspace, Db, InfraProviders, Job, JobStatus, QueryError, Template, TemplateParameter, Transition, Validation, Workspace,
+};
+use toolshed_platform::{PlatformError, PlatformProviders, ProvisionRequest, Registry, Task, TaskStatus};
+use toolshed_runtime::{CallContext, ChatEvents};
+pub use lease::Lease;
+use manifest::Manifest;
+use provisioner::Provisioner;
+use store::{Binding, ChatView, JobLease, NewBuild, NewWorkspace, Store, StoreError, WorkspaceRecord};
+
+/// How long since its last heartbeat an agent still counts as connected.
+pub const INACTIVE_DISCONNECT_MS: u64 = toolshed_contract::INACTIVE_DISCONNECT_MS;
+
+/// The owner every local call acts for.
+pub const LOCAL_OWNER: &str = "a1000000-0000-4000-8000-000000000001";
+/// The owner's name in workspace names (`local/<name>`).
+pub const LOCAL_OWNER_NAME: &str = "local";
+/// The organization of local templates and chats.
+pub const LOCAL_ORG: &str = "b1000000-0000-4000-8000-000000000001";
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// The calling context of chat `chat_id` on the local backend.
+pub fn local_context(chat_id: &str) -> CallContext {
+    CallContext { chat_id: chat_id.to_string(), owner_id: LOCAL_OWNER.into(), organization_id: LOCAL_ORG.into() }
+}
+
+/// Something worth showing a person while a call waits.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LocalEvent {
+    /// A line of a build's output, or its end.
+    Build {
+        /// The build.
+        build_id: String,
+        /// The line.
+        line: String,
+    },
+    /// A chat's bindings changed.
+    ChatUpdated {
+        /// The chat.
+        chat_id: String,
+    },
+}
+
+/// Where the local backend keeps its state, and how it starts agents.
+#[derive(Debug, Clone)]
+pub struct LocalConfig {
+    /// The data directory: database, workspaces, logs, registries.
+    pub data_dir: PathBuf,
+    /// The program started as `<program> agent ...` for each workspace agent.
+    pub agent_program: PathBuf,
+    /// How long a build's owner holds it without renewing.
+    pub lease: Lease,
+}
+
+impl LocalConfig {
+    /// The default data directory: `$XDG_DATA_HOME/toolshed`, or
+    /// `~/.local/share/toolshed`.
+    pub fn default_data_dir() -> PathBuf {
+        std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local").join("share")))
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("toolshed")
+    }
+
+    /// A configuration for `data_dir` with the default lease.
+    pub fn new(data_dir: impl Into<PathBuf>, agent_program: impl Into<PathBuf>) -> Self {
+        Self { data_dir: data_dir.into(), agent_program: agent_program.into(), lease: Lease::default() }
+    }
+}
+
+/// The embedded local backend.
+pub struct LocalBackend {
+    store: Arc<Store>,
+    provisioner: Arc<Provisioner>,
+    data_dir: PathBuf,
+    events: broadcast::Sender<LocalEvent>,
+    _keeper: lease::Keeper,
+}
+
+/// The result of `template push`.
+#[derive(Debug, Clone)]
+pub struct PushedTemplate {
+    /// The template's id.
+    pub template_id: String,
+    /// The new version's id.
+    pub version_id: String,
+    /// The new version's number.
+    pub number: i64,
+}
+
+impl LocalBackend {
+    /// Opens the backend in `config.data_dir`: migrates the database, fails
+    /// builds whose owner's lease lapsed, and starts renewing the leases of
+    /// the builds this process will run.
+    ///
+    /// # Errors
+    ///
+    /// When the data directory or the database cannot be opened.
+    pub async fn open(config: LocalConfig) -> anyhow::Result<Arc<LocalBackend>> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let store = Arc::new(Store::open_file(&config.data_dir.join("toolshed.db")).await?);
+        lease::fail_orphans(&store).await?;
+        let events = broadcast::channel(1024).0;
+        let owner = lease::process_owner();
+        let provisioner = Arc::new(Provisioner {
+            store: store.clone(),
+            data_dir: config.data_dir.clone(),
+            agent_program: config.agent_program,
+            events: events.clone(),
+            owner: owner.clone(),
+            lease: config.lease,
+        });
+        let keeper = lease::Keeper::start(store.clone(), owner, config.lease);
+        Ok(Arc::new(LocalBackend { store, provisioner, data_dir: config.data_dir, events, _keeper: keeper }))
+    }
+
+    /// The providers of the infra and platform interfaces, and the chat
+    /// events, all answered by this backend: what a host built over it needs.
+    pub fn providers(self: &Arc<Self>) -> (InfraProviders, PlatformProviders, Arc<dyn ChatEvents>) {
+        (InfraProviders::new(self.clone()), PlatformProviders::new(self.clone()), self.clone())
+    }
+
+    /// A stream of build output and chat updates.
+    pub fn subscribe(&self) -> broadcast::Receiver<LocalEvent> {
+        self.events.subscribe()
+    }
+
+    /// The database.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// Where a build's log is.
+    pub fn log_path(&self, build_id: &str) -> PathBuf {
+        self.provisioner.log_path(build_id)
+    }
+
+    /// Adds the template in `dir` as a new version of the local
+    /// organization's template and makes it active.
+    ///
+    /// # Errors
+    ///
+    /// When the manifest is missing or invalid.
+    pub async fn push_template(&self, dir: &Path) -> anyhow::Result<PushedTemplate> {
+        self.push_template_for(LOCAL_ORG, dir).await
+    }
+
+    /// Adds the template in `dir` as a new version of `organization_id`'s
+    /// template and makes it active.
+    ///
+    /// # Errors
+    ///
+    /// When the manifest is missing or invalid.
+    pub async fn push_template_for(&self, organization_id: &str, dir: &Path) -> anyhow::Result<PushedTemplate> {
+        let manifest = Manifest::read(dir)?;
+        let json = serde_json::to_string(&manifest)?;
+        let new = store::NewVersion {
+            organization_id,
+            name: &manifest.name,
+            display_name: &manifest.display_name,
+            description: &manifest.description,
+            require_active_version: manifest.require_active_version,
+            manifest: &json,
+            now: now_ms(),
+        };
+        let pushed = self.store.push_template(&new).await?;
+        Ok(PushedTemplate { template_id: pushed.template_id, version_id: pushed.version_id, number: pushed.number })
+    }
+
+    /// Stops every agent of every workspace (for a clean shutdown of tests).
+    pub async fn stop_all_agents(&self) {
+        for workspace in self.store.workspaces().await.unwrap_or_default() {
+            self.provisioner.stop_agents(&workspace.workspace.id).await;
+        }
+    }
+
+    async fn manifest(&self, version_id: &str) -> Result<Manifest, String> {
+        let version = self.store.version(version_id).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("template version {version_id} not found"))?;
+        serde_json::from_str(&version.manifest).map_err(|e| format!("template version {version_id}: {e}"))
+    }
+
+    async fn owned_workspace(&self, cx: &CallContext, id: &str) -> Result<WorkspaceRecord, QueryError> {
+        match self.store.workspace(id).await {
+            Ok(Some(record)) if record.owner_id == cx.owner_id => Ok(record),
+            Ok(_) => Err(QueryError::NotFound),
+            Err(e) => Err(failed(e)),
+        }
+    }
+
+    /// A template the caller can see: one of the caller's organization.
+    async fn visible_template(&self, cx: &CallContext, id: &str) -> Result<Template, QueryError> {
+        match self.store.template(id).await.map_err(failed)? {
+            Some(t) if t.organization_id == cx.organization_id => Ok(t),
+            _ => Err(QueryError::NotFound),
+        }
+    }
+
+    /// The job as it stands: a job whose owner's lease lapsed has failed,
+    /// whether or not a process has written that down yet.
+    fn effective(job: Job, lease: Option<JobLease>, now: u64) -> Job {
+        let unfinished = matches!(job.status, JobStatus::Pending | JobStatus::Running | JobStatus::Canceling);
+        if unfinished && lease.is_none_or(|l| l.expires_at < now) {
+            return Job { status: JobStatus::Failed, error: Some(store::ORPHANED.into()), ..job };
+        }
+        job
+    }
+}
+
+fn api(status: u16, message: &str, validations: Vec<Validation>) -> ControlError {
+    ControlError::Api(ApiError { status, message: message.into(), detail: String::new(), validations })
+}
+
+fn failed(e: StoreError) -> QueryError {
+    QueryError::Failed(e.to_string())
+}
+
+fn control_failed(e: StoreError) -> ControlError {
+    match e {
+        StoreError::Conflict(message) => api(409, &message, vec![]),
+        other => ControlError::Failed(other.to_string()),
+    }
+}
+
+#[async_trait]
+impl Db for LocalBackend {
+    async fn chat(&self, cx: &CallContext) -> Result<Chat, QueryError> {
+        match self.store.chat(&cx.chat_id, &cx.owner_id, &cx.organization_id).await.map_err(failed)? {
+            ChatView::Chat(chat) => Ok(chat),
+            ChatView::Foreign => Err(QueryError::NotFound),
+        }
+    }
+
+    async fn workspace(&self, cx: &CallContext, id: &str) -> Result<Workspace, QueryError> {
+        self.owned_workspace(cx, id).await.map(|r| r.workspace)
+    }
+
+    async fn latest_build(&self, cx: &CallContext, workspace_id: &str) -> Result<Build, QueryError> {
+        self.owned_workspace(cx, workspace_id).await?;
+        self.store.latest_build(workspace_id).await.map_err(failed)?.map(|b| b.build).ok_or(QueryError::NotFound)
+    }
+
+    async fn build(&self, cx: &CallContext, id: &str) -> Result<Build, QueryError> {
+        let record = self.store.build(id).await.map_err(failed)?.ok_or(QueryError::NotFound)?;
+        self.owned_workspace(cx, &record.build.workspace_id).await?;
+        Ok(record.build)
+    }
+
+    async fn job(&self, cx: &CallContext, id: &str) -> Result<Job, QueryError> {
+        if self.store.job_owner(id).await.map_err(failed)?.as_deref() != Some(cx.owner_id.as_str()) {
+            return Err(QueryError::NotFound);
+        }
+        let (job, lease) = self.store.job(id).await.map_err(failed)?.ok_or(QueryError::NotFound)?;
+        Ok(Self::effective(job, lease, now_ms()))
+    }
+
+    async fn build_agents(&self, cx: &CallContext, build_id: &str) -> Result<Vec<Agent>, QueryError> {
+        self.build(cx, build_id).await?;
+        Ok(self.store.build_agents(build_id, INACTIVE_DISCONNECT_MS).await.map_err(failed)?.into_iter().map(|a| a.agent).collect())
+    }
+
+    async fn agent(&self, cx: &CallContext, id: &str) -> Result<Agent, QueryError> {
+        if self.store.agent_owner(id).await.map_err(failed)?.as_deref() != Some(cx.owner_id.as_str()) {
+            return Err(QueryError::NotFound);
+        }
+        self.store.agent(id, INACTIVE_DISCONNECT_MS).await.map_err(failed)?.map(|a| a.agent).ok_or(QueryError::NotFound)
+    }
+
+    async fn templates(&self, cx: &CallContext) -> Result<Vec<Template>, QueryError> {
+        self.store.templates(&cx.organization_id).await.map_err(failed)
+    }
+
+    async fn template(&self, cx: &CallContext, id: &str) -> Result<Template, QueryError> {
+        self.visible_template(cx, id).await
+    }
+
+    async fn template_parameters(&self, cx: &CallContext, version_id: &str) -> Result<Vec<TemplateParameter>, QueryError> {
+        let version = self.store.version(version_id).await.map_err(failed)?.ok_or(QueryError::NotFound)?;
+        if version.organization_id != cx.organization_id {
+            return Err(QueryError::NotFound);
+        }
+        let manifest: Manifest = serde_json::from_str(&version.manifest).map_err(|e| QueryError::Failed(format!("template version {version_id}: {e}")))?;
+        Ok(manifest.template_parameters())
+    }
+
+    async fn workspace_ttl(&self, _cx: &CallContext) -> Result<String, QueryError> {
+        Ok(self.store.setting("chat_workspace_ttl").await.map_err(failed)?.unwrap_or_else(|| "0s".into()))
+    }
+
+    async fn template_allowlist(&self, _cx: &CallContext) -> Result<Vec<String>, QueryError> {
+        let list = self.store.setting("template_allowlist").await.map_err(failed)?.unwrap_or_default();
+        Ok(list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
+    }
+
+    async fn bind_chat(&self, cx: &CallContext, binding: ChatBinding) -> Result<(), QueryError> {
+        // Bind only what exists and is the owner's: an id from a plugin is
+        // never trusted because a guest produced it.
+        if let Some(id) = &binding.workspace_id {
+            self.owned_workspace(cx, id).await?;
+        }
+        if let Some(id) = &binding.build_id {
+            self.build(cx, id).await?;
+        }
+        if let Some(id) = &binding.agent_id {
+            self.agent(cx, id).await?;
+        }
+        let binding =
+            Binding { workspace_id: binding.workspace_id.as_deref(), build_id: binding.build_id.as_deref(), agent_id: binding.agent_id.as_deref() };
+        let bound = self.store.bind(&cx.chat_id, &cx.owner_id, &cx.organization_id, &binding).await.map_err(failed)?;
+        if bound { Ok(()) } else { Err(QueryError::NotFound) }
+    }
+}
+
+#[async_trait]
+impl Control for LocalBackend {
+    async fn create_workspace(&self, cx: &CallContext, request: CreateWorkspaceRequest) -> Result<CreatedWorkspace, ControlError> {
+        let dir = paths::workspace_dir(&self.data_dir, LOCAL_OWNER_NAME, &request.name)
+            .map_err(|detail| api(400, "Invalid workspace name", vec![Validation { field: "name".into(), detail }]))?;
+        let template = self.visible_template(cx, &request.template_id).await.map_err(|_| api(404, "template not found", vec![]))?;
+        let manifest = self.manifest(&template.active_version_id).await.map_err(ControlError::Failed)?;
+        let values = manifest
+            .resolve(&BTreeMap::new(), &request.parameters)
+            .map_err(|problems| api(400, "Unable to validate parameters", problems))?;
+        let workspace = Workspace {
+            id: uuid::Uuid::new_v4().to_string(),
+            name: request.name.clone(),
+            owner_name: LOCAL_OWNER_NAME.into(),
+            template_id: template.id.clone(),
+            deleted: false,
+        };
+        let record = WorkspaceRecord { workspace: workspace.clone(), owner_id: cx.owner_id.clone(), dir: dir.display().to_string() };
+        let build = Build {
+            id: uuid::Uuid::new_v4().to_string(),
+            workspace_id: workspace.id.clone(),
+            job_id: uuid::Uuid::new_v4().to_string(),
+            transition: Transition::Start,
+            template_version_id: Some(template.active_version_id.clone()),
+        };
+        let now = now_ms();
+        let new = NewWorkspace {
+            record: &record,
+            ttl_ms: request.ttl_ms,
+            build: NewBuild { build: &build, parameters: &values, lease: self.provisioner.claim(now) },
+        };
+        self.store.insert_workspace(&new, now).await.map_err(control_failed)?;
+        self.provisioner.start(build.clone(), record, manifest, values);
+        Ok(CreatedWorkspace { workspace, build })
+    }
+
+    async fn create_build(&self, cx: &CallContext, request: CreateBuildRequest) -> Result<Build, ControlError> {
+        let record = self.owned_workspace(cx, &request.workspace_id).await.map_err(|_| api(404, "workspace not found", vec![]))?;
+        let template = self.visible_template(cx, &record.workspace.template_id).await.map_err(|_| api(404, "template not found", vec![]))?;
+        let latest = self.store.latest_build(&record.workspace.id).await.map_err(control_failed)?;
+        let previous_version = latest.as_ref().map(|b| b.build.template_version_id.clone().unwrap_or_default()).filter(|v| !v.is_empty());
+        let requires_active = self.store.requires_active_version(&template.id).await.map_err(control_failed)?;
+        let version = match request.transition {
+            Transition::Start if requires_active => template.active_version_id.clone(),
+            _ => previous_version.unwrap_or_else(|| template.active_version_id.clone()),
+        };
+        let manifest = self.manifest(&version).await.map_err(ControlError::Failed)?;
+        let earlier = self.store.latest_values(&record.workspace.id).await.map_err(control_failed)?;
+        let values = match request.transition {
+            Transition::Start => manifest.resolve(&earlier, &request.parameters).map_err(|problems| api(400, "Unable to validate parameters", problems))?,
+            _ => earlier,
+        };
+        let build = Build {
+            id: uuid::Uuid::new_v4().to_string(),
+            workspace_id: record.workspace.id.clone(),
+            job_id: uuid::Uuid::new_v4().to_string(),
+            transition: request.transition,
+            template_version_id: Some(version),
+        };
+        let now = now_ms();
+        let new = NewBuild { build: &build, parameters: &values, lease: self.provisioner.claim(now) };
+        // The check that no build runs and the insert are one transaction.
+        self.store.insert_build(&new, now).await.map_err(control_failed)?;
+        self.provisioner.start(build.clone(), record, manifest, values);
+        Ok(build)
+    }
+
+}
+
+#[async_trait]
+impl AgentConnect for LocalBackend {
+    fn available(&self) -> bool {
+        true
+    }
+
+    async fn connect(&self, cx: &CallContext, agent_id: &str, timeout: Duration) -> Result<(), String> {
+        if self.store.agent_owner(agent_id).await.map_err(|e| e.to_string())?.as_deref() != Some(cx.owner_id.as_str()) {
+            return Err("agent not found".into());
+        }
+        let agent = self.store.agent(agent_id, INACTIVE_DISCONNECT_MS).await.map_err(|e| e.to_string())?.ok_or("agent not found")?;
+        // A refused connection fails at once, as a dial to a closed port does;
+        // the tool's pause between attempts spaces the retries.
+        let outcome = agent::ping(Path::new(&agent.socket), timeout).await;
+        if outcome.is_ok() {
+            self.store.agent_connected(agent_id, now_ms()).await.map_err(|e| e.to_string())?;
+        }
+        outcome
+    }
+
+}
+
+#[async_trait]
+impl ChatEvents for LocalBackend {
+    async fn chat_updated(&self, cx: &CallContext) {
+        let _ = self.events.send(LocalEvent::ChatUpdated { chat_id: cx.chat_id.clone() });
+    }
+}
+
+#[async_trait]
+impl Registry for LocalBackend {
+    async fn start_provisioning(&self, cx: &CallContext, request: ProvisionRequest) -> Result<Task, PlatformError> {
+        let dir = registry::registry_dir(&self.data_dir, &request.project_id, &request.registry_name).map_err(PlatformError::BadResponse)?;
+        let id = uuid::Uuid::new_v4().to_string();
+        self.store.insert_registry_task(&id, &cx.owner_id, "running", now_ms()).await.map_err(|e| PlatformError::BadResponse(e.to_string()))?;
+        let (store, task_id) = (self.store.clone(), id.clone());
+        tokio::spawn(async move {
+            let task = match registry::create_layout(&dir) {
+                Ok(()) => store::RegistryTaskRecord { status: "completed".into(), message: None, url: Some(format!("oci:{}", dir.display())) },
+                Err(e) => store::RegistryTaskRecord { status: "failed".into(), message: Some(format!("creating {}: {e}", dir.display())), url: None },
+            };
+            if let Err(e) = store.update_registry_task(&task_id, &task).await {
+                tracing::warn!(task = %task_id, "could not record the registry task's end: {e}");
+            }
+        });
+        Ok(Task { id, status: TaskStatus::Running, message: None, registry_url: None })
+    }
+
+    async fn task(&self, cx: &CallContext, id: &str) -> Result<Task, PlatformError> {
+        let task = self
+            .store
+            .registry_task(id, &cx.owner_id)
+            .await
+            .map_err(|e| PlatformError::BadResponse(e.to_string()))?
+            .ok_or_else(|| PlatformError::NotFound(format!("task {}", toolshed_runtime::text::clip(id, 80))))?;
+        let status = match task.status.as_str() {
+            "pending" => TaskStatus::Pending,
+            "completed" => TaskStatus::Completed,
+            "failed" => TaskStatus::Failed,
+            "cancelled" => TaskStatus::Cancelled,
+            _ => TaskStatus::Running,
+        };
+        Ok(Task { id: id.to_string(), status, message: task.message, registry_url: task.url })
+    }
+}

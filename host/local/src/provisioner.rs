@@ -1,0 +1,247 @@
+//! Running builds: each job is a real `sh -c` process, in a process group
+//! of its own that dies with its owner, with the parameter values in its
+//! environment and its output captured to the build's log.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use super::lease::Lease;
+use super::manifest::Manifest;
+use super::process::{self, Started};
+use super::store::{JobLease, NewAgent, Store, WorkspaceRecord};
+use super::{INACTIVE_DISCONNECT_MS, LocalEvent, now_ms};
+use toolshed_infra::{Build, JobStatus, Transition};
+
+/// The longest line of build output kept; the rest of a longer line is
+/// dropped, so a script that never prints a newline cannot fill memory.
+pub const MAX_LINE_BYTES: usize = 4 << 10;
+
+/// How long a stopped process group gets between SIGTERM and SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+/// Runs build jobs and starts and stops agents.
+pub struct Provisioner {
+    pub(crate) store: Arc<Store>,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) agent_program: PathBuf,
+    pub(crate) events: tokio::sync::broadcast::Sender<LocalEvent>,
+    /// This process, as the owner of the jobs it runs.
+    pub(crate) owner: String,
+    pub(crate) lease: Lease,
+}
+
+impl Provisioner {
+    /// Where a build's log is written.
+    pub fn log_path(&self, build_id: &str) -> PathBuf {
+        self.data_dir.join("logs").join(format!("{build_id}.log"))
+    }
+
+    /// The claim this process makes on a job it creates at `now`.
+    pub fn claim(&self, now: u64) -> JobLease {
+        self.lease.claim(&self.owner, now)
+    }
+
+    /// Runs `build` in the background.
+    pub fn start(self: &Arc<Self>, build: Build, workspace: WorkspaceRecord, manifest: Manifest, values: BTreeMap<String, String>) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let outcome = this.run(&build, &workspace, &manifest, &values).await;
+            let (status, error) = match outcome {
+                Ok(()) => (JobStatus::Succeeded, None),
+                Err(reason) => (JobStatus::Failed, Some(reason)),
+            };
+            match this.store.finish_job(&build.job_id, &this.owner, status, error.as_deref(), now_ms()).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(build = %build.id, "the build was no longer ours to finish; its lease had lapsed"),
+                Err(e) => tracing::warn!(build = %build.id, "could not record the end of the build: {e}"),
+            }
+            let _ = this.events.send(LocalEvent::Build { build_id: build.id.clone(), line: format!("build {}", super::store::status_name(status)) });
+        });
+    }
+
+    async fn run(&self, build: &Build, workspace: &WorkspaceRecord, manifest: &Manifest, values: &BTreeMap<String, String>) -> Result<(), String> {
+        std::fs::create_dir_all(&workspace.dir).map_err(|e| format!("create {}: {e}", workspace.dir))?;
+        if build.transition != Transition::Start {
+            self.stop_agents(&workspace.workspace.id).await;
+        }
+        let script = match build.transition {
+            Transition::Start => &manifest.scripts.start,
+            Transition::Stop | Transition::Delete => &manifest.scripts.stop,
+        };
+        self.run_script(build, workspace, script, values).await?;
+        if build.transition == Transition::Start {
+            self.start_agent(build, workspace, manifest).await?;
+        }
+        Ok(())
+    }
+
+    async fn run_script(&self, build: &Build, workspace: &WorkspaceRecord, script: &str, values: &BTreeMap<String, String>) -> Result<(), String> {
+        let log_path = self.log_path(&build.id);
+        std::fs::create_dir_all(log_path.parent().expect("logs live in a directory")).map_err(|e| e.to_string())?;
+        let mut log = tokio::fs::File::create(&log_path).await.map_err(|e| format!("create log: {e}"))?;
+        let mut command = tokio::process::Command::new("sh");
+        command
+            .arg("-c")
+            .arg(if script.trim().is_empty() { "true" } else { script })
+            .current_dir(&workspace.dir)
+            .env("TOOLSHED_WORKSPACE_DIR", &workspace.dir)
+            .env("TOOLSHED_WORKSPACE_NAME", &workspace.workspace.name)
+            .env("TOOLSHED_TRANSITION", super::store::transition_name(build.transition))
+            .env("TOOLSHED_BUILD_ID", &build.id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        process::own_group(&mut command);
+        process::die_with_parent(&mut command);
+        for (name, value) in values {
+            command.env(format!("TOOLSHED_PARAM_{}", name.to_uppercase().replace('-', "_")), value);
+        }
+        let mut child = command.spawn().map_err(|e| format!("start the build script: {e}"))?;
+        let started = child.id().and_then(Started::of);
+        let ours = self.store.job_running(&build.job_id, &self.owner, started.map(|s| (s.pid, s.start)), now_ms()).await.map_err(|e| e.to_string())?;
+        if !ours {
+            if let Some(started) = started {
+                process::stop_group(started, STOP_GRACE).await;
+            }
+            return Err("the build was given up before it started: this process lost its lease".into());
+        }
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        // Lines of both streams, tagged with whether they came from stderr.
+        let (lines_tx, mut lines) = tokio::sync::mpsc::channel::<(bool, String)>(256);
+        let streams = [
+            (false, stdout.map(|s| Box::new(BufReader::new(s)) as Box<dyn AsyncBufRead + Unpin + Send>)),
+            (true, stderr.map(|s| Box::new(BufReader::new(s)) as _)),
+        ];
+        for (is_stderr, stream) in streams {
+            let Some(mut stream) = stream else { continue };
+            let tx = lines_tx.clone();
+            tokio::spawn(async move {
+                while let Some(line) = read_capped_line(&mut stream, MAX_LINE_BYTES).await {
+                    if tx.send((is_stderr, line)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(lines_tx);
+        // The reason a script failed is its last error line, else its last line.
+        let (mut last_error, mut last) = (String::new(), String::new());
+        while let Some((is_stderr, line)) = lines.recv().await {
+            let _ = log.write_all(format!("{line}\n").as_bytes()).await;
+            let _ = self.events.send(LocalEvent::Build { build_id: build.id.clone(), line: line.clone() });
+            if !line.trim().is_empty() {
+                if is_stderr {
+                    last_error = line.clone();
+                }
+                last = line;
+            }
+        }
+        if !last_error.is_empty() {
+            last = last_error;
+        }
+        let _ = log.flush().await;
+        let status = child.wait().await.map_err(|e| format!("wait for the build script: {e}"))?;
+        if status.success() {
+            Ok(())
+        } else {
+            let code = status.code().map_or("a signal".to_string(), |c| format!("status {c}"));
+            Err(if last.is_empty() { format!("build script exited with {code}") } else { format!("build script exited with {code}: {last}") })
+        }
+    }
+
+    async fn start_agent(&self, build: &Build, workspace: &WorkspaceRecord, manifest: &Manifest) -> Result<(), String> {
+        let agent_id = uuid::Uuid::new_v4().to_string();
+        let sockets = self.data_dir.join("agents");
+        std::fs::create_dir_all(&sockets).map_err(|e| e.to_string())?;
+        // Socket paths are limited to about 100 bytes: keep them short.
+        let socket = sockets.join(format!("{}.sock", &agent_id[..8]));
+        let socket_text = socket.display().to_string();
+        let new = NewAgent { id: &agent_id, build_id: &build.id, name: &manifest.agent, socket: &socket_text };
+        self.store.insert_agent(&new, now_ms()).await.map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(self.data_dir.join("logs").join(format!("agent-{agent_id}.log"))).map_err(|e| e.to_string())?;
+        let mut command = tokio::process::Command::new(&self.agent_program);
+        command
+            .arg("agent")
+            .arg("--db")
+            .arg(self.data_dir.join("toolshed.db"))
+            .args(["--agent-id", &agent_id, "--socket"])
+            .arg(&socket)
+            .arg("--dir")
+            .arg(&workspace.dir)
+            .args(["--script", if manifest.scripts.startup.trim().is_empty() { "true" } else { &manifest.scripts.startup }])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log);
+        // The agent serves the workspace after this process ends (a CLI call
+        // returns once the workspace is up), so it does not die with us; it
+        // leads a group of its own, which stopping the workspace ends.
+        process::own_group(&mut command);
+        let mut child = command.spawn().map_err(|e| format!("start the agent: {e}"))?;
+        let started = child.id().and_then(Started::of);
+        self.store.set_agent_process(&agent_id, started.map(|s| (s.pid, s.start))).await.map_err(|e| e.to_string())?;
+        // Reap the agent if it exits while this process lives.
+        tokio::spawn(async move {
+            let _ = child.wait().await;
+        });
+        Ok(())
+    }
+
+    /// Stops a workspace's agents: each process group, if it is still the
+    /// one we started, and marks them off.
+    pub async fn stop_agents(&self, workspace_id: &str) {
+        for agent in self.store.running_agents(workspace_id, INACTIVE_DISCONNECT_MS).await.unwrap_or_default() {
+            // Marked off first: an agent that sees it exits by itself.
+            let _ = self.store.agent_disconnected(&agent.agent.id, now_ms()).await;
+            if let (Some(pid), Some(start)) = (agent.pid, agent.proc_start) {
+                process::stop_group(Started { pid, start }, STOP_GRACE).await;
+            }
+        }
+    }
+}
+
+/// The next line of `reader`, at most `max` bytes of it (the rest of a
+/// longer line is skipped), or `None` at the end.
+async fn read_capped_line(reader: &mut (impl AsyncBufRead + Unpin), max: usize) -> Option<String> {
+    let mut line = Vec::new();
+    let mut read_any = false;
+    loop {
+        let available = match reader.fill_buf().await {
+            Ok([]) | Err(_) => break,
+            Ok(bytes) => bytes,
+        };
+        read_any = true;
+        let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
+            Some(end) => (&available[..end], Some(end + 1)),
+            None => (available, None),
+        };
+        let room = max.saturating_sub(line.len());
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let consumed = done.unwrap_or(available.len());
+        reader.consume(consumed);
+        if done.is_some() {
+            break;
+        }
+    }
+    read_any.then(|| String::from_utf8_lossy(&line).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn lines_are_cut_at_the_cap_and_reading_goes_on() {
+        let text = format!("short\n{}\nlast", "x".repeat(10_000));
+        let mut reader = BufReader::new(text.as_bytes());
+        assert_eq!(read_capped_line(&mut reader, 100).await.as_deref(), Some("short"));
+        assert_eq!(read_capped_line(&mut reader, 100).await.map(|l| l.len()), Some(100));
+        assert_eq!(read_capped_line(&mut reader, 100).await.as_deref(), Some("last"));
+        assert_eq!(read_capped_line(&mut reader, 100).await, None);
+    }
+}

@@ -1,0 +1,142 @@
+//! `toolshed:runtime@0.2.0`, the newest runtime interfaces, and the one
+//! implementation every version delegates to.
+
+use std::time::Duration;
+
+use wasmtime::component::Resource;
+
+use crate::call_log::Level;
+use crate::locks::{HeldLock, LockMisuse};
+use crate::state::CallState;
+
+pub(crate) mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../../wit/runtime",
+        inline: "
+            package toolshed:runtime-host;
+            world host {
+                import toolshed:runtime/clock@0.2.0;
+                import toolshed:runtime/locks@0.2.0;
+                import toolshed:runtime/events@0.2.0;
+                import toolshed:runtime/log@0.2.0;
+                import toolshed:runtime/call@0.2.0;
+            }
+        ",
+        world: "toolshed:runtime-host/host",
+        imports: { default: async | trappable },
+        with: { "toolshed:runtime/locks.lock-guard": crate::locks::HeldLock },
+        require_store_data_send: true,
+    });
+}
+
+use bindings::toolshed::runtime::{call, clock, events, locks, log};
+
+/// The longest single sleep; the call's deadline ends any wait sooner.
+const LONGEST_SLEEP: Duration = Duration::from_secs(24 * 60 * 60);
+
+impl CallState {
+    pub(crate) async fn now(&mut self) -> wasmtime::Result<u64> {
+        let clock = &self.shared.clock;
+        self.call.import(async |_| clock.now_ms()).await
+    }
+
+    pub(crate) async fn sleep(&mut self, ms: u64) -> wasmtime::Result<()> {
+        let clock = &self.shared.clock;
+        self.call.import(async |_| clock.sleep(Duration::from_millis(ms).min(LONGEST_SLEEP)).await).await
+    }
+
+    /// Takes lock `key`, or says why not. Checked before waiting: a call
+    /// that asks for a key it holds would otherwise wait for itself until
+    /// its deadline.
+    pub(crate) async fn acquire(&mut self, key: String) -> wasmtime::Result<Result<Resource<HeldLock>, LockMisuse>> {
+        if let Err(misuse) = self.locks.check(&key) {
+            return self.call.import(async |_| Err(misuse)).await;
+        }
+        let (table, plugin) = (&self.shared.locks, self.call.plugin().clone());
+        let held = self.call.import(async |cx| table.acquire(&plugin, &cx.chat_id, &key).await).await?;
+        self.locks.taken(&key);
+        Ok(Ok(self.table.push(held)?))
+    }
+
+    pub(crate) async fn release(&mut self, lock: Resource<HeldLock>) -> wasmtime::Result<()> {
+        let held = self.table.delete(lock)?;
+        self.locks.released(held.key());
+        Ok(())
+    }
+
+    pub(crate) async fn chat_updated(&mut self) -> wasmtime::Result<()> {
+        let events = &self.shared.events;
+        self.call.import(async |cx| events.chat_updated(cx).await).await
+    }
+
+    pub(crate) async fn report_progress(&mut self, message: String) -> wasmtime::Result<()> {
+        let progress = &mut self.progress;
+        self.call.import(async |_| progress.report(&message)).await
+    }
+
+    pub(crate) async fn log_line(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        self.call.limiter.enter_import()?;
+        self.write_log(level, &message);
+        self.call.limiter.leave_import();
+        Ok(())
+    }
+
+    pub(crate) async fn wait_budget(&mut self) -> wasmtime::Result<Option<u64>> {
+        let (clock, until) = (&self.shared.clock, self.wait_until);
+        self.call.import(async |_| until.map(|until| until.saturating_sub(clock.now_ms()))).await
+    }
+}
+
+impl clock::Host for CallState {
+    async fn now(&mut self) -> wasmtime::Result<u64> {
+        CallState::now(self).await
+    }
+
+    async fn sleep(&mut self, ms: u64) -> wasmtime::Result<()> {
+        CallState::sleep(self, ms).await
+    }
+}
+
+impl locks::Host for CallState {
+    async fn acquire(&mut self, key: String) -> wasmtime::Result<Result<Resource<HeldLock>, locks::LockError>> {
+        Ok(CallState::acquire(self, key).await?.map_err(|misuse| match misuse {
+            LockMisuse::KeyTooLong(_) => locks::LockError::KeyTooLong,
+            LockMisuse::TooMany => locks::LockError::TooManyHeld,
+            LockMisuse::AlreadyHeld(_) => locks::LockError::AlreadyHeld,
+        }))
+    }
+}
+
+impl locks::HostLockGuard for CallState {
+    async fn drop(&mut self, lock: Resource<HeldLock>) -> wasmtime::Result<()> {
+        self.release(lock).await
+    }
+}
+
+impl events::Host for CallState {
+    async fn chat_updated(&mut self) -> wasmtime::Result<()> {
+        CallState::chat_updated(self).await
+    }
+
+    async fn progress(&mut self, message: String) -> wasmtime::Result<()> {
+        self.report_progress(message).await
+    }
+}
+
+impl log::Host for CallState {
+    async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            log::Level::Debug => Level::Debug,
+            log::Level::Info => Level::Info,
+            log::Level::Warn => Level::Warn,
+            log::Level::Error => Level::Error,
+        };
+        self.log_line(level, message).await
+    }
+}
+
+impl call::Host for CallState {
+    async fn wait_budget(&mut self) -> wasmtime::Result<Option<u64>> {
+        CallState::wait_budget(self).await
+    }
+}

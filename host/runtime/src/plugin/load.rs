@@ -1,0 +1,201 @@
+//! Turning component bytes into a plugin: compile, check its imports against
+//! the policy, reflect its tools, link it.
+
+use std::sync::Arc;
+
+use wasmtime::Engine;
+use wasmtime::component::types::ComponentItem;
+use wasmtime::component::{InstancePre, Linker};
+
+use super::tool::Tool;
+use crate::policy::{PluginPolicy, grant_allows};
+use crate::runtime::Compiled;
+use crate::state::CallState;
+
+/// Why a plugin could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The bytes are not a valid component for this engine.
+    #[error("plugin {plugin}: not a valid WebAssembly component: {reason}")]
+    Invalid {
+        /// The plugin.
+        plugin: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The docs section is unreadable.
+    #[error("plugin {plugin}: {reason}")]
+    Docs {
+        /// The plugin.
+        plugin: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The component imports an interface its policy does not grant.
+    #[error("plugin {plugin}: imports {interface}, which its policy does not grant")]
+    NotGranted {
+        /// The plugin.
+        plugin: String,
+        /// The interface.
+        interface: String,
+    },
+    /// A tool's signature uses a type with no JSON form.
+    #[error("plugin {plugin}: {source}")]
+    Unsupported {
+        /// The plugin.
+        plugin: String,
+        /// The unsupported type.
+        source: crate::reflect::UnsupportedType,
+    },
+    /// The component imports a toolshed interface no capability of this
+    /// host provides.
+    #[error("plugin {plugin}: imports {interface}, which this host does not provide")]
+    NotProvided {
+        /// The plugin.
+        plugin: String,
+        /// The interface.
+        interface: String,
+    },
+    /// The plugin was built for an API version this host does not load.
+    #[error("plugin {plugin}: built for toolshed API {version}; this host loads {supported}")]
+    UnsupportedApi {
+        /// The plugin.
+        plugin: String,
+        /// The version it declares.
+        version: String,
+        /// The versions this host loads.
+        supported: String,
+    },
+    /// The component imports something the host does not offer.
+    #[error("plugin {plugin}: cannot be linked: {reason}")]
+    Link {
+        /// The plugin.
+        plugin: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The component exports no tools.
+    #[error("plugin {plugin}: exports no tool interface")]
+    NoTools {
+        /// The plugin.
+        plugin: String,
+    },
+    /// A tool of the plugin is already served by another plugin.
+    #[error("plugin {plugin}: its tool {tool} is already served by plugin {other}; the plugin was refused")]
+    ToolConflict {
+        /// The plugin refused.
+        plugin: String,
+        /// The tool both export.
+        tool: String,
+        /// The plugin serving the tool.
+        other: String,
+    },
+    /// The smoke call of a new version failed.
+    #[error("plugin {plugin}: smoke call of {tool} failed: {reason}")]
+    Smoke {
+        /// The plugin.
+        plugin: String,
+        /// The tool called.
+        tool: String,
+        /// The error object it produced.
+        reason: String,
+    },
+}
+
+/// A compiled plugin, ready to instantiate once per call.
+pub struct Plugin {
+    /// The plugin's name.
+    pub name: Arc<str>,
+    /// SHA-256 of the component bytes, hex.
+    pub hash: String,
+    /// The tools the plugin exports.
+    pub tools: Vec<Arc<Tool>>,
+    /// Its policy: grants, limits, smoke call.
+    pub policy: PluginPolicy,
+    /// The toolshed API version it was built for: declared in its
+    /// `toolshed:api-version` section, or read off its runtime imports.
+    pub api_version: String,
+    pub(crate) pre: InstancePre<CallState>,
+    /// Keeps the compiled code alive exactly as long as this version is.
+    _compiled: Arc<Compiled>,
+}
+
+impl Plugin {
+    /// Checks `component`'s imports against `policy`, reflects its tools and
+    /// links it.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError`] saying what is wrong with the component.
+    pub(crate) fn from_component(
+        engine: &Engine,
+        linker: &Linker<CallState>,
+        name: &str,
+        compiled: Arc<Compiled>,
+        hash: String,
+        policy: PluginPolicy,
+        provided: Vec<&'static str>,
+    ) -> Result<Plugin, LoadError> {
+        let (component, docs) = (&compiled.component, &compiled.metadata.docs);
+        let api_version = api_version(name, compiled.metadata.api_version.as_deref(), component, engine)?;
+        for (import, item) in component.component_type().imports(engine) {
+            // An interface of types only grants nothing.
+            let has_functions = match &item.ty {
+                ComponentItem::ComponentInstance(instance) => {
+                    instance.exports(engine).any(|(_, e)| matches!(e.ty, ComponentItem::ComponentFunc(_) | ComponentItem::Resource(_)))
+                }
+                _ => true,
+            };
+            if has_functions && !grant_allows(&policy.grants, import) {
+                return Err(LoadError::NotGranted { plugin: name.to_string(), interface: import.to_string() });
+            }
+            let unversioned = import.split('@').next().unwrap_or(import);
+            if has_functions && import.starts_with("toolshed:") && !provided.contains(&unversioned) {
+                return Err(LoadError::NotProvided { plugin: name.to_string(), interface: import.to_string() });
+            }
+        }
+        let mut tools = Vec::new();
+        for (export_name, item) in component.component_type().exports(engine) {
+            let ComponentItem::ComponentInstance(instance) = item.ty else { continue };
+            let Some(instance_index) = component.get_export_index(None, export_name) else { continue };
+            for (func_name, item) in instance.exports(engine) {
+                let ComponentItem::ComponentFunc(func) = item.ty else { continue };
+                let Some(index) = component.get_export_index(Some(&instance_index), func_name) else { continue };
+                let tool = Tool::reflect(name, func_name, &func, index, docs)
+                    .map_err(|source| LoadError::Unsupported { plugin: name.to_string(), source })?;
+                tools.push(Arc::new(tool));
+            }
+        }
+        if tools.is_empty() {
+            return Err(LoadError::NoTools { plugin: name.to_string() });
+        }
+        let pre = linker
+            .instantiate_pre(component)
+            .map_err(|e| LoadError::Link { plugin: name.to_string(), reason: format!("{e:#}") })?;
+        Ok(Plugin { name: name.into(), hash, tools, policy, api_version, pre, _compiled: compiled })
+    }
+}
+
+/// The API version a plugin was built for: its declared one, which this
+/// host must support, or, for plugins built before versions were declared,
+/// the newest version among its `toolshed:runtime` imports.
+fn api_version(name: &str, declared: Option<&str>, component: &wasmtime::component::Component, engine: &Engine) -> Result<String, LoadError> {
+    let supported = toolshed_contract::SUPPORTED_API_VERSIONS;
+    if let Some(version) = declared {
+        if !supported.contains(&version) {
+            return Err(LoadError::UnsupportedApi {
+                plugin: name.to_string(),
+                version: crate::text::one_line(version),
+                supported: supported.join(", "),
+            });
+        }
+        return Ok(version.to_string());
+    }
+    let imported = component
+        .component_type()
+        .imports(engine)
+        .filter_map(|(import, _)| import.strip_prefix("toolshed:runtime/").and_then(|rest| rest.split_once('@')).map(|(_, v)| v.to_string()))
+        .filter(|v| supported.contains(&v.as_str()))
+        .max_by_key(|v| supported.iter().position(|s| s == v));
+    Ok(imported.unwrap_or_else(|| supported[0].to_string()))
+}

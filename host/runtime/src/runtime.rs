@@ -1,0 +1,224 @@
+//! [`Runtime`]: the engine, the linker and the policy plugins are compiled under.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
+
+use crate::admission::{Admission, DEFAULT_CONCURRENT_CALLS, DEFAULT_QUEUE_WAIT};
+use crate::capability::{Capability, Providers};
+use crate::engine::{self, PoolSize};
+use crate::plugin::{CacheLimits, CacheStats, CompiledCache, LoadError, Plugin};
+use crate::policy::{Grant, Policy};
+use crate::reflect::Metadata;
+use crate::state::CallState;
+
+/// How to build a [`Runtime`].
+#[derive(Default)]
+pub struct RuntimeBuilder {
+    capabilities: Vec<Arc<dyn Capability>>,
+    policy: Option<Policy>,
+    cache_dir: Option<PathBuf>,
+    concurrent_calls: Option<u32>,
+    queue_wait: Option<Duration>,
+    cache_limits: CacheLimits,
+}
+
+impl RuntimeBuilder {
+    /// Offers `capability` to plugins whose policy grants its interfaces.
+    pub fn capability(mut self, capability: impl Capability) -> Self {
+        self.capabilities.push(Arc::new(capability));
+        self
+    }
+
+    /// The policy plugins are loaded and run under (default: the runtime
+    /// interfaces for every plugin, and nothing else).
+    pub fn policy(mut self, policy: Policy) -> Self {
+        self.policy = Some(policy);
+        self
+    }
+
+    /// Keep compiled components in `dir`, so the next start skips compiling.
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// How much the disk cache may keep (default 64 entries, 512 MiB).
+    pub fn cache_limits(mut self, limits: CacheLimits) -> Self {
+        self.cache_limits = limits;
+        self
+    }
+
+    /// How many calls may run at once (default
+    /// [`DEFAULT_CONCURRENT_CALLS`](crate::admission::DEFAULT_CONCURRENT_CALLS)).
+    pub fn concurrent_calls(mut self, calls: u32) -> Self {
+        self.concurrent_calls = Some(calls);
+        self
+    }
+
+    /// How long a call waits for a slot when all are taken, before it is
+    /// answered "host busy" (default 10 s).
+    pub fn queue_wait(mut self, wait: Duration) -> Self {
+        self.queue_wait = Some(wait);
+        self
+    }
+
+    /// Builds the runtime.
+    ///
+    /// # Errors
+    ///
+    /// When the engine cannot reserve its pool or the imports cannot be linked.
+    pub fn build(self) -> wasmtime::Result<Runtime> {
+        let policy = self.policy.unwrap_or_default();
+        let capacity = self.concurrent_calls.unwrap_or(DEFAULT_CONCURRENT_CALLS).max(1);
+        let pool = PoolSize { concurrent_calls: capacity, memory_bytes: policy.largest_memory() };
+        let (engine, epoch) = engine::build(&pool)?;
+        Ok(Runtime {
+            engine,
+            capabilities: self.capabilities,
+            epoch,
+            policy,
+            cache: CompiledCache::with_limits(self.cache_dir, self.cache_limits),
+            compiled: Mutex::new(HashMap::new()),
+            admission: Admission::new(capacity, self.queue_wait.unwrap_or(DEFAULT_QUEUE_WAIT)),
+        })
+    }
+}
+
+/// The engine, linker and policy plugins are compiled for. One runtime can
+/// serve many [`Toolshed`](crate::Toolshed)s, and a plugin compiled once can
+/// be served by all of them.
+pub struct Runtime {
+    engine: Engine,
+    capabilities: Vec<Arc<dyn Capability>>,
+    pub(crate) epoch: Arc<AtomicU64>,
+    policy: Policy,
+    cache: CompiledCache,
+    /// Components this runtime compiled and plugins still use, by wasm
+    /// hash. Weak: a component no served version and no running call holds
+    /// is dropped, code and all.
+    compiled: Mutex<HashMap<String, Weak<Compiled>>>,
+    admission: Admission,
+}
+
+/// A compiled component and the docs read from it.
+pub(crate) struct Compiled {
+    pub(crate) component: Component,
+    pub(crate) metadata: Metadata,
+}
+
+impl Runtime {
+    /// A runtime with the built-in policy and no disk cache.
+    ///
+    /// # Errors
+    ///
+    /// When the engine cannot be built.
+    pub fn new() -> wasmtime::Result<Runtime> {
+        Self::builder().build()
+    }
+
+    /// A builder for a runtime with other settings.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// Compiles (or loads from the cache) and links plugin `name`.
+    ///
+    /// Compiling costs tens of milliseconds of CPU: call this off the async
+    /// threads, as [`Toolshed::install`](crate::Toolshed::install) does.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError`] when the bytes are not a usable plugin under the policy.
+    pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
+        let invalid = |reason: String| LoadError::Invalid { plugin: name.to_string(), reason };
+        let hash = crate::plugin::content_hash(bytes);
+        let known = self.compiled.lock().unwrap_or_else(|e| e.into_inner()).get(&hash).and_then(Weak::upgrade);
+        let compiled = match known {
+            Some(known) => known,
+            None => {
+                let metadata = Metadata::from_component(bytes).map_err(|e| invalid(format!("{e:#}")))?;
+                let component = self.cache.load_or_compile(&self.engine, bytes, &hash).map_err(|e| invalid(format!("{e:#}")))?;
+                let compiled = Arc::new(Compiled { component, metadata });
+                let mut known = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
+                known.retain(|_, weak| weak.strong_count() > 0);
+                known.insert(hash.clone(), Arc::downgrade(&compiled));
+                compiled
+            }
+        };
+        let policy = self.policy.plugin(name);
+        let linker = self.linker_for(&policy.grants).map_err(|e| LoadError::Link { plugin: name.to_string(), reason: format!("{e:#}") })?;
+        Plugin::from_component(&self.engine, &linker, name, compiled, hash, policy, self.provided())
+    }
+
+    /// A linker with WASI, the runtime interfaces, and exactly the
+    /// capabilities `grants` select: an interface a plugin was not granted
+    /// does not exist for it.
+    fn linker_for(&self, grants: &[Grant]) -> wasmtime::Result<Linker<CallState>> {
+        let mut linker = Linker::new(&self.engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        crate::interfaces::add_to_linker(&mut linker)?;
+        for capability in &self.capabilities {
+            let granted = capability.interfaces().iter().any(|interface| grants.iter().any(|g| g.allows(interface)));
+            if granted {
+                capability.add_to_linker(&mut linker)?;
+            }
+        }
+        Ok(linker)
+    }
+
+    /// Every interface this runtime can link, unversioned: the runtime's
+    /// own and its capabilities'.
+    fn provided(&self) -> Vec<&'static str> {
+        let mut interfaces: Vec<&'static str> = crate::interfaces::INTERFACES.to_vec();
+        for capability in &self.capabilities {
+            interfaces.extend_from_slice(capability.interfaces());
+        }
+        interfaces
+    }
+
+    /// Providers for smoke calls: each capability's empty one.
+    pub(crate) fn empty_providers(&self) -> Providers {
+        let mut providers = Providers::new();
+        for capability in &self.capabilities {
+            capability.empty_providers(&mut providers);
+        }
+        providers
+    }
+
+    /// The capabilities plugins may be granted.
+    pub fn capabilities(&self) -> impl Iterator<Item = &dyn Capability> {
+        self.capabilities.iter().map(|c| c.as_ref())
+    }
+
+    /// How many compiled components are alive: held by a served version, a
+    /// running call, or anyone else holding a [`Plugin`].
+    pub fn live_components(&self) -> usize {
+        self.compiled.lock().unwrap_or_else(|e| e.into_inner()).values().filter(|w| w.strong_count() > 0).count()
+    }
+
+    /// The gate calls pass before they take an instance slot.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// What the compiled cache did so far.
+    pub fn cache_stats(&self) -> &CacheStats {
+        self.cache.stats()
+    }
+}

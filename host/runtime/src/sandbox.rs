@@ -1,0 +1,221 @@
+//! Enforcing a plugin's limits on one call, and naming the limit it hit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
+
+use crate::engine::EPOCH_TICK;
+use crate::error::{Category, HostError};
+use crate::locks::LockMisuse;
+use crate::policy::Limits;
+use crate::state::CallState;
+
+/// Which limit stopped a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Linear memory.
+    Memory,
+    /// Continuous guest computation.
+    Compute,
+    /// Time for the whole call.
+    Deadline,
+    /// Number of host imports.
+    ImportCalls,
+    /// Size of the arguments.
+    ArgumentSize,
+    /// Size of the result.
+    ResultSize,
+    /// The wasm call stack.
+    Stack,
+}
+
+impl Limit {
+    /// The limit's name in error objects.
+    pub fn name(self) -> &'static str {
+        match self {
+            Limit::Memory => "memory",
+            Limit::Compute => "compute",
+            Limit::Deadline => "deadline",
+            Limit::ImportCalls => "import_calls",
+            Limit::ArgumentSize => "argument_size",
+            Limit::ResultSize => "result_size",
+            Limit::Stack => "stack",
+        }
+    }
+
+    fn code(self) -> &'static str {
+        match self {
+            Limit::Memory => "LIMIT_MEMORY",
+            Limit::Compute => "LIMIT_COMPUTE",
+            Limit::Deadline => "LIMIT_DEADLINE",
+            Limit::ImportCalls => "LIMIT_IMPORT_CALLS",
+            Limit::ArgumentSize => "LIMIT_ARGUMENT_SIZE",
+            Limit::ResultSize => "LIMIT_RESULT_SIZE",
+            Limit::Stack => "LIMIT_STACK",
+        }
+    }
+
+    fn category(self) -> Category {
+        match self {
+            Limit::Compute | Limit::Deadline => Category::Timeout,
+            Limit::ArgumentSize => Category::ValidationFailed,
+            _ => Category::InternalError,
+        }
+    }
+
+    fn amount(self, limits: &Limits) -> String {
+        match self {
+            Limit::Memory => format!("{} MiB", limits.memory_bytes >> 20),
+            Limit::Compute => format!("{} ms of continuous computation", limits.compute.as_millis()),
+            Limit::Deadline => format!("{} s per call", limits.deadline.as_secs()),
+            Limit::ImportCalls => format!("{} host calls", limits.max_import_calls),
+            Limit::ArgumentSize => format!("{} bytes of arguments", limits.max_argument_bytes),
+            Limit::ResultSize => format!("{} bytes of result", limits.max_result_bytes),
+            Limit::Stack => "the wasm stack".to_string(),
+        }
+    }
+
+    /// The error object for a call of `tool` in `plugin` stopped by this limit.
+    pub fn error(self, plugin: &str, tool: &str, limits: &Limits) -> HostError {
+        let message = format!(
+            "plugin {plugin} hit its {} limit ({}) in tool {tool}; the call was stopped",
+            self.name(),
+            self.amount(limits)
+        );
+        let mut err = HostError::new(self.category(), self.code(), message)
+            .field("limit", self.name())
+            .field("plugin", plugin)
+            .field("tool", tool);
+        if self == Limit::ArgumentSize {
+            err = err.suggest("Send smaller arguments.");
+        }
+        err
+    }
+}
+
+/// The per-call bookkeeping behind the limits.
+pub struct CallLimiter {
+    memory_max: usize,
+    max_import_calls: u64,
+    compute_ticks: u64,
+    epoch: Arc<AtomicU64>,
+    import_calls: u64,
+    compute_since: u64,
+    hit: Option<Limit>,
+}
+
+impl CallLimiter {
+    /// Bookkeeping for one call under `limits`; `epoch` counts engine ticks.
+    pub fn new(limits: &Limits, epoch: Arc<AtomicU64>) -> Self {
+        let tick = EPOCH_TICK.as_millis().max(1);
+        let compute_since = epoch.load(Ordering::Relaxed);
+        Self {
+            memory_max: limits.memory_bytes,
+            max_import_calls: limits.max_import_calls,
+            compute_ticks: (limits.compute.as_millis() / tick).max(1) as u64,
+            epoch,
+            import_calls: 0,
+            compute_since,
+            hit: None,
+        }
+    }
+
+    /// The limit that stopped the call, if one did.
+    pub fn hit(&self) -> Option<Limit> {
+        self.hit
+    }
+
+    /// Counts a host import; refuses it past the limit.
+    pub fn enter_import(&mut self) -> wasmtime::Result<()> {
+        self.import_calls += 1;
+        if self.import_calls > self.max_import_calls {
+            self.hit = Some(Limit::ImportCalls);
+            wasmtime::bail!("import call limit reached");
+        }
+        Ok(())
+    }
+
+    /// A host import returned: guest computation starts afresh.
+    pub fn leave_import(&mut self) {
+        self.compute_since = self.epoch.load(Ordering::Relaxed);
+    }
+}
+
+impl ResourceLimiter for CallLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > self.memory_max {
+            self.hit = Some(Limit::Memory);
+            wasmtime::bail!("memory limit reached: {desired} bytes wanted, {} allowed", self.memory_max);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= 100_000)
+    }
+}
+
+/// Installs the compute budget on a call's store: every epoch tick the guest
+/// yields to other calls, and a guest that computed past its budget since
+/// the last host import returned is interrupted.
+pub fn arm(store: &mut Store<CallState>) {
+    store.limiter(|state| &mut state.call.limiter);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|mut cx| {
+        let limiter = &mut cx.data_mut().call.limiter;
+        let now = limiter.epoch.load(Ordering::Relaxed);
+        if now.saturating_sub(limiter.compute_since) > limiter.compute_ticks {
+            limiter.hit = Some(Limit::Compute);
+            return Ok(UpdateDeadline::Interrupt);
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
+}
+
+/// The error object for a call that trapped: one line for the model, with
+/// the whole error, wasm backtrace included, written to the log only.
+pub fn trap_error(plugin: &str, tool: &str, limits: &Limits, hit: Option<Limit>, err: &wasmtime::Error) -> HostError {
+    if let Some(limit) = hit {
+        return limit.error(plugin, tool, limits);
+    }
+    if let Some(misuse) = err.downcast_ref::<LockMisuse>() {
+        return HostError::new(
+            Category::InternalError,
+            misuse.code(),
+            format!("plugin {plugin} misused its locks in tool {tool}: {}; the call was stopped", crate::text::clip(&misuse.to_string(), 400)),
+        )
+        .field("plugin", plugin)
+        .field("tool", tool);
+    }
+    match err.downcast_ref::<Trap>() {
+        Some(Trap::StackOverflow) => Limit::Stack.error(plugin, tool, limits),
+        Some(Trap::UnreachableCodeReached) => {
+            tracing::warn!(plugin, tool, "the plugin panicked: {err:?}");
+            HostError::new(Category::InternalError, "PLUGIN_PANICKED", format!("plugin {plugin} panicked in tool {tool}; the call was stopped"))
+                .field("plugin", plugin)
+                .field("tool", tool)
+        }
+        _ => {
+            tracing::warn!(plugin, tool, "the plugin trapped: {err:?}");
+            HostError::new(
+                Category::InternalError,
+                "PLUGIN_TRAPPED",
+                format!("plugin {plugin} failed in tool {tool}: {}; the call was stopped", one_line_reason(err)),
+            )
+            .field("plugin", plugin)
+            .field("tool", tool)
+        }
+    }
+}
+
+/// The reason of a trap in one short line, without the backtrace (whose
+/// function names are the plugin's business, not the model's).
+fn one_line_reason(err: &wasmtime::Error) -> String {
+    let reason = match err.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => err.root_cause().to_string(),
+    };
+    let first = reason.lines().next().unwrap_or("").trim();
+    crate::text::one_line(&crate::text::clip(first, 200))
+}

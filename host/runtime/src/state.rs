@@ -1,0 +1,147 @@
+//! What one call's Store holds.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::call_log::{CallLog, Origin};
+use crate::capability::{ChatEvents, Providers};
+use crate::clock::Clock;
+use crate::context::CallContext;
+use crate::locks::{CallLocks, LockTable};
+use crate::policy::Limits;
+use crate::progress::{ProgressSink, Reporter};
+use crate::sandbox::CallLimiter;
+
+/// What every call on a host shares: the clock, the locks, where events go,
+/// and the providers of the capabilities.
+pub struct Shared {
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) locks: LockTable,
+    pub(crate) events: Arc<dyn ChatEvents>,
+    pub(crate) providers: Providers,
+}
+
+impl Shared {
+    /// Shared state over `clock`, sending events to `events`, with `providers`.
+    pub fn new(clock: Arc<dyn Clock>, events: Arc<dyn ChatEvents>, providers: Providers) -> Self {
+        Self { clock, locks: LockTable::default(), events, providers }
+    }
+}
+
+/// Who a call is, as its store knows it.
+pub struct CallIdentity {
+    /// The calling context.
+    pub cx: CallContext,
+    /// The plugin being called.
+    pub plugin: Arc<str>,
+    /// The tool being called.
+    pub tool: Arc<str>,
+}
+
+/// The part of a call's state that capability crates use: who is calling,
+/// and the accounting every host call goes through.
+pub struct Call {
+    cx: CallContext,
+    plugin: Arc<str>,
+    tool: Arc<str>,
+    pub(crate) limiter: CallLimiter,
+}
+
+impl Call {
+    /// The calling context, bound by the host.
+    pub fn context(&self) -> &CallContext {
+        &self.cx
+    }
+
+    /// The plugin being called.
+    pub fn plugin(&self) -> &Arc<str> {
+        &self.plugin
+    }
+
+    /// The tool being called.
+    pub fn tool(&self) -> &Arc<str> {
+        &self.tool
+    }
+
+    /// Answers one host call with `answer`: counts it against the call's
+    /// import limit, and restarts the guest's compute budget when it
+    /// returns, so time spent waiting in the host never counts as guest
+    /// computation. Every host function goes through this.
+    ///
+    /// # Errors
+    ///
+    /// When the call has made as many host calls as its limit allows; the
+    /// call then ends.
+    pub async fn import<T>(&mut self, answer: impl AsyncFnOnce(&CallContext) -> T) -> wasmtime::Result<T> {
+        self.limiter.enter_import()?;
+        let out = answer(&self.cx).await;
+        self.limiter.leave_import();
+        Ok(out)
+    }
+}
+
+/// The data of one call's Store: built fresh for each call, dropped after
+/// it, with everything the host keeps on the call's behalf.
+pub struct CallState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) call: Call,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) locks: CallLocks,
+    pub(crate) progress: Reporter,
+    pub(crate) log: CallLog,
+    /// When the caller stops waiting, in ms on the host clock, if it does.
+    pub(crate) wait_until: Option<u64>,
+}
+
+/// How a call is run, beyond who it is.
+pub(crate) struct CallSetup<'a> {
+    pub(crate) limits: &'a Limits,
+    pub(crate) epoch: Arc<AtomicU64>,
+    pub(crate) progress: Option<Arc<dyn ProgressSink>>,
+    pub(crate) wait_until: Option<u64>,
+}
+
+impl CallState {
+    /// State for a call by `who`, with WASI denied everything: no
+    /// directories, sockets, environment or arguments.
+    pub(crate) fn new(shared: Arc<Shared>, who: CallIdentity, setup: CallSetup<'_>) -> Self {
+        let wasi = WasiCtx::builder().allow_tcp(false).allow_udp(false).allow_ip_name_lookup(false).build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            call: Call { cx: who.cx, plugin: who.plugin, tool: who.tool, limiter: CallLimiter::new(setup.limits, setup.epoch) },
+            shared,
+            locks: CallLocks::default(),
+            progress: Reporter::new(setup.progress),
+            log: CallLog::default(),
+            wait_until: setup.wait_until,
+        }
+    }
+
+    /// The call's accounting and identity, and the host's providers: what a
+    /// capability's host code needs, borrowed apart.
+    pub fn split(&mut self) -> (&mut Call, &Providers) {
+        (&mut self.call, &self.shared.providers)
+    }
+
+    /// The call's resource table, for capabilities that hand out resources.
+    pub fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    /// Writes a plugin's log line under this call's budget.
+    pub(crate) fn write_log(&mut self, level: crate::call_log::Level, message: &str) {
+        let origin = Origin { plugin: &self.call.plugin, tool: &self.call.tool, chat: &self.call.cx.chat_id };
+        self.log.write(&origin, level, message);
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
