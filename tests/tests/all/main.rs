@@ -3,6 +3,9 @@
 //! Tests run on tokio's paused clock: every wait a tool makes completes as
 //! soon as nothing else can run, so the ten-minute limits cost no real time.
 
+/// The workspace tools under test: built from the guest crate.
+const WORKSPACE_TOOLS: &[u8] = toolshed_builtin::WORKSPACE_TOOLS;
+
 mod bad_input;
 mod cache;
 mod concurrency;

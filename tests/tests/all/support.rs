@@ -8,12 +8,11 @@ use toolshed_harness::{TemplateParameter, TestEnv, ids, plugin_on, runtime_under
 use toolshed_infra::Template;
 use toolshed_runtime::{Plugin, Policy, Runtime};
 
-const WORKSPACE_TOOLS: &[u8] = toolshed_builtin::WORKSPACE_TOOLS;
-
 /// The bytes of the workspace tools under test: the plugin built from the
-/// guest crate, or, in the compatibility suite, an archived build.
+/// guest crate, or, in the compatibility suite, an archived build. Each test
+/// binary names them in its `main.rs`.
 pub fn workspace_tools() -> &'static [u8] {
-    WORKSPACE_TOOLS
+    crate::WORKSPACE_TOOLS
 }
 
 /// The policy the suites run under: the built-in plugins' own, plus the

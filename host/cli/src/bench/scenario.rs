@@ -79,7 +79,7 @@ macro_rules! scenario_agent {
             disconnected_at: None,
             connection_timeout_seconds: 120,
             lifecycle_state: types::LifecycleState::Ready,
-            inactive_disconnect_ms: 30_000,
+            inactive_disconnect_ms: toolshed_contract::INACTIVE_DISCONNECT_MS,
         }
     }};
 }

@@ -91,6 +91,19 @@ pub enum Command {
         #[arg(long)]
         quick: bool,
     },
+    /// Makes a plugin crate to start from: a WIT world, the tool logic over
+    /// a small host trait, the component adapter and one harness test.
+    New {
+        /// The plugin's name: lowercase words joined by '-', such as hello-tools.
+        name: String,
+        /// Where to make it (default: here).
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// The toolshed checkout the plugin builds against, as its Cargo.toml
+        /// should name it (default: the checkout this binary was built from).
+        #[arg(long)]
+        toolshed: Option<String>,
+    },
     /// Runs a workspace agent (started by the local backend).
     #[command(hide = true)]
     Agent {
@@ -308,7 +321,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             app.loaded().await;
             for plugin in app.host.plugins() {
                 let grants: Vec<String> = plugin.policy.grants.iter().map(ToString::to_string).collect();
-                println!("{}  sha256:{}  tools: {}", plugin.name, &plugin.hash[..16], plugin.tools.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", "));
+                println!(
+                    "{}  sha256:{}  API {}  tools: {}",
+                    plugin.name,
+                    &plugin.hash[..16],
+                    plugin.api_version,
+                    plugin.tools.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+                );
                 println!("    grants: {}", grants.join(", "));
                 println!("    limits: {}", plugin.policy.limits);
                 if let Some(smoke) = &plugin.policy.smoke {
@@ -323,6 +342,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             } else {
                 print!("{}", report.table());
             }
+        }
+        Command::New { name, dir, toolshed } => {
+            let toolshed = match toolshed {
+                Some(path) => path,
+                None => {
+                    let checkout = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+                    let checkout = checkout.canonicalize().map_err(|_| anyhow::anyhow!("pass --toolshed PATH: the path of a toolshed checkout"))?;
+                    checkout.display().to_string()
+                }
+            };
+            let root = crate::new::create(&name, &dir, &toolshed)?;
+            println!("made plugin {name} in {}", root.display());
+            println!("  cargo test --manifest-path {}/Cargo.toml   # builds the component and runs its harness test", root.display());
         }
         Command::Agent { db, agent_id, socket, dir, script } => {
             toolshed_local::agent::run(toolshed_local::agent::AgentArgs { db, agent_id, socket, dir, script }).await?;

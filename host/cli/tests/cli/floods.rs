@@ -19,16 +19,14 @@ use crate::support::{TOOLSHED, data_dir};
 /// memory), and a few MiB of instance and host state.
 const ONE_CALL_BOUND_MIB: u64 = 2 * 64 + 16;
 
-const POLICY: &str = r#"
+/// The fixtures' entries, added to the built-in plugins' policy.
+const FIXTURES_POLICY: &str = r#"
 [plugins.hostile]
 grants = ["toolshed:runtime/*", "toolshed:infra/db"]
 
 [plugins.smoke-sleeps]
 grants = ["toolshed:runtime/*", "toolshed:infra/db"]
 smoke = { tool = "sleep_forever", deadline_s = 600 }
-
-[plugins.workspace-tools]
-grants = ["toolshed:runtime/*", "toolshed:infra/db", "toolshed:infra/control", "toolshed:infra/agent-connect"]
 "#;
 
 /// A test directory with a data directory, a plugin directory holding
@@ -41,7 +39,7 @@ fn setup(plugins: &[(&str, &[u8])]) -> (tempfile::TempDir, Vec<std::ffi::OsStrin
         std::fs::write(plugin_dir.join(format!("{name}.wasm")), bytes).unwrap();
     }
     let policy = dir.path().join("policy.toml");
-    std::fs::write(&policy, POLICY).unwrap();
+    std::fs::write(&policy, format!("{}\n{FIXTURES_POLICY}", toolshed_builtin::POLICY_TOML)).unwrap();
     let args = vec![
         "--data-dir".into(),
         data_dir(dir.path()).into_os_string(),

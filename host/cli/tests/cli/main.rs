@@ -3,9 +3,11 @@
 
 mod bench;
 mod demo;
+mod features;
 mod floods;
 mod local;
 mod mcp;
+mod new;
 mod processes;
 mod backend;
 mod support;
