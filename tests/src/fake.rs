@@ -10,7 +10,7 @@ use toolshed_infra::{
     CreatedWorkspace, Db, InfraProviders, Job, QueryError, Template, TemplateParameter, Transition, Validation, Workspace,
 };
 use toolshed_platform::{PlatformError, PlatformProviders, ProvisionRequest, Registry, Task};
-use toolshed_runtime::{CallContext, ChatEvents, Clock};
+use toolshed_runtime::{CallContext, ChatDirectory, ChatEvents, ChatRefused, Clock};
 
 use crate::ids;
 use crate::record::{Call, Recorder};
@@ -290,7 +290,7 @@ impl FakeBackend {
 
 /// The context of the default chat.
 pub fn default_context() -> CallContext {
-    CallContext { chat_id: ids::CHAT.into(), owner_id: ids::OWNER.into(), organization_id: ids::ORG.into() }
+    CallContext { chat_id: ids::CHAT.into(), owner_id: ids::OWNER.into(), owner_name: ids::OWNER_NAME.into(), organization_id: ids::ORG.into() }
 }
 
 fn chat_row<'a>(world: &'a mut World, cx: &CallContext) -> &'a mut Chat {
@@ -369,7 +369,13 @@ impl FakeBackend {
 impl Db for FakeBackend {
     async fn chat(&self, cx: &CallContext) -> Result<Chat, QueryError> {
         round_trip().await;
-        Ok(chat_row(&mut self.world(), cx).clone())
+        let mut world = self.world();
+        let chat = chat_row(&mut world, cx);
+        // Another owner's chat does not exist for this caller.
+        if chat.owner_id != cx.owner_id {
+            return Err(QueryError::NotFound);
+        }
+        Ok(chat.clone())
     }
 
     async fn workspace(&self, cx: &CallContext, id: &str) -> Result<Workspace, QueryError> {
@@ -478,6 +484,9 @@ impl Db for FakeBackend {
         round_trip().await;
         self.recorder.push(cx, Call::Bind(binding.clone()));
         let mut world = self.world();
+        if world.chats.get(&cx.chat_id).is_some_and(|c| c.owner_id != cx.owner_id) {
+            return Err(QueryError::NotFound);
+        }
         // Like a real store: only rows that exist and are the owner's.
         let owns_build = |id: &str| world.builds.iter().any(|b| b.build.id == id && Self::owns_workspace(&world, cx, &b.build.workspace_id));
         let owns_agent = |id: &str| {
@@ -659,6 +668,15 @@ impl Registry for FakeBackend {
         })
     }
 
+}
+
+#[async_trait]
+impl ChatDirectory for FakeBackend {
+    async fn claim(&self, cx: &CallContext) -> Result<(), ChatRefused> {
+        round_trip().await;
+        let mut world = self.world();
+        if chat_row(&mut world, cx).owner_id == cx.owner_id { Ok(()) } else { Err(ChatRefused::NotFound) }
+    }
 }
 
 #[async_trait]

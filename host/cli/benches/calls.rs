@@ -18,7 +18,7 @@ fn calls(c: &mut Criterion) {
     let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let host = hosted(&runtime, &plugin, 100, 0);
     let native = NativeHost::new(100);
-    let cx = CallContext { chat_id: "chat".into(), owner_id: "owner".into(), organization_id: toolshed::bench::scenario::ORG.into() };
+    let cx = CallContext { chat_id: "chat".into(), owner_id: "owner".into(), owner_name: "bench".into(), organization_id: toolshed::bench::scenario::ORG.into() };
 
     c.bench_function("instance", |b| {
         b.to_async(&tokio).iter(|| toolshed::bench::instance_cost(&runtime, &plugin, 1));

@@ -42,7 +42,9 @@ fn call(tool: &str, arguments: serde_json::Value, chat: &str) -> CallToolRequest
 /// same moment) to the stepping chat's next notification, in ms.
 async fn trial(host: &Arc<Toolshed>, flood: bool, offset_ms: u64) -> f64 {
     let (server_io, client_io) = tokio::io::duplex(1 << 20);
-    let server = toolshed_mcp::McpServer::new(host.clone(), toolshed_local::local_context("bench"));
+    let principal = toolshed_mcp::Principal { owner_id: "bench".into(), owner_name: "bench".into(), organization_id: "bench".into(), scopes: vec![] };
+    let settings = Arc::new(toolshed_mcp::ServerSettings::new(principal, None));
+    let server = toolshed_mcp::McpServer::new(host.clone(), settings, Some("bench".into()));
     tokio::spawn(async move { server.serve(server_io).await.unwrap().waiting().await });
     let arrivals = Arrivals::default();
     let client = Arc::new(arrivals.clone().serve(client_io).await.unwrap());

@@ -8,6 +8,8 @@ const LOG_BACKLOG_LINES: usize = 10_000;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // HTTPS (a JWT issuer's keys, a remote backend) goes through rustls on ring.
+    toolshed_mcp::tls::ensure_provider();
     // Log records are written by a thread of their own: an async worker only
     // queues them, and when stderr cannot keep up (a full pipe nobody reads)
     // lines are dropped instead of stalling the host.

@@ -34,7 +34,7 @@ use toolshed_infra::{
     CreatedWorkspace, Db, InfraProviders, Job, JobStatus, QueryError, Template, TemplateParameter, Transition, Validation, Workspace,
 };
 use toolshed_platform::{PlatformError, PlatformProviders, ProvisionRequest, Registry, Task, TaskStatus};
-use toolshed_runtime::{CallContext, ChatEvents};
+use toolshed_runtime::{CallContext, ChatDirectory, ChatEvents, ChatRefused};
 pub use lease::Lease;
 use manifest::Manifest;
 use provisioner::Provisioner;
@@ -56,7 +56,7 @@ pub(crate) fn now_ms() -> u64 {
 
 /// The calling context of chat `chat_id` on the local backend.
 pub fn local_context(chat_id: &str) -> CallContext {
-    CallContext { chat_id: chat_id.to_string(), owner_id: LOCAL_OWNER.into(), organization_id: LOCAL_ORG.into() }
+    CallContext { chat_id: chat_id.to_string(), owner_id: LOCAL_OWNER.into(), owner_name: LOCAL_OWNER_NAME.into(), organization_id: LOCAL_ORG.into() }
 }
 
 /// Something worth showing a person while a call waits.
@@ -354,7 +354,7 @@ impl Db for LocalBackend {
 #[async_trait]
 impl Control for LocalBackend {
     async fn create_workspace(&self, cx: &CallContext, request: CreateWorkspaceRequest) -> Result<CreatedWorkspace, ControlError> {
-        let dir = paths::workspace_dir(&self.data_dir, LOCAL_OWNER_NAME, &request.name)
+        let dir = paths::workspace_dir(&self.data_dir, &paths::owner_dir(&cx.owner_id, &cx.owner_name), &request.name)
             .map_err(|detail| api(400, "Invalid workspace name", vec![Validation { field: "name".into(), detail }]))?;
         let template = self.visible_template(cx, &request.template_id).await.map_err(|_| api(404, "template not found", vec![]))?;
         let manifest = self.manifest(&template.active_version_id).await.map_err(ControlError::Failed)?;
@@ -364,7 +364,7 @@ impl Control for LocalBackend {
         let workspace = Workspace {
             id: uuid::Uuid::new_v4().to_string(),
             name: request.name.clone(),
-            owner_name: LOCAL_OWNER_NAME.into(),
+            owner_name: toolshed_runtime::text::one_line(&toolshed_runtime::text::clip(&cx.owner_name, 64)),
             template_id: template.id.clone(),
             deleted: false,
         };
@@ -440,6 +440,16 @@ impl AgentConnect for LocalBackend {
         outcome
     }
 
+}
+
+#[async_trait]
+impl ChatDirectory for LocalBackend {
+    async fn claim(&self, cx: &CallContext) -> Result<(), ChatRefused> {
+        // Binding nothing creates the chat for its first owner, and tells
+        // whether it is theirs.
+        let theirs = self.store.bind(&cx.chat_id, &cx.owner_id, &cx.organization_id, &Binding::default()).await.map_err(|e| ChatRefused::Failed(e.to_string()))?;
+        if theirs { Ok(()) } else { Err(ChatRefused::NotFound) }
+    }
 }
 
 #[async_trait]

@@ -43,6 +43,24 @@ pub fn under(root: &Path, parts: &[&str]) -> Result<PathBuf, String> {
     Ok(path)
 }
 
+/// The directory an owner's workspaces live in, under `workspaces/`: the
+/// owner's name made safe, then a hash of the owner's id, so two owners of
+/// one name never share a directory and no id becomes a path.
+pub fn owner_dir(owner_id: &str, owner_name: &str) -> String {
+    let name: String = owner_name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '-' })
+        .take(32)
+        .collect();
+    // FNV-1a: stable across processes and releases.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in owner_id.bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let name = name.trim_matches('-');
+    format!("{}-{hash:016x}", if name.is_empty() { "owner" } else { name })
+}
+
 /// The directory of workspace `name` of `owner`.
 ///
 /// # Errors
@@ -63,6 +81,8 @@ mod tests {
     fn names_that_leave_the_data_directory_are_refused() {
         let root = Path::new("/data");
         assert_eq!(workspace_dir(root, "local", "app-1").unwrap(), Path::new("/data/workspaces/local/app-1"));
+        assert_ne!(owner_dir("id-1", "ada"), owner_dir("id-2", "ada"), "two owners of one name never share a directory");
+        assert!(under(root, &[&owner_dir("a/../../etc", "../..")]).is_ok(), "no id or name becomes a path");
         for bad in ["../x", "/tmp/x", "a/b", "..", ".", "", "NEW", "Create", "a--b", &"a".repeat(33)] {
             assert!(workspace_dir(root, "local", bad).is_err(), "{bad:?} was accepted");
         }

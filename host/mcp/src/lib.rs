@@ -1,17 +1,29 @@
 //! toolshed-mcp: the MCP server, serving a host's tools to agents over any
-//! rmcp transport (stdio, streamable HTTP).
+//! rmcp transport: stdio, or streamable HTTP ([`http`]).
 //!
 //! `tools/list` comes from the reflected schemas; `tools/call` returns the
 //! result or error object as structured content plus text, with `isError`
 //! for error objects; progress is sent while a call waits when the client
 //! asked for it; a change of the tool list after a hot swap is announced;
-//! a cancelled call's instance is dropped. One session is one chat, unless a
-//! request names another in `_meta.chat_id`.
+//! a cancelled call's instance is dropped.
+//!
+//! Every call runs as the principal its transport establishes: over stdio
+//! the configured local user, over HTTP the authenticated one. A call's
+//! chat is the one `_meta.chat_id` names (one of the caller's own: another
+//! owner's reads as not found), else the session's, else the caller's
+//! default chat, so a client without sessions reaches the same chat on
+//! every call.
 
 #![deny(missing_docs)]
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+pub mod auth;
+pub mod http;
+pub mod identity;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, InitializeResult, ListToolsResult,
@@ -20,23 +32,83 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler, ServiceExt};
 use serde_json::Value;
+use toolshed_runtime::chats::{ChatDirectory, ChatRefused, default_chat, is_chat_id};
+use toolshed_runtime::error::{Category, HostError};
+use toolshed_runtime::{Arguments, CallOptions, Tool, ToolOutput, Toolshed};
 
-use toolshed_runtime::{Arguments, CallContext, CallOptions, Tool, Toolshed};
+pub use identity::Principal;
 
 /// How long `tools/list` waits for plugin installs under way.
-pub const LIST_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+pub const LIST_GRACE: Duration = Duration::from_secs(2);
 
-/// Serves a [`Toolshed`]'s tools over MCP.
+/// How many calls one principal may have running at once, unless configured.
+pub const DEFAULT_CALLS_PER_PRINCIPAL: usize = 32;
+
+/// What every session of a server shares.
+pub struct ServerSettings {
+    /// Who calls when the transport establishes no one: the local user over
+    /// stdio, or over HTTP on loopback without authentication.
+    pub principal: Principal,
+    /// Who owns which chat; without one, chats are not checked (one user).
+    pub chats: Option<Arc<dyn ChatDirectory>>,
+    /// How many calls one principal may have running at once.
+    pub calls_per_principal: usize,
+    /// How long callers wait for an answer, told to the tools.
+    pub wait_budget: Option<Duration>,
+    running: Mutex<HashMap<String, usize>>,
+}
+
+impl ServerSettings {
+    /// Settings for calls by `principal`, chats checked by `chats`.
+    pub fn new(principal: Principal, chats: Option<Arc<dyn ChatDirectory>>) -> Self {
+        Self { principal, chats, calls_per_principal: DEFAULT_CALLS_PER_PRINCIPAL, wait_budget: None, running: Mutex::new(HashMap::new()) }
+    }
+
+    /// Counts a call of `owner` as running, unless the owner is at the cap.
+    fn admit(self: &Arc<Self>, owner: &str) -> Option<Running> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let count = running.entry(owner.to_string()).or_default();
+        if *count >= self.calls_per_principal {
+            return None;
+        }
+        *count += 1;
+        Some(Running { settings: self.clone(), owner: owner.to_string() })
+    }
+}
+
+/// A running call of one principal; dropping it ends the count.
+struct Running {
+    settings: Arc<ServerSettings>,
+    owner: String,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let mut running = self.settings.running.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = running.get_mut(&self.owner) {
+            *count -= 1;
+            if *count == 0 {
+                running.remove(&self.owner);
+            }
+        }
+    }
+}
+
+/// Serves a [`Toolshed`]'s tools over MCP: one per session (or per request,
+/// for clients without sessions).
 #[derive(Clone)]
 pub struct McpServer {
     host: Arc<Toolshed>,
-    context: CallContext,
+    settings: Arc<ServerSettings>,
+    session_chat: String,
 }
 
 impl McpServer {
-    /// A server for `host` whose calls run as `context` (the session's chat).
-    pub fn new(host: Arc<Toolshed>, context: CallContext) -> Self {
-        Self { host, context }
+    /// A server for `host` under `settings`, whose session uses
+    /// `session_chat` (default: a new chat).
+    pub fn new(host: Arc<Toolshed>, settings: Arc<ServerSettings>, session_chat: Option<String>) -> Self {
+        let session_chat = session_chat.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        Self { host, settings, session_chat }
     }
 
     /// Serves MCP on stdin and stdout until the client goes away.
@@ -49,46 +121,36 @@ impl McpServer {
         Ok(())
     }
 
-    /// Serves MCP over streamable HTTP at `addr` (path `/mcp`), each session
-    /// its own chat. Only loopback addresses are accepted: the tools act on
-    /// the owner's infrastructure and there is no authentication.
-    ///
-    /// # Errors
-    ///
-    /// When `addr` is not loopback or cannot be bound.
-    pub async fn serve_http(host: Arc<Toolshed>, addr: SocketAddr, owner: CallContext) -> anyhow::Result<()> {
-        anyhow::ensure!(addr.ip().is_loopback(), "{addr} is not a loopback address; toolshed serves HTTP on loopback only");
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        tracing::info!("serving MCP on http://{}/mcp", listener.local_addr()?);
-        Self::serve_listener(host, listener, owner).await
-    }
-
-    /// Serves MCP over streamable HTTP on an already bound listener.
-    ///
-    /// # Errors
-    ///
-    /// When accepting connections fails.
-    pub async fn serve_listener(host: Arc<Toolshed>, listener: tokio::net::TcpListener, owner: CallContext) -> anyhow::Result<()> {
-        use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-        use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-        let service = StreamableHttpService::new(
-            move || {
-                let chat = CallContext { chat_id: uuid::Uuid::new_v4().to_string(), ..owner.clone() };
-                Ok(McpServer::new(host.clone(), chat))
-            },
-            Arc::new(LocalSessionManager::default()),
-            StreamableHttpServerConfig::default(),
-        );
-        loop {
-            let (stream, _) = listener.accept().await?;
-            let service = hyper_util::service::TowerToHyperService::new(service.clone());
-            tokio::spawn(async move {
-                let io = hyper_util::rt::TokioIo::new(stream);
-                if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await {
-                    tracing::debug!("MCP HTTP connection: {e}");
+    /// The principal and chat of a call, or the error object that refuses it.
+    async fn caller(&self, context: &RequestContext<RoleServer>) -> Result<(Principal, String), HostError> {
+        let parts = context.extensions.get::<::http::request::Parts>();
+        let principal = parts.and_then(|p| p.extensions.get::<Principal>()).cloned().unwrap_or_else(|| self.settings.principal.clone());
+        // Stdio is one session; over HTTP a legacy session names itself in
+        // a header, and a request without one belongs to no session.
+        let in_session = parts.is_none_or(|p| p.headers.contains_key("mcp-session-id"));
+        let chat = match context.meta.get("chat_id") {
+            Some(Value::String(id)) if is_chat_id(id) => id.clone(),
+            Some(other) => {
+                return Err(HostError::new(
+                    Category::ValidationFailed,
+                    "INVALID_CHAT_ID",
+                    format!("_meta.chat_id {} is not a chat id: use 1 to 128 letters, digits, '-', '_', '.' or ':'", toolshed_runtime::text::clip(&other.to_string(), 80)),
+                ));
+            }
+            None if in_session => self.session_chat.clone(),
+            None => default_chat(&principal.owner_id),
+        };
+        if let Some(chats) = &self.settings.chats {
+            match chats.claim(&principal.context(&chat)).await {
+                Ok(()) => {}
+                Err(ChatRefused::NotFound) => {
+                    return Err(HostError::new(Category::ResourceUnavailable, "CHAT_NOT_FOUND", format!("chat {chat} not found"))
+                        .suggest("Omit _meta.chat_id to use your own chat, or name one of your chats."));
                 }
-            });
+                Err(ChatRefused::Failed(reason)) => return Err(HostError::new(Category::InternalError, "CHAT_DIRECTORY_FAILED", reason)),
+            }
         }
+        Ok((principal, chat))
     }
 }
 
@@ -126,10 +188,25 @@ impl ServerHandler for McpServer {
     }
 
     async fn call_tool(&self, request: CallToolRequestParams, context: RequestContext<RoleServer>) -> Result<CallToolResponse, McpError> {
-        let mut cx = self.context.clone();
-        if let Some(chat) = context.meta.get("chat_id").and_then(Value::as_str) {
-            cx.chat_id = chat.to_string();
-        }
+        let started = Instant::now();
+        let (principal, chat) = match self.caller(&context).await {
+            Ok(caller) => caller,
+            Err(refusal) => {
+                audit(&self.settings.principal.owner_id, "-", &request.name, "refused", started);
+                return Ok(respond(ToolOutput { is_error: true, value: refusal.to_json() }));
+            }
+        };
+        let Some(_running) = self.settings.admit(&principal.owner_id) else {
+            audit(&principal.owner_id, &chat, &request.name, "refused", started);
+            let busy = HostError::new(
+                Category::ResourceUnavailable,
+                "TOO_MANY_CALLS",
+                format!("you have {} calls running, the most one caller may have; wait for one to finish", self.settings.calls_per_principal),
+            )
+            .field("limit", self.settings.calls_per_principal);
+            return Ok(respond(ToolOutput { is_error: true, value: busy.to_json() }));
+        };
+        let cx = principal.context(&chat);
         let arguments = Value::Object(request.arguments.unwrap_or_default());
 
         // This call's progress, if the client asked for it, on a path of its
@@ -153,7 +230,7 @@ impl ServerHandler for McpServer {
             None => (None, None),
         };
 
-        let options = CallOptions { progress: sink, ..CallOptions::default() };
+        let options = CallOptions { progress: sink, wait_budget: self.settings.wait_budget };
         let call = async {
             // A tool of a plugin still installing is waited for, not refused.
             self.host.wait_for_tool(&request.name).await;
@@ -168,11 +245,26 @@ impl ServerHandler for McpServer {
             forwarder.abort();
         }
         let Some(out) = outcome else {
+            audit(&principal.owner_id, &chat, &request.name, "cancelled", started);
             return Err(McpError::internal_error("the call was cancelled", None));
         };
-        let text = serde_json::to_string_pretty(&out.value).unwrap_or_default();
-        let mut result = if out.is_error { CallToolResult::error(vec![ContentBlock::text(text)]) } else { CallToolResult::success(vec![ContentBlock::text(text)]) };
-        result.structured_content = Some(out.value);
-        Ok(result.into())
+        audit(&principal.owner_id, &chat, &request.name, if out.is_error { "error" } else { "ok" }, started);
+        Ok(respond(out))
     }
+}
+
+/// A tool output as an MCP result: the object as structured content and as
+/// compact text, with `isError` for error objects.
+fn respond(out: ToolOutput) -> CallToolResponse {
+    let text = serde_json::to_string(&out.value).unwrap_or_default();
+    let mut result = if out.is_error { CallToolResult::error(vec![ContentBlock::text(text)]) } else { CallToolResult::success(vec![ContentBlock::text(text)]) };
+    result.structured_content = Some(out.value);
+    result.into()
+}
+
+/// One structured record per call, for whoever audits the server.
+fn audit(principal: &str, chat: &str, tool: &str, outcome: &str, started: Instant) {
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let tool = toolshed_runtime::text::one_line(&toolshed_runtime::text::clip(tool, 100));
+    tracing::info!(target: "toolshed::audit", principal, chat, tool = %tool, outcome, duration_ms, "call");
 }

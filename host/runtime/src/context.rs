@@ -8,6 +8,8 @@ pub struct CallContext {
     pub chat_id: String,
     /// The user who owns the chat.
     pub owner_id: String,
+    /// The owner's name as people read it, such as in `owner/workspace`.
+    pub owner_name: String,
     /// The organization the chat belongs to.
     pub organization_id: String,
 }

@@ -314,7 +314,7 @@ impl Toolshed {
         let failed = |reason: String| LoadError::Smoke { plugin: plugin.name.to_string(), tool: smoke.tool.clone(), reason };
         let tool = plugin.tools.iter().find(|t| t.name == smoke.tool).ok_or_else(|| failed("the plugin has no such tool".into()))?;
         let params = tool.parameters(&smoke.arguments).map_err(|e| failed(e.to_string()))?;
-        let cx = CallContext { chat_id: "smoke".into(), owner_id: "smoke".into(), organization_id: "smoke".into() };
+        let cx = CallContext { chat_id: "smoke".into(), owner_id: "smoke".into(), owner_name: "smoke".into(), organization_id: "smoke".into() };
         let deadline = smoke.deadline.min(plugin.policy.limits.deadline);
         // A tool-level error object is fine: the plugin ran. Only a trap, a
         // limit or the deadline refuses it.
@@ -392,7 +392,7 @@ impl Toolshed {
     ///
     /// When the plugin cannot be instantiated.
     pub async fn instantiate_only(&self, plugin: &Plugin) -> wasmtime::Result<()> {
-        let cx = CallContext { chat_id: "probe".into(), owner_id: "probe".into(), organization_id: "probe".into() };
+        let cx = CallContext { chat_id: "probe".into(), owner_id: "probe".into(), owner_name: "probe".into(), organization_id: "probe".into() };
         let who = CallIdentity { cx, plugin: plugin.name.clone(), tool: "instance".into() };
         let setup = CallSetup { limits: &plugin.policy.limits, epoch: self.runtime.epoch.clone(), progress: None, wait_until: None };
         let mut store = Store::new(self.runtime.engine(), CallState::new(self.shared.clone(), who, setup));

@@ -18,7 +18,7 @@
 //! let runtime = Arc::new(Runtime::builder().cache_dir("/var/cache/toolshed").build()?);
 //! let host = Toolshed::builder(runtime).build();
 //! host.install("my-tools", bytes).await?;
-//! let cx = CallContext { chat_id: "c1".into(), owner_id: "u1".into(), organization_id: "o1".into() };
+//! let cx = CallContext { chat_id: "c1".into(), owner_id: "u1".into(), owner_name: "ada".into(), organization_id: "o1".into() };
 //! let out = host.call(&cx, "list_things", "{}").await;
 //! println!("{}", out.value);
 //! # Ok(()) }
@@ -33,6 +33,7 @@
 pub mod admission;
 pub mod call_log;
 pub mod capability;
+pub mod chats;
 pub mod clock;
 pub mod context;
 pub mod engine;
@@ -50,6 +51,7 @@ pub mod state;
 pub mod text;
 
 pub use capability::{Capability, ChatEvents, NoEvents, Providers};
+pub use chats::{ChatDirectory, ChatRefused};
 pub use clock::{Clock, ScaledClock, SystemClock, TokioClock};
 pub use context::CallContext;
 pub use host::{Arguments, CallOptions, InstallsPending, PluginRefused, Stats, ToolOutput, Toolshed, ToolshedBuilder, ToolsChanged};

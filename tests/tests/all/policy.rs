@@ -35,7 +35,7 @@ async fn another_owners_workspace_bound_to_the_chat_reads_as_not_found() {
     let env = crate::support::env();
     let template = env.backend.add_template("docker", ids::ORG, 0);
     // A workspace of another owner, bound to our chat as if by a bug elsewhere.
-    let other = toolshed_runtime::CallContext { owner_id: ids::OTHER_OWNER.into(), chat_id: "c-other".into(), organization_id: ids::ORG.into() };
+    let other = toolshed_runtime::CallContext { owner_id: ids::OTHER_OWNER.into(), chat_id: "c-other".into(), owner_name: "bob".into(), organization_id: ids::ORG.into() };
     let (foreign, _) = env.backend.add_workspace(&template, Transition::Start, BuildPlan::job(JobScript::succeeded()));
     env.backend.reassign_workspace(&foreign.id, &other.owner_id);
     env.backend.bind(&env.context(), &foreign.id);

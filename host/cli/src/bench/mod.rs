@@ -79,7 +79,7 @@ fn median(mut samples: Vec<f64>) -> f64 {
 }
 
 fn context(chat: usize) -> CallContext {
-    CallContext { chat_id: format!("chat-{chat}"), owner_id: "owner".into(), organization_id: ORG.into() }
+    CallContext { chat_id: format!("chat-{chat}"), owner_id: "owner".into(), owner_name: "bench".into(), organization_id: ORG.into() }
 }
 
 fn current_thread() -> tokio::runtime::Runtime {

@@ -59,14 +59,7 @@ pub enum Command {
         chat: String,
     },
     /// Serves the tools over MCP on stdin and stdout, or over HTTP.
-    Serve {
-        /// The chat of this session (default: a new one).
-        #[arg(long)]
-        chat: Option<String>,
-        /// Serve streamable HTTP at this loopback address (path /mcp) instead of stdio.
-        #[arg(long)]
-        http: Option<std::net::SocketAddr>,
-    },
+    Serve(ServeArgs),
     /// Plays an agent's conversation against a fresh local backend.
     Demo,
     /// Manages templates.
@@ -90,6 +83,19 @@ pub enum Command {
         /// Small counts and short waits: checks the benchmarks run, measures little.
         #[arg(long)]
         quick: bool,
+    },
+    /// Makes a bearer token for `serve --auth-tokens`: the token on stderr,
+    /// once, and the token file's entry, which holds only its hash, on stdout.
+    Token {
+        /// The user the token acts for.
+        #[arg(long)]
+        owner_id: String,
+        /// That user's name.
+        #[arg(long)]
+        owner_name: String,
+        /// The organization the user acts in.
+        #[arg(long)]
+        organization_id: String,
     },
     /// Makes a plugin crate to start from: a WIT world, the tool logic over
     /// a small host trait, the component adapter and one harness test.
@@ -118,6 +124,61 @@ pub enum Command {
         #[arg(long)]
         script: String,
     },
+}
+
+/// How `serve` is exposed, and who its callers are.
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    /// The chat of this stdio session (default: a new one).
+    #[arg(long)]
+    pub chat: Option<String>,
+    /// Serve streamable HTTP at this address (path /mcp) instead of stdio.
+    /// Beyond loopback only with authentication.
+    #[arg(long)]
+    pub http: Option<std::net::SocketAddr>,
+    /// The URL clients reach /mcp at: the resource tokens are issued for
+    /// (default: http://ADDRESS/mcp).
+    #[arg(long)]
+    pub public_url: Option<String>,
+    /// A token file: the SHA-256 of each token with its owner and
+    /// organization (see `toolshed token`).
+    #[arg(long)]
+    pub auth_tokens: Option<PathBuf>,
+    /// The issuer whose JWTs are accepted (RS256 or ES256).
+    #[arg(long, requires = "auth_jwks")]
+    pub auth_issuer: Option<String>,
+    /// The issuer's key set: a URL (its jwks_uri) or a file.
+    #[arg(long, requires = "auth_issuer")]
+    pub auth_jwks: Option<String>,
+    /// The audience tokens must name (default: the public URL).
+    #[arg(long)]
+    pub auth_audience: Option<String>,
+    /// The scope a token needs.
+    #[arg(long, default_value = toolshed_mcp::auth::DEFAULT_SCOPE)]
+    pub auth_scope: String,
+    /// A Host value to accept beyond loopback ones (repeatable).
+    #[arg(long)]
+    pub allowed_host: Vec<String>,
+    /// A browser origin to accept, as scheme://host:port (repeatable;
+    /// default: the public URL's origin).
+    #[arg(long)]
+    pub allowed_origin: Vec<String>,
+    /// The largest request body, in KiB.
+    #[arg(long, default_value_t = (toolshed_mcp::http::DEFAULT_MAX_BODY_BYTES >> 10) as u64)]
+    pub max_body_kib: u64,
+    /// How many calls one caller may have running at once.
+    #[arg(long, default_value_t = toolshed_mcp::DEFAULT_CALLS_PER_PRINCIPAL)]
+    pub calls_per_caller: usize,
+    /// The user calls run as over stdio, or over HTTP without authentication.
+    #[arg(long, default_value = toolshed_local::LOCAL_OWNER)]
+    pub owner_id: String,
+    /// That user's name.
+    #[arg(long, default_value = toolshed_local::LOCAL_OWNER_NAME)]
+    pub owner_name: String,
+    /// That user's organization, and the organization of JWT callers whose
+    /// token names none.
+    #[arg(long, default_value = toolshed_local::LOCAL_ORG)]
+    pub organization_id: String,
 }
 
 /// Template commands.
@@ -273,14 +334,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("{}", serde_json::to_string_pretty(&out.value)?);
             return Ok(i32::from(out.is_error));
         }
-        Command::Serve { chat, http } => {
+        Command::Serve(args) => {
             let mut app = App::open(&cli.global).await?;
             app.report_refusals_later();
-            let chat = chat.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-            match http {
-                Some(addr) => toolshed_mcp::McpServer::serve_http(app.host.clone(), addr, local_context(&chat)).await?,
-                None => toolshed_mcp::McpServer::new(app.host.clone(), local_context(&chat)).serve_stdio().await?,
-            }
+            serve(&app, args).await?;
         }
         Command::Demo => {
             let transcript = demo::run(cli.global.data_dir.clone(), &mut std::io::stdout()).await?;
@@ -343,6 +400,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 print!("{}", report.table());
             }
         }
+        Command::Token { owner_id, owner_name, organization_id } => {
+            let token = format!("ts_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+            let entry = toml_entry(&toolshed_mcp::auth::hash_token(&token), &owner_id, &owner_name, &organization_id);
+            // The token goes to the terminal, the entry (its hash only) to
+            // stdout: `toolshed token ... >> tokens.toml` never writes the token.
+            eprintln!("the token, shown once; give it to the client as its bearer token:\n{token}");
+            print!("{entry}");
+        }
         Command::New { name, dir, toolshed } => {
             let toolshed = match toolshed {
                 Some(path) => path,
@@ -361,6 +426,60 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// A token file entry, with each value quoted as TOML requires.
+fn toml_entry(hash: &str, owner_id: &str, owner_name: &str, organization_id: &str) -> String {
+    let quote = |v: &str| serde_json::to_string(v).unwrap_or_default();
+    format!(
+        "[[token]]\nsha256 = {}\nowner_id = {}\nowner_name = {}\norganization_id = {}\n",
+        quote(hash),
+        quote(owner_id),
+        quote(owner_name),
+        quote(organization_id)
+    )
+}
+
+/// Serves MCP over stdio or HTTP as `args` say.
+async fn serve(app: &App, args: ServeArgs) -> anyhow::Result<()> {
+    let principal = toolshed_mcp::Principal {
+        owner_id: args.owner_id.clone(),
+        owner_name: args.owner_name.clone(),
+        organization_id: args.organization_id.clone(),
+        scopes: vec![args.auth_scope.clone()],
+    };
+    let mut settings = toolshed_mcp::ServerSettings::new(principal, Some(app.backend.clone()));
+    settings.calls_per_principal = args.calls_per_caller.max(1);
+    let settings = Arc::new(settings);
+    let Some(addr) = args.http else {
+        if let Some(chat) = &args.chat {
+            anyhow::ensure!(toolshed_runtime::chats::is_chat_id(chat), "--chat {chat:?} is not a chat id: use letters, digits, '-', '_', '.' or ':'");
+        }
+        return toolshed_mcp::McpServer::new(app.host.clone(), settings, args.chat).serve_stdio().await;
+    };
+    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{addr}/mcp"));
+    let tokens = args.auth_tokens.as_deref().map(toolshed_mcp::auth::TokenFile::read).transpose()?.map(Arc::new);
+    let jwt = match (&args.auth_issuer, &args.auth_jwks) {
+        (Some(issuer), Some(jwks)) => {
+            let source = if jwks.starts_with("http://") || jwks.starts_with("https://") {
+                toolshed_mcp::auth::Jwks::Url(jwks.clone())
+            } else {
+                toolshed_mcp::auth::Jwks::File(jwks.into())
+            };
+            let audience = args.auth_audience.clone().unwrap_or_else(|| public_url.clone());
+            Some(Arc::new(toolshed_mcp::auth::JwtIssuer::new(issuer, &audience, &args.organization_id, source).await?))
+        }
+        _ => None,
+    };
+    let auth = (tokens.is_some() || jwt.is_some()).then(|| toolshed_mcp::auth::Auth { tokens, jwt, required_scope: args.auth_scope.clone() });
+    let config = toolshed_mcp::http::HttpConfig {
+        public_url: Some(public_url),
+        auth,
+        allowed_hosts: args.allowed_host,
+        allowed_origins: args.allowed_origin,
+        max_body_bytes: Some((args.max_body_kib as usize) << 10),
+    };
+    toolshed_mcp::http::serve(app.host.clone(), settings, addr, config).await
 }
 
 /// An id argument: a UUID, or an error saying what was given.

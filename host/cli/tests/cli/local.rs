@@ -14,13 +14,14 @@ async fn create_stop_and_start_with_a_changed_template() {
     assert!(!created.is_error, "{}", created.value);
     assert_eq!(created.value["created"], true);
     assert!(created.value.get("agent_status").is_none(), "the agent process answered: {}", created.value);
-    let dir = data_dir(local.dir.path()).join("workspaces/local/app-one");
+    let workspace_id = chat(&local.backend, "c1").await.workspace_id.unwrap();
+    let dir = std::path::PathBuf::from(local.backend.store().workspace(&workspace_id).await.unwrap().unwrap().dir);
+    assert!(dir.starts_with(data_dir(local.dir.path()).join("workspaces")) && dir.ends_with("app-one"), "{}", dir.display());
     assert_eq!(std::fs::read_to_string(dir.join("built.txt")).unwrap().trim(), "built");
     assert!(dir.join(".agent-ready").exists(), "the agent ran its startup script");
 
     let stopped = local.call("c1", "stop_workspace", json!({})).await;
     assert_eq!(stopped.value["stopped"], true, "{}", stopped.value);
-    let workspace_id = chat(&local.backend, "c1").await.workspace_id.unwrap();
     assert!(local.backend.store().running_agents(&workspace_id, 0).await.unwrap().is_empty(), "stopping stopped the agent");
 
     local.push("app", &template("app", "echo built $TOOLSHED_PARAM_REGION > built.txt", READY, "[[parameters]]\nname = \"region\"\nrequired = true\n")).await;

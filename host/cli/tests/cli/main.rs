@@ -5,6 +5,7 @@ mod bench;
 mod demo;
 mod features;
 mod floods;
+mod http;
 mod local;
 mod mcp;
 mod new;

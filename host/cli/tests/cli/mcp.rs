@@ -101,62 +101,6 @@ fn write_examples(dir: &std::path::Path) -> (std::path::PathBuf, (), ()) {
     (v1, (), ())
 }
 
-/// Sends one HTTP/1.1 request and returns the whole response text.
-async fn http(addr: std::net::SocketAddr, request: String) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    let mut buffer = [0u8; 4096];
-    // Read until the first SSE event (or the JSON body) has arrived.
-    let read = async {
-        loop {
-            let n = stream.read(&mut buffer).await.unwrap();
-            if n == 0 {
-                break;
-            }
-            response.extend_from_slice(&buffer[..n]);
-            if String::from_utf8_lossy(&response).contains("serverInfo") {
-                break;
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), read).await.expect("an answer within 20 s");
-    String::from_utf8_lossy(&response).into_owned()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn streamable_http_on_loopback_initializes_a_session() {
-    let runtime = Arc::new(toolshed_runtime::Runtime::builder().concurrent_calls(8).build().unwrap());
-    let host = Arc::new(toolshed_runtime::Toolshed::builder(runtime).build());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let owner = toolshed_local::local_context("http");
-    tokio::spawn(toolshed_mcp::McpServer::serve_listener(host, listener, owner));
-
-    let body = json!({
-        "jsonrpc": "2.0", "id": 1, "method": "initialize",
-        "params": { "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "test", "version": "1" } }
-    })
-    .to_string();
-    let request = format!(
-        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    let response = http(addr, request).await;
-    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(response.to_lowercase().contains("mcp-session-id"), "{response}");
-    assert!(response.contains("\"listChanged\":true"), "{response}");
-}
-
-#[tokio::test]
-async fn http_is_refused_on_a_non_loopback_address() {
-    let runtime = Arc::new(toolshed_runtime::Runtime::builder().concurrent_calls(8).build().unwrap());
-    let host = Arc::new(toolshed_runtime::Toolshed::builder(runtime).build());
-    let err = toolshed_mcp::McpServer::serve_http(host, "0.0.0.0:0".parse().unwrap(), toolshed_local::local_context("x")).await.unwrap_err();
-    assert!(err.to_string().contains("loopback"), "{err}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancelling_a_call_ends_its_instance() {
     use crate::support::{Local, template};
@@ -164,7 +108,7 @@ async fn cancelling_a_call_ends_its_instance() {
     // The build outlasts the test: only the cancellation can end the call in time.
     let slow = local.push("slow", &template("slow", "exec sleep 60", "true", "")).await;
     let (server_io, client_io) = tokio::io::duplex(1 << 16);
-    let server = toolshed_mcp::McpServer::new(local.host.clone(), toolshed_local::local_context("cancel"));
+    let server = toolshed_mcp::McpServer::new(local.host.clone(), crate::support::local_settings(&local), Some("cancel".into()));
     tokio::spawn(async move { server.serve(server_io).await.unwrap().waiting().await });
     let recorder = Recorder::default();
     let client = recorder.clone().serve(client_io).await.unwrap();

@@ -103,7 +103,8 @@ async fn a_killed_owners_build_is_failed_once_its_lease_lapses_and_its_script_is
     let slow = push(&data, root.path(), "forever", &template("forever", "echo $$ > build.pid; exec sleep 600", "true", ""));
     let mut owner = create(&data, &slow, "victim", "crash");
 
-    let pid_file = data.join("workspaces/local/victim/build.pid");
+    let owner_dir = toolshed_local::paths::owner_dir(toolshed_local::LOCAL_OWNER, toolshed_local::LOCAL_OWNER_NAME);
+    let pid_file = data.join("workspaces").join(owner_dir).join("victim/build.pid");
     let deadline = Instant::now() + Duration::from_secs(60);
     while !pid_file.exists() || std::fs::read_to_string(&pid_file).unwrap().trim().is_empty() {
         assert!(Instant::now() < deadline, "the build never started");

@@ -76,3 +76,22 @@ pub async fn chat(backend: &LocalBackend, id: &str) -> toolshed_infra::Chat {
         toolshed_local::store::ChatView::Foreign => panic!("chat {id} belongs to another owner"),
     }
 }
+
+/// Chat `id` of `owner`, as the store has it.
+pub async fn chat_of(backend: &LocalBackend, id: &str, owner: &str) -> toolshed_infra::Chat {
+    match backend.store().chat(id, owner, toolshed_local::LOCAL_ORG).await.unwrap() {
+        toolshed_local::store::ChatView::Chat(chat) => chat,
+        toolshed_local::store::ChatView::Foreign => panic!("chat {id} belongs to another owner"),
+    }
+}
+
+/// MCP server settings for calls by the local user over `local`'s backend.
+pub fn local_settings(local: &Local) -> Arc<toolshed_mcp::ServerSettings> {
+    let principal = toolshed_mcp::Principal {
+        owner_id: toolshed_local::LOCAL_OWNER.into(),
+        owner_name: toolshed_local::LOCAL_OWNER_NAME.into(),
+        organization_id: toolshed_local::LOCAL_ORG.into(),
+        scopes: vec![],
+    };
+    Arc::new(toolshed_mcp::ServerSettings::new(principal, Some(local.backend.clone())))
+}

@@ -1,0 +1,169 @@
+//! MCP over streamable HTTP, at `/mcp`.
+//!
+//! Clients of MCP 2026-07-28 send each request on its own, with no session;
+//! older clients hold a session. Either way every request is authenticated
+//! when authentication is configured, and the server binds beyond loopback
+//! only then. `Host` and `Origin` are checked against explicit lists, and
+//! request bodies are capped.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use serde_json::json;
+use toolshed_runtime::Toolshed;
+
+use crate::auth::{Auth, Rejection};
+use crate::{McpServer, ServerSettings};
+
+/// The largest request body accepted, unless configured: far above a tool's
+/// largest arguments (64 KiB by default), far below anything that hurts.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 256 << 10;
+
+/// How an HTTP server is exposed.
+#[derive(Clone, Default)]
+pub struct HttpConfig {
+    /// The URL clients reach `/mcp` at, which is the resource tokens are
+    /// issued for; default `http://<bound address>/mcp`.
+    pub public_url: Option<String>,
+    /// How requests are authenticated; none serves loopback only.
+    pub auth: Option<Auth>,
+    /// `Host` values accepted beyond loopback ones.
+    pub allowed_hosts: Vec<String>,
+    /// Browser origins accepted (`scheme://host:port`); default: the public
+    /// URL's origin only. Requests without an `Origin` pass.
+    pub allowed_origins: Vec<String>,
+    /// The largest request body; default [`DEFAULT_MAX_BODY_BYTES`].
+    pub max_body_bytes: Option<usize>,
+}
+
+/// Binds `addr` and serves MCP there until the process ends.
+///
+/// # Errors
+///
+/// When `addr` is beyond loopback and no authentication is configured, or
+/// it cannot be bound.
+pub async fn serve(host: Arc<Toolshed>, settings: Arc<ServerSettings>, addr: SocketAddr, config: HttpConfig) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        addr.ip().is_loopback() || config.auth.is_some(),
+        "serving {addr}, beyond loopback, needs authentication: pass --auth-tokens FILE or --auth-issuer with --auth-jwks"
+    );
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    serve_listener(host, settings, listener, config).await
+}
+
+/// Serves MCP on an already bound listener until the process ends.
+///
+/// # Errors
+///
+/// When the listener fails.
+pub async fn serve_listener(host: Arc<Toolshed>, settings: Arc<ServerSettings>, listener: tokio::net::TcpListener, config: HttpConfig) -> anyhow::Result<()> {
+    let local = listener.local_addr()?;
+    let app = router(host, settings, local, config)?;
+    tracing::info!("serving MCP on http://{local}/mcp");
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+/// Where the protected-resource metadata is, for a resource URL.
+fn metadata_url(resource: &str) -> String {
+    let origin = origin(resource).unwrap_or_else(|| resource.trim_end_matches('/').to_string());
+    format!("{origin}/.well-known/oauth-protected-resource")
+}
+
+/// `scheme://host[:port]` of a URL.
+fn origin(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority = rest.split('/').next()?;
+    Some(format!("{scheme}://{authority}"))
+}
+
+/// The app: `/mcp` behind the gate, and the metadata beside it.
+///
+/// # Errors
+///
+/// When the configuration does not describe a usable server.
+pub fn router(host: Arc<Toolshed>, settings: Arc<ServerSettings>, local: SocketAddr, config: HttpConfig) -> anyhow::Result<Router> {
+    let resource = config.public_url.clone().unwrap_or_else(|| format!("http://{local}/mcp"));
+    let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into(), local.to_string()];
+    if let Some(public) = origin(&resource).and_then(|o| o.split_once("://").map(|(_, a)| a.to_string())) {
+        hosts.push(public);
+    }
+    hosts.extend(config.allowed_hosts.iter().cloned());
+    let origins = if config.allowed_origins.is_empty() { origin(&resource).into_iter().collect() } else { config.allowed_origins.clone() };
+    let rmcp_config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(hosts)
+        .with_allowed_origins(origins)
+        .enforce_origin_validation()
+        .with_max_request_body_bytes(config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES))
+        .with_sse_keep_alive(Some(Duration::from_secs(15)));
+    // A legacy session idle this long is closed; its client initializes again.
+    let mut sessions = LocalSessionManager::default();
+    sessions.session_config.keep_alive = Some(Duration::from_secs(600));
+    let service = StreamableHttpService::new(
+        move || Ok(McpServer::new(host.clone(), settings.clone(), None)),
+        Arc::new(sessions),
+        rmcp_config,
+    );
+    let mut app = Router::new().nest_service("/mcp", service);
+    if let Some(auth) = config.auth {
+        let gate = Arc::new(Gate { metadata: metadata_url(&resource), auth: auth.clone() });
+        app = app.layer(middleware::from_fn_with_state(gate, authenticate));
+        let metadata = json!({
+            "resource": resource,
+            "authorization_servers": auth.issuer().map(|i| vec![i.to_string()]).unwrap_or_default(),
+            "scopes_supported": [auth.required_scope],
+            "bearer_methods_supported": ["header"],
+            "resource_name": "toolshed",
+        });
+        app = app.route("/.well-known/oauth-protected-resource", axum::routing::get(move || async move { axum::Json(metadata) }));
+    }
+    Ok(app)
+}
+
+struct Gate {
+    metadata: String,
+    auth: Auth,
+}
+
+/// Lets a request in with its principal, or answers 401 or 403 saying why.
+async fn authenticate(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -> Response {
+    let authorization = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
+    match gate.auth.authenticate(authorization.as_deref()).await {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(rejection) => refuse(&gate.metadata, &rejection),
+    }
+}
+
+fn refuse(metadata: &str, rejection: &Rejection) -> Response {
+    // Quotes would end the header's quoted strings early.
+    let reason = rejection.to_string().replace('"', "'");
+    let (status, challenge, body) = match rejection {
+        Rejection::Missing => (StatusCode::UNAUTHORIZED, format!("Bearer resource_metadata=\"{metadata}\""), json!({ "error": "unauthorized", "error_description": reason })),
+        Rejection::Invalid(_) => (
+            StatusCode::UNAUTHORIZED,
+            format!("Bearer resource_metadata=\"{metadata}\", error=\"invalid_token\", error_description=\"{reason}\""),
+            json!({ "error": "invalid_token", "error_description": reason }),
+        ),
+        Rejection::Scope(scope) => (
+            StatusCode::FORBIDDEN,
+            format!("Bearer resource_metadata=\"{metadata}\", error=\"insufficient_scope\", scope=\"{scope}\""),
+            json!({ "error": "insufficient_scope", "error_description": reason, "scope": scope }),
+        ),
+    };
+    let mut response = (status, axum::Json(body)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&challenge) {
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
+}
