@@ -98,7 +98,13 @@ impl TestEnv {
 
     /// Calls `tool` in the chat of `cx`; its progress is recorded.
     pub async fn call_in(&self, cx: &CallContext, tool: &str, arguments: Value) -> ToolOutput {
-        let options = CallOptions { progress: Some(self.backend.recorder().progress_sink(cx)), ..CallOptions::default() };
+        self.call_waiting(cx, tool, arguments, None).await
+    }
+
+    /// Calls `tool` in the chat of `cx` for a caller that waits at most
+    /// `budget` (`None`: as long as the call takes); its progress is recorded.
+    pub async fn call_waiting(&self, cx: &CallContext, tool: &str, arguments: Value, budget: Option<std::time::Duration>) -> ToolOutput {
+        let options = CallOptions { progress: Some(self.backend.recorder().progress_sink(cx)), wait_budget: budget };
         self.host.call_with(cx, tool, Arguments::Json(&arguments), options).await
     }
 }

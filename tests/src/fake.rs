@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use toolshed_infra::{
-    Agent, AgentConnect, ApiError, Build, Chat, ChatBinding, Control, ControlError, CreateBuildRequest, CreateWorkspaceRequest,
+    Agent, AgentConnect, ApiError, BuildLogs, Build, Chat, ChatBinding, Control, ControlError, CreateBuildRequest, CreateWorkspaceRequest,
     CreatedWorkspace, Db, InfraProviders, Job, QueryError, Template, TemplateParameter, Transition, Validation, Workspace,
 };
 use toolshed_platform::{PlatformError, PlatformProviders, ProvisionRequest, Registry, Task};
@@ -668,6 +668,16 @@ impl Registry for FakeBackend {
         })
     }
 
+}
+
+#[async_trait]
+impl BuildLogs for FakeBackend {
+    async fn last_line(&self, cx: &CallContext, build_id: &str) -> Option<String> {
+        round_trip().await;
+        let world = self.world();
+        let row = world.builds.iter().find(|b| b.build.id == build_id && Self::owns_workspace(&world, cx, &b.build.workspace_id))?;
+        row.job.log_line.clone()
+    }
 }
 
 #[async_trait]

@@ -32,11 +32,16 @@ pub enum Call {
 #[derive(Clone, Default)]
 pub struct Recorder {
     calls: Arc<Mutex<Vec<(String, Call)>>>,
+    /// When each call in `calls` was made, on the (virtual) tokio clock.
+    times: Arc<Mutex<Vec<tokio::time::Instant>>>,
 }
 
 impl Recorder {
     pub(crate) fn push(&self, cx: &CallContext, call: Call) {
-        self.calls.lock().unwrap_or_else(|e| e.into_inner()).push((cx.chat_id.clone(), call));
+        // Both under the calls lock, so the two lists stay in step.
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        calls.push((cx.chat_id.clone(), call));
+        self.times.lock().unwrap_or_else(|e| e.into_inner()).push(tokio::time::Instant::now());
     }
 
     /// A progress sink that records every report of a call in chat `cx`.
@@ -50,6 +55,21 @@ impl Recorder {
             .into_iter()
             .filter_map(|(chat, c)| match c {
                 Call::Progress(message) if chat == chat_id => Some(message),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The progress messages reported in chat `chat_id`, each with when it
+    /// was reported, in order.
+    pub fn progress_timed(&self, chat_id: &str) -> Vec<(tokio::time::Instant, String)> {
+        let calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        let times = self.times.lock().unwrap_or_else(|e| e.into_inner());
+        calls
+            .iter()
+            .zip(times.iter())
+            .filter_map(|((chat, c), at)| match c {
+                Call::Progress(message) if chat == chat_id => Some((*at, message.clone())),
                 _ => None,
             })
             .collect()
@@ -92,7 +112,9 @@ impl Recorder {
 
     /// Forgets everything recorded so far.
     pub fn clear(&self) {
-        self.calls.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        calls.clear();
+        self.times.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }
 

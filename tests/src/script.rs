@@ -10,32 +10,40 @@ pub struct JobScript {
     pub steps: Vec<(u64, JobStatus)>,
     /// The job's error text once it has failed.
     pub error: Option<String>,
+    /// The last line the build printed, as `toolshed:builds/logs` shows it.
+    pub log_line: Option<String>,
 }
 
 impl JobScript {
     /// Pending, then running, then succeeded after `ms`.
     pub fn succeeds_after(ms: u64) -> Self {
-        Self { steps: vec![(0, JobStatus::Pending), (ms / 2, JobStatus::Running), (ms, JobStatus::Succeeded)], error: None }
+        Self { steps: vec![(0, JobStatus::Pending), (ms / 2, JobStatus::Running), (ms, JobStatus::Succeeded)], error: None, log_line: None }
     }
 
     /// Already succeeded.
     pub fn succeeded() -> Self {
-        Self { steps: vec![(0, JobStatus::Succeeded)], error: None }
+        Self { steps: vec![(0, JobStatus::Succeeded)], error: None, log_line: None }
     }
 
     /// Running, then failed after `ms` with `error`.
     pub fn fails_after(ms: u64, error: &str) -> Self {
-        Self { steps: vec![(0, JobStatus::Running), (ms, JobStatus::Failed)], error: Some(error.to_string()) }
+        Self { steps: vec![(0, JobStatus::Running), (ms, JobStatus::Failed)], error: Some(error.to_string()), log_line: None }
     }
 
     /// Running, then `status` after `ms`.
     pub fn ends_after(ms: u64, status: JobStatus) -> Self {
-        Self { steps: vec![(0, JobStatus::Running), (ms, status)], error: None }
+        Self { steps: vec![(0, JobStatus::Running), (ms, status)], error: None, log_line: None }
     }
 
     /// Running forever.
     pub fn never_finishes() -> Self {
-        Self { steps: vec![(0, JobStatus::Running)], error: None }
+        Self { steps: vec![(0, JobStatus::Running)], error: None, log_line: None }
+    }
+
+    /// The same script, with `line` as the build's last line of output.
+    pub fn printing(mut self, line: &str) -> Self {
+        self.log_line = Some(line.to_string());
+        self
     }
 
     /// The status `elapsed_ms` after creation.

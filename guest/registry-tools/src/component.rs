@@ -3,7 +3,7 @@
 use crate::Platform;
 use crate::wit::exports::toolshed::tools::registry_tools::{Guest, ProvisionRegistryArgs, ProvisionRegistryResult, ToolError};
 use crate::wit::toolshed::platform::registry::{self, PlatformError, ProvisionRequest, Task};
-use crate::wit::toolshed::runtime::{clock, events};
+use crate::wit::toolshed::runtime::{call, clock, events};
 
 struct ComponentHost;
 
@@ -16,6 +16,9 @@ impl Platform for ComponentHost {
     }
     fn progress(&self, message: &str) {
         events::progress(message)
+    }
+    fn wait_budget(&self) -> Option<u64> {
+        call::wait_budget()
     }
     fn start(&self, request: &ProvisionRequest) -> Result<Task, PlatformError> {
         registry::start_provisioning(request)

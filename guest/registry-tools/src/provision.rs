@@ -19,6 +19,9 @@ pub trait Platform {
     fn sleep(&self, ms: u64);
     /// Reports progress on the wait.
     fn progress(&self, message: &str);
+    /// How many ms the caller will still wait for the answer; `None`: as
+    /// long as the call takes.
+    fn wait_budget(&self) -> Option<u64>;
     /// Starts provisioning.
     fn start(&self, request: &ProvisionRequest) -> Result<Task, PlatformError>;
     /// Reads a task.
@@ -101,10 +104,41 @@ fn platform_error(err: PlatformError, doing: &str) -> ToolError {
     }
 }
 
+/// How long to leave, beyond the next poll, for an answer to reach a caller
+/// before its wait budget runs out.
+pub const BUDGET_MARGIN_MS: u64 = 3_000;
+
+/// The exact call that keeps waiting on `task_id`: the same arguments, with
+/// the task named.
+fn wait_again(args: &ProvisionRegistryArgs, task_id: &str) -> String {
+    let mut call = serde_json::json!({
+        "project_id": args.project_id,
+        "cluster_id": args.cluster_id,
+        "cluster_name": args.cluster_name,
+        "provider": args.provider,
+        "region": args.region,
+        "task_id": task_id,
+    });
+    if let Some(name) = &args.registry_name {
+        call["registry_name"] = name.as_str().into();
+    }
+    if let Some(project) = &args.gcp_project_id {
+        call["gcp_project_id"] = project.as_str().into();
+    }
+    format!("provision_registry {call}")
+}
+
 /// Provisions a registry and waits for it, polling every three seconds for
-/// at most five minutes.
+/// at most five minutes. With `task_id`, waits on that task and starts
+/// nothing. When the caller's wait budget would run out before the next
+/// poll, answers STILL_IN_PROGRESS with the call that waits on.
 pub fn provision_registry<P: Platform>(host: &P, args: ProvisionRegistryArgs) -> Result<ProvisionRegistryResult, ToolError> {
     validate(&args)?;
+    if args.task_id.as_deref().is_some_and(|id| id.trim().is_empty()) {
+        return Err(error(ErrorCategory::ValidationFailed, "TASK_ID_EMPTY", "task_id is empty", &[
+            "Leave task_id out to start provisioning, or pass the task_id an earlier call answered with.",
+        ]));
+    }
     let registry_name = sanitize_name(args.registry_name.as_deref());
     let request = ProvisionRequest {
         project_id: args.project_id.clone(),
@@ -115,11 +149,21 @@ pub fn provision_registry<P: Platform>(host: &P, args: ProvisionRegistryArgs) ->
         registry_name: registry_name.clone(),
         gcp_project_id: args.gcp_project_id.clone().filter(|p| !p.is_empty()),
     };
-    let task = host.start(&request).map_err(|e| platform_error(e, "start provisioning"))?;
-    let task_id = task.id.clone();
-    let deadline = host.now().saturating_add(WAIT_LIMIT_MS);
+    let task_id = match &args.task_id {
+        Some(id) => id.clone(),
+        None => host.start(&request).map_err(|e| platform_error(e, "start provisioning"))?.id,
+    };
+    let started = host.now();
+    let deadline = started.saturating_add(WAIT_LIMIT_MS);
     loop {
         let task = host.task(&task_id).map_err(|e| {
+            if let (Some(_), PlatformError::NotFound(m)) = (&args.task_id, &e) {
+                let mut err = error(ErrorCategory::ValidationFailed, "TASK_NOT_FOUND", format!("no provisioning task {task_id}: {m}"), &[
+                    "Leave task_id out to start provisioning; pass only a task_id an earlier provision_registry call answered with.",
+                ]);
+                err.task_id = Some(task_id.clone());
+                return err;
+            }
             let mut err = platform_error(e, "check provisioning");
             err.category = ErrorCategory::NetworkError;
             err.recoverable = true;
@@ -169,10 +213,31 @@ pub fn provision_registry<P: Platform>(host: &P, args: ProvisionRegistryArgs) ->
                 ),
                 &["Check again later: the registry may still become ready."],
             );
+            err.suggestions = Some(vec![
+                "Check again later: the registry may still become ready.".into(),
+                wait_again(&args, &task_id),
+            ]);
             err.task_id = Some(task_id);
             return Err(err);
         }
-        host.progress(&format!("registry {registry_name}: provisioning"));
+        let waited = host.now().saturating_sub(started);
+        let status = if matches!(task.status, TaskStatus::Pending) { "pending" } else { "running" };
+        host.progress(&format!("registry {registry_name}: provisioning {status} for {} s of {} s", waited / 1_000, WAIT_LIMIT_MS / 1_000));
+        if host.wait_budget().is_some_and(|left| left < POLL_INTERVAL_MS + BUDGET_MARGIN_MS) {
+            let again = wait_again(&args, &task_id);
+            let mut err = error(
+                ErrorCategory::Timeout,
+                "STILL_IN_PROGRESS",
+                format!(
+                    "provisioning task {task_id} is still {status} after {} s; nothing failed. To keep waiting, make this exact call again: {again}",
+                    waited / 1_000
+                ),
+                &[],
+            );
+            err.suggestions = Some(vec![again]);
+            err.task_id = Some(task_id);
+            return Err(err);
+        }
         host.sleep(POLL_INTERVAL_MS);
     }
 }

@@ -1,6 +1,7 @@
 //! The chat's workspace agent: its status (SPEC 3.2), which one the chat uses
 //! (3.3), and waiting until it is ready (3.4).
 
+use crate::builds::{duration, out_of_budget};
 use crate::capabilities::{AgentReport, Capabilities};
 use crate::wit::exports::toolshed::tools::workspace_tools::{AgentStatus, StartupScripts};
 use crate::wit::toolshed::infra::db::ChatBinding;
@@ -120,28 +121,38 @@ pub fn wait_until_ready<C: Capabilities>(host: &C, build_id: &str, phase: Connec
 
 /// Connects to `agent` (per `phase`), then watches its startup scripts.
 pub fn wait_for_agent<C: Capabilities>(host: &C, agent: &Agent, phase: ConnectPhase) -> AgentReport {
-    if phase != ConnectPhase::Skip && host.can_connect()
-        && let Err(reason) = connect(host, &agent.id, phase) {
-            return AgentReport {
-                agent_status: Some(AgentStatus::NotReady),
-                agent_error: Some(reason),
-                ..Default::default()
-            };
+    if phase != ConnectPhase::Skip && host.can_connect() {
+        match connect(host, &agent.id, phase) {
+            Ok(()) => {}
+            Err(Some(reason)) => {
+                return AgentReport { agent_status: Some(AgentStatus::NotReady), agent_error: Some(reason), ..Default::default() };
+            }
+            Err(None) => return AgentReport { still_waiting: true, ..Default::default() },
         }
+    }
     watch_lifecycle(host, &agent.id)
 }
 
-fn connect<C: Capabilities>(host: &C, agent_id: &str, phase: ConnectPhase) -> Result<(), String> {
-    host.progress(&format!("connecting to agent {agent_id}"));
-    let deadline = host.now().saturating_add(CONNECT_WAIT_MS);
+/// Tries to reach the agent as SPEC 3.4 schedules it. `Err(Some(reason))`
+/// when it stays unreachable, `Err(None)` when the caller's wait budget
+/// runs out first.
+fn connect<C: Capabilities>(host: &C, agent_id: &str, phase: ConnectPhase) -> Result<(), Option<String>> {
+    let started = host.now();
+    let deadline = started.saturating_add(CONNECT_WAIT_MS);
     loop {
+        // A heartbeat before each attempt, which takes at most five seconds.
+        let waited = host.now().saturating_sub(started);
+        host.progress(&format!("connecting to agent {agent_id}: for {} of {}", duration(waited), duration(CONNECT_WAIT_MS)));
         let remaining = deadline.saturating_sub(host.now());
         let attempt = match host.connect(agent_id, remaining.clamp(1, CONNECT_ATTEMPT_MS)) {
             Ok(()) => return Ok(()),
             Err(reason) => reason,
         };
         if phase == ConnectPhase::Once || host.now().saturating_add(CONNECT_PAUSE_MS) >= deadline {
-            return Err(format!("agent did not become reachable: {attempt}"));
+            return Err(Some(format!("agent did not become reachable: {attempt}")));
+        }
+        if out_of_budget(host, CONNECT_PAUSE_MS + CONNECT_ATTEMPT_MS) {
+            return Err(None);
         }
         host.sleep(CONNECT_PAUSE_MS);
     }
@@ -152,8 +163,8 @@ fn lifecycle_name(state: LifecycleState) -> &'static str {
 }
 
 fn watch_lifecycle<C: Capabilities>(host: &C, agent_id: &str) -> AgentReport {
-    let deadline = host.now().saturating_add(LIFECYCLE_WAIT_MS);
-    let mut announced = false;
+    let started = host.now();
+    let deadline = started.saturating_add(LIFECYCLE_WAIT_MS);
     loop {
         let state = match host.agent(agent_id) {
             Ok(agent) => agent.lifecycle_state,
@@ -175,15 +186,21 @@ fn watch_lifecycle<C: Capabilities>(host: &C, agent_id: &str) -> AgentReport {
                 };
             }
         }
-        if !announced {
-            host.progress("waiting for the agent's startup scripts");
-            announced = true;
-        }
+        let waited = host.now().saturating_sub(started);
+        host.progress(&format!(
+            "agent {agent_id}: startup scripts {} for {} of {}",
+            lifecycle_name(state),
+            duration(waited),
+            duration(LIFECYCLE_WAIT_MS)
+        ));
         if host.now() >= deadline {
             return AgentReport {
                 startup_scripts: Some(StartupScripts::StartupScriptsTimeout),
                 ..Default::default()
             };
+        }
+        if out_of_budget(host, LIFECYCLE_POLL_MS) {
+            return AgentReport { still_waiting: true, ..Default::default() };
         }
         host.sleep(LIFECYCLE_POLL_MS);
     }

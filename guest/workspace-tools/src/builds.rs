@@ -24,6 +24,12 @@ pub enum BuildFailure {
     Lookup(String),
     /// The build did not finish within the wait limit.
     TimedOut,
+    /// The build is still running, but the caller will not wait longer (its
+    /// wait budget runs out); nothing failed.
+    StillRunning {
+        /// How long this call waited, in ms.
+        waited_ms: u64,
+    },
 }
 
 impl BuildFailure {
@@ -38,17 +44,22 @@ impl BuildFailure {
                 "timed out after {} minutes waiting for the build to finish",
                 WAIT_LIMIT_MS / 60_000
             ),
+            BuildFailure::StillRunning { waited_ms } => format!("the build is still running after {}; nothing failed", duration(*waited_ms)),
         }
     }
 
-    /// A tool error saying `prefix: <failure>`, carrying the build id.
-    pub fn into_tool_error(self, prefix: &str, build_id: &str) -> ToolError {
+    /// A tool error saying `prefix: <failure>`, carrying the build id;
+    /// `again` is the exact call that waits on (for a build still running).
+    pub fn into_tool_error(self, prefix: &str, build_id: &str, again: &str) -> ToolError {
+        if let BuildFailure::StillRunning { waited_ms } = self {
+            return still_in_progress(&format!("the build {build_id} is still running after {}", duration(waited_ms)), build_id, again);
+        }
         let (category, code) = match &self {
             BuildFailure::Failed(_) => (ErrorCategory::ExternalCommandFailed, "BUILD_FAILED"),
             BuildFailure::Canceled => (ErrorCategory::UserCancelled, "BUILD_CANCELED"),
             BuildFailure::Unexpected(_) => (ErrorCategory::InternalError, "BUILD_STATUS_UNEXPECTED"),
             BuildFailure::Lookup(_) => (ErrorCategory::InternalError, "BUILD_LOOKUP_FAILED"),
-            BuildFailure::TimedOut => (ErrorCategory::Timeout, "BUILD_TIMEOUT"),
+            BuildFailure::TimedOut | BuildFailure::StillRunning { .. } => (ErrorCategory::Timeout, "BUILD_TIMEOUT"),
         };
         let mut err = error(category, code, format!("{prefix}: {}", self.text()));
         err.build_id = Some(build_id.to_string());
@@ -58,6 +69,39 @@ impl BuildFailure {
             ]);
         }
         err
+    }
+}
+
+/// The answer for work still under way when the caller's wait budget runs
+/// out: recoverable, with the build and the exact call that waits on.
+pub fn still_in_progress(what: &str, build_id: &str, again: &str) -> ToolError {
+    let mut err = error(
+        ErrorCategory::Timeout,
+        "STILL_IN_PROGRESS",
+        format!("{what}; nothing failed. To keep waiting, make this exact call again: {again}"),
+    );
+    err.build_id = Some(build_id.to_string());
+    err.detail = Some(format!("this call answered before its caller stopped waiting; the build may take up to {}", duration(WAIT_LIMIT_MS)));
+    err.suggestions = Some(vec![again.to_string()]);
+    err
+}
+
+/// How long to leave, beyond the next wait, for an answer to reach a caller
+/// before its wait budget runs out.
+pub const BUDGET_MARGIN_MS: u64 = 3_000;
+
+/// Whether waiting `next_ms` more would outlast the caller's wait budget.
+pub fn out_of_budget<C: Capabilities>(host: &C, next_ms: u64) -> bool {
+    host.wait_budget().is_some_and(|left| left < next_ms.saturating_add(BUDGET_MARGIN_MS))
+}
+
+/// `ms` as minutes and seconds, such as "1 min 20 s" or "45 s".
+pub fn duration(ms: u64) -> String {
+    let seconds = ms / 1_000;
+    match (seconds / 60, seconds % 60) {
+        (0, s) => format!("{s} s"),
+        (m, 0) => format!("{m} min"),
+        (m, s) => format!("{m} min {s} s"),
     }
 }
 
@@ -72,10 +116,14 @@ fn lookup_text(what: &str, err: QueryError) -> String {
     }
 }
 
-/// Polls the build's job until it ends, every two seconds for at most ten minutes.
+/// Polls the build's job until it ends, every two seconds for at most ten
+/// minutes, reporting each poll as progress (status, time waited, the limit,
+/// and the build's last line of output where the host keeps it). Answers
+/// early, with the build still running, when the caller's wait budget would
+/// run out before the next poll.
 pub fn wait_for_build<C: Capabilities>(host: &C, build_id: &str) -> Result<(), BuildFailure> {
-    let deadline = host.now().saturating_add(WAIT_LIMIT_MS);
-    let mut last_status = None;
+    let started = host.now();
+    let deadline = started.saturating_add(WAIT_LIMIT_MS);
     loop {
         let build = host.build(build_id).map_err(|e| BuildFailure::Lookup(lookup_text("get build", e)))?;
         let job = host.job(&build.job_id).map_err(|e| BuildFailure::Lookup(lookup_text("get job", e)))?;
@@ -89,12 +137,18 @@ pub fn wait_for_build<C: Capabilities>(host: &C, build_id: &str) -> Result<(), B
             JobStatus::Pending | JobStatus::Running | JobStatus::Canceling => {}
             JobStatus::Unknown => return Err(BuildFailure::Unexpected(status_name(job.status).into())),
         }
-        if last_status != Some(job.status) {
-            host.progress(&format!("build {build_id}: {}", status_name(job.status)));
-            last_status = Some(job.status);
+        // A heartbeat every poll; the host passes on the latest.
+        let waited = host.now().saturating_sub(started);
+        let mut note = format!("build {build_id}: {} for {} of {}", status_name(job.status), duration(waited), duration(WAIT_LIMIT_MS));
+        if let Some(line) = host.build_log_line(build_id) {
+            note.push_str(&format!("; last line: {}", line.chars().take(200).collect::<String>()));
         }
+        host.progress(&note);
         if host.now() >= deadline {
             return Err(BuildFailure::TimedOut);
+        }
+        if out_of_budget(host, POLL_INTERVAL_MS) {
+            return Err(BuildFailure::StillRunning { waited_ms: waited });
         }
         host.sleep(POLL_INTERVAL_MS);
     }

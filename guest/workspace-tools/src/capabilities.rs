@@ -26,6 +26,10 @@ pub trait Capabilities {
     fn progress(&self, message: &str);
     /// A random number, for generated names.
     fn random(&self) -> u64;
+    /// How many ms the caller will still wait for the answer, if it says.
+    fn wait_budget(&self) -> Option<u64>;
+    /// The last line a build printed, where the host keeps build output.
+    fn build_log_line(&self, build_id: &str) -> Option<String>;
 
     fn chat(&self) -> Result<Chat, QueryError>;
     fn workspace(&self, id: &str) -> Result<Workspace, QueryError>;
@@ -57,9 +61,20 @@ pub struct AgentReport {
     pub agent_error: Option<String>,
     pub startup_scripts: Option<api::StartupScripts>,
     pub lifecycle_state: Option<String>,
+    /// The caller's wait budget ran out while the agent was still starting.
+    pub still_waiting: bool,
 }
 
 impl AgentReport {
+    /// The report, or, when the wait budget ran out, the answer that says
+    /// the workspace is built and its agent still starting.
+    pub fn settled(self, build_id: &str, again: &str) -> Result<AgentReport, api::ToolError> {
+        if self.still_waiting {
+            return Err(crate::builds::still_in_progress("the workspace is built and its agent is still starting", build_id, again));
+        }
+        Ok(self)
+    }
+
     pub fn apply_to_create(self, result: &mut CreateWorkspaceResult) {
         result.agent_status = self.agent_status;
         result.agent_error = self.agent_error;

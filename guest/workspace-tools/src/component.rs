@@ -3,7 +3,8 @@
 use crate::capabilities::Capabilities;
 use crate::wit::exports::toolshed::tools::workspace_tools::{self as api, Guest};
 use crate::wit::toolshed::infra::{agent_connect, control, db, types};
-use crate::wit::toolshed::runtime::{clock, events, locks};
+use crate::wit::toolshed::builds::logs;
+use crate::wit::toolshed::runtime::{call, clock, events, locks};
 
 /// The host as the tool logic sees it inside the component.
 struct ComponentHost;
@@ -32,6 +33,12 @@ impl Capabilities for ComponentHost {
         let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
         hasher.write_u64(clock::now());
         hasher.finish()
+    }
+    fn wait_budget(&self) -> Option<u64> {
+        call::wait_budget()
+    }
+    fn build_log_line(&self, build_id: &str) -> Option<String> {
+        logs::last_line(build_id)
     }
     fn chat(&self) -> Result<types::Chat, types::QueryError> {
         db::get_chat()

@@ -39,8 +39,9 @@ fn already_exists(workspace: &Workspace, build_id: &str) -> CreateWorkspaceResul
     }
 }
 
-/// Decides whether the chat's bound workspace can be used as it is.
-pub fn check<C: Capabilities>(host: &C, workspace_id: Option<&str>) -> Existing {
+/// Decides whether the chat's bound workspace can be used as it is; `again`
+/// is the call that continues a wait the caller's budget cuts short.
+pub fn check<C: Capabilities>(host: &C, workspace_id: Option<&str>, again: &str) -> Existing {
     let Some(workspace_id) = workspace_id else { return Existing::Create };
     let Ok(workspace) = host.workspace(workspace_id) else { return Existing::Create };
     if workspace.deleted {
@@ -54,10 +55,13 @@ pub fn check<C: Capabilities>(host: &C, workspace_id: Option<&str>) -> Existing 
             let _ = host.bind_chat(&ChatBinding { workspace_id: None, build_id: Some(build.id.clone()), agent_id: None });
             host.chat_updated();
             if let Err(failure) = wait_for_build(host, &build.id) {
-                return Existing::Answer(Err(failure.into_tool_error("existing workspace build failed", &build.id)));
+                return Existing::Answer(Err(failure.into_tool_error("existing workspace build failed", &build.id, again)));
             }
             let mut result = already_exists(&workspace, &build.id);
-            agents::wait_until_ready(host, &build.id, ConnectPhase::Full).apply_to_create(&mut result);
+            match agents::wait_until_ready(host, &build.id, ConnectPhase::Full).settled(&build.id, again) {
+                Ok(report) => report.apply_to_create(&mut result),
+                Err(waiting) => return Existing::Answer(Err(waiting)),
+            }
             Existing::Answer(Ok(result))
         }
         JobStatus::Succeeded if build.transition == Transition::Stop => {
@@ -86,7 +90,10 @@ pub fn check<C: Capabilities>(host: &C, workspace_id: Option<&str>) -> Existing 
                 Err(_) => {
                     // The workspace runs; the selection problem is reported as agent keys.
                     let mut result = already_exists(&workspace, &build.id);
-                    agents::wait_until_ready(host, &build.id, ConnectPhase::Skip).apply_to_create(&mut result);
+                    match agents::wait_until_ready(host, &build.id, ConnectPhase::Skip).settled(&build.id, again) {
+                        Ok(report) => report.apply_to_create(&mut result),
+                        Err(waiting) => return Existing::Answer(Err(waiting)),
+                    }
                     return Existing::Answer(Ok(result));
                 }
             };
@@ -96,7 +103,10 @@ pub fn check<C: Capabilities>(host: &C, workspace_id: Option<&str>) -> Existing 
                 Connection::Disconnected | Connection::Timeout => return Existing::Create,
             };
             let mut result = already_exists(&workspace, &build.id);
-            agents::wait_for_agent(host, &agent, phase).apply_to_create(&mut result);
+            match agents::wait_for_agent(host, &agent, phase).settled(&build.id, again) {
+                Ok(report) => report.apply_to_create(&mut result),
+                Err(waiting) => return Existing::Answer(Err(waiting)),
+            }
             Existing::Answer(Ok(result))
         }
         _ => Existing::Create,

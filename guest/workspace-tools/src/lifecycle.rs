@@ -37,9 +37,27 @@ fn bind<C: Capabilities>(host: &C, workspace_id: Option<&str>, build_id: &str) {
     });
 }
 
+/// The calls that continue a wait cut short by the caller's wait budget:
+/// each tool is idempotent (SPEC 4.4, 4.5), so calling it again waits on.
+const START_AGAIN: &str = "start_workspace {}";
+const STOP_AGAIN: &str = "stop_workspace {}";
+
+/// The exact create_workspace call `args` make, as JSON.
+fn create_again(args: &CreateWorkspaceArgs) -> String {
+    let mut call = serde_json::json!({ "template_id": args.template_id });
+    if let Some(name) = &args.name {
+        call["name"] = serde_json::json!(name);
+    }
+    if let Some(parameters) = &args.parameters {
+        call["parameters"] = parameters.iter().map(|(k, v)| (k.clone(), serde_json::json!(v))).collect::<serde_json::Map<_, _>>().into();
+    }
+    format!("create_workspace {call}")
+}
+
 /// Creates the chat's workspace, or returns the one it already has.
 pub fn create_workspace<C: Capabilities>(host: &C, args: CreateWorkspaceArgs) -> Result<CreateWorkspaceResult, ToolError> {
     check_template_id(&args.template_id, ": call list_templates to find a template")?;
+    let again = create_again(&args);
     let allowlist = host.template_allowlist().map_err(|e| query_failed("read template allowlist", e))?;
     if !allowed(&allowlist, &args.template_id) {
         let mut err = error(
@@ -53,7 +71,7 @@ pub fn create_workspace<C: Capabilities>(host: &C, args: CreateWorkspaceArgs) ->
 
     let _guard = host.lock(WORKSPACE_LOCK).map_err(lock_refused)?;
     let chat = host.chat().map_err(|e| query_failed("read chat", e))?;
-    if let Existing::Answer(answer) = existing::check(host, chat.workspace_id.as_deref()) {
+    if let Existing::Answer(answer) = existing::check(host, chat.workspace_id.as_deref(), &again) {
         return answer;
     }
 
@@ -112,7 +130,7 @@ pub fn create_workspace<C: Capabilities>(host: &C, args: CreateWorkspaceArgs) ->
     bind(host, Some(&created.workspace.id), &build_id);
     host.chat_updated();
     if let Err(failure) = wait_for_build(host, &build_id) {
-        return Err(failure.into_tool_error("workspace build failed", &build_id));
+        return Err(failure.into_tool_error("workspace build failed", &build_id, &again));
     }
     let mut result = CreateWorkspaceResult {
         created: true,
@@ -125,7 +143,7 @@ pub fn create_workspace<C: Capabilities>(host: &C, args: CreateWorkspaceArgs) ->
         startup_scripts: None,
         lifecycle_state: None,
     };
-    agents::wait_until_ready(host, &build_id, ConnectPhase::Full).apply_to_create(&mut result);
+    agents::wait_until_ready(host, &build_id, ConnectPhase::Full).settled(&build_id, &again)?.apply_to_create(&mut result);
     host.chat_updated();
     Ok(result)
 }
@@ -229,18 +247,18 @@ pub fn start_workspace<C: Capabilities>(host: &C, args: StartWorkspaceArgs) -> R
                 bind(host, None, &build.id);
                 host.chat_updated();
                 if let Err(failure) = wait_for_build(host, &build.id) {
-                    return Err(failure.into_tool_error("waiting for in-progress build", &build.id));
+                    return Err(failure.into_tool_error("waiting for in-progress build", &build.id, START_AGAIN));
                 }
                 if build.transition == Transition::Start {
                     let mut result = started(&workspace, Some(build.id.clone()));
-                    agents::wait_until_ready(host, &build.id, ConnectPhase::Full).apply_to_start(&mut result);
+                    agents::wait_until_ready(host, &build.id, ConnectPhase::Full).settled(&build.id, START_AGAIN)?.apply_to_start(&mut result);
                     host.chat_updated();
                     return Ok(result);
                 }
             }
             JobStatus::Succeeded if build.transition == Transition::Start => {
                 let mut result = started(&workspace, None);
-                agents::wait_until_ready(host, &build.id, ConnectPhase::Full).apply_to_start(&mut result);
+                agents::wait_until_ready(host, &build.id, ConnectPhase::Full).settled(&build.id, START_AGAIN)?.apply_to_start(&mut result);
                 return Ok(result);
             }
             _ => {}
@@ -278,7 +296,7 @@ pub fn start_workspace<C: Capabilities>(host: &C, args: StartWorkspaceArgs) -> R
     bind(host, None, &build.id);
     host.chat_updated();
     if let Err(failure) = wait_for_build(host, &build.id) {
-        return Err(failure.into_tool_error("workspace start build failed", &build.id));
+        return Err(failure.into_tool_error("workspace start build failed", &build.id, START_AGAIN));
     }
     let mut result = started(&workspace, Some(build.id.clone()));
     if let (Some(before), Some(after)) = (&previous_version, &build.template_version_id)
@@ -289,7 +307,7 @@ pub fn start_workspace<C: Capabilities>(host: &C, args: StartWorkspaceArgs) -> R
                 "The workspace was updated to the active template version ({after}) while starting."
             ));
         }
-    agents::wait_until_ready(host, &build.id, ConnectPhase::Full).apply_to_start(&mut result);
+    agents::wait_until_ready(host, &build.id, ConnectPhase::Full).settled(&build.id, START_AGAIN)?.apply_to_start(&mut result);
     host.chat_updated();
     Ok(result)
 }
@@ -309,7 +327,7 @@ pub fn stop_workspace<C: Capabilities>(host: &C) -> Result<StopWorkspaceResult, 
         match status {
             JobStatus::Pending | JobStatus::Running => {
                 if let Err(failure) = wait_for_build(host, &build.id) {
-                    return Err(failure.into_tool_error("waiting for in-progress build", &build.id));
+                    return Err(failure.into_tool_error("waiting for in-progress build", &build.id, STOP_AGAIN));
                 }
                 if build.transition == Transition::Stop {
                     return Ok(stopped(Some(build.id)));
@@ -331,7 +349,7 @@ pub fn stop_workspace<C: Capabilities>(host: &C) -> Result<StopWorkspaceResult, 
     bind(host, None, &build.id);
     host.chat_updated();
     if let Err(failure) = wait_for_build(host, &build.id) {
-        return Err(failure.into_tool_error("workspace stop build failed", &build.id));
+        return Err(failure.into_tool_error("workspace stop build failed", &build.id, STOP_AGAIN));
     }
     host.chat_updated();
     Ok(stopped(Some(build.id)))

@@ -69,6 +69,13 @@ impl Control for EmptyInfra {
 }
 
 #[async_trait]
+impl crate::BuildLogs for EmptyInfra {
+    async fn last_line(&self, _: &CallContext, _: &str) -> Option<String> {
+        None
+    }
+}
+
+#[async_trait]
 impl AgentConnect for EmptyInfra {
     fn available(&self) -> bool {
         false

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use toolshed_runtime::wasmtime;
 
+use crate::bindings::toolshed::builds::logs;
 use crate::bindings::toolshed::infra::{agent_connect, control, db, types};
 use crate::{
     Agent, Build, Chat, ChatBinding, ControlError, CreateBuildRequest, CreateWorkspaceRequest, CreatedWorkspace, InfraProviders,
@@ -101,6 +102,17 @@ impl agent_connect::Host for InfraView<'_> {
         let p = self.providers()?;
         let timeout = Duration::from_millis(timeout_ms);
         self.call.import(async |cx| p.agents.connect(cx, &agent_id, timeout).await).await
+    }
+}
+
+impl logs::Host for InfraView<'_> {
+    async fn last_line(&mut self, build_id: String) -> wasmtime::Result<Option<String>> {
+        let p = self.providers()?;
+        if !is_id(&build_id) {
+            return self.call.import(async |_| None).await;
+        }
+        // Cut here too: a backend's line becomes the guest's progress.
+        self.call.import(async |cx| p.logs.last_line(cx, &build_id).await.map(|l| toolshed_runtime::text::clip(&l, 1024))).await
     }
 }
 

@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! # use std::sync::Arc;
-//! # fn build(backend: Arc<impl toolshed_infra::Db + toolshed_infra::Control + toolshed_infra::AgentConnect>) -> anyhow::Result<()> {
+//! # fn build(backend: Arc<impl toolshed_infra::Db + toolshed_infra::Control + toolshed_infra::AgentConnect + toolshed_infra::BuildLogs>) -> anyhow::Result<()> {
 //! let runtime = Arc::new(toolshed_runtime::Runtime::builder().capability(toolshed_infra::Infra).build()?);
 //! let host = toolshed_runtime::Toolshed::builder(runtime).provide(toolshed_infra::InfraProviders::new(backend)).build();
 //! # Ok(()) }
@@ -37,13 +37,14 @@ pub use host::{MAX_ID_BYTES, is_id};
 #[allow(missing_docs)]
 pub mod bindings {
     toolshed_runtime::wasmtime::component::bindgen!({
-        path: "../../wit/infra",
+        path: ["../../wit/infra", "../../wit/builds"],
         inline: "
             package toolshed:infra-host;
             world host {
                 import toolshed:infra/db@0.1.0;
                 import toolshed:infra/control@0.1.0;
                 import toolshed:infra/agent-connect@0.1.0;
+                import toolshed:builds/logs@0.1.0;
             }
         ",
         world: "toolshed:infra-host/host",
@@ -115,6 +116,14 @@ pub trait AgentConnect: Send + Sync + 'static {
     async fn connect(&self, cx: &CallContext, agent_id: &str, timeout: Duration) -> Result<(), String>;
 }
 
+/// What builds printed (`toolshed:builds/logs`), scoped to the caller.
+#[async_trait]
+pub trait BuildLogs: Send + Sync + 'static {
+    /// The last line build `build_id` printed, if the backend keeps its
+    /// output and the build is the caller's.
+    async fn last_line(&self, cx: &CallContext, build_id: &str) -> Option<String>;
+}
+
 /// The providers of the infra interfaces on one host.
 #[derive(Clone)]
 pub struct InfraProviders {
@@ -124,12 +133,14 @@ pub struct InfraProviders {
     pub control: Arc<dyn Control>,
     /// Answers `agent-connect`.
     pub agents: Arc<dyn AgentConnect>,
+    /// Answers `toolshed:builds/logs`.
+    pub logs: Arc<dyn BuildLogs>,
 }
 
 impl InfraProviders {
-    /// One backend answering all three interfaces.
-    pub fn new<B: Db + Control + AgentConnect>(backend: Arc<B>) -> Self {
-        Self { db: backend.clone(), control: backend.clone(), agents: backend }
+    /// One backend answering every infra interface.
+    pub fn new<B: Db + Control + AgentConnect + BuildLogs>(backend: Arc<B>) -> Self {
+        Self { db: backend.clone(), control: backend.clone(), agents: backend.clone(), logs: backend }
     }
 }
 
@@ -138,7 +149,7 @@ impl InfraProviders {
 pub struct Infra;
 
 /// The unversioned names of the infra interfaces.
-pub const INTERFACES: [&str; 3] = ["toolshed:infra/db", "toolshed:infra/control", "toolshed:infra/agent-connect"];
+pub const INTERFACES: [&str; 4] = ["toolshed:infra/db", "toolshed:infra/control", "toolshed:infra/agent-connect", "toolshed:builds/logs"];
 
 /// What the infra host functions work with in one call.
 pub struct InfraView<'a> {

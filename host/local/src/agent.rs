@@ -19,8 +19,10 @@ pub const HEARTBEAT: Duration = Duration::from_secs(5);
 /// What an agent process is started with.
 #[derive(Debug, Clone)]
 pub struct AgentArgs {
-    /// The backend's database.
+    /// The backend's SQLite database.
     pub db: PathBuf,
+    /// The shared database instead (`postgres://...`), when there is one.
+    pub database: Option<String>,
     /// The agent's id.
     pub agent_id: String,
     /// The socket to listen on.
@@ -41,7 +43,10 @@ pub struct AgentArgs {
 ///
 /// When the database or the socket cannot be opened.
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let store = Arc::new(Store::open_file(&args.db).await?);
+    let store = Arc::new(match &args.database {
+        Some(url) => Store::open(url).await?,
+        None => Store::open_file(&args.db).await?,
+    });
     let _ = std::fs::remove_file(&args.socket);
     let listener = UnixListener::bind(&args.socket)?;
     tokio::spawn(async move {

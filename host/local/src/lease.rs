@@ -1,24 +1,29 @@
 //! Build ownership by lease.
 //!
-//! The process that creates a build owns its job and runs it. While it
-//! lives it renews the lease of every job it owns, every
+//! A new build's job waits in the store's queue, pending and unowned, for
+//! one period. The process that created it claims it at once and runs it;
+//! a process that stays up to run tasks also claims any queued job, so a
+//! job whose creator died between queueing and claiming still runs. Claims
+//! take rows with `FOR UPDATE SKIP LOCKED` on PostgreSQL, so hosts sharing
+//! one database never claim a job twice. While a process lives it renews
+//! the lease of every job it owns, every
 //! [`Lease::renew_every`]. A job whose lease lapsed belongs to a process
-//! that died (or froze): whichever process looks next fails the job and
-//! stops its process group, if that group is still the one the owner
-//! started. Opening the backend looks; so does every running backend, at
-//! each renewal.
+//! that died (or froze). A process that runs tasks takes the job over and
+//! runs its script again (start and stop scripts can run again), once; a
+//! one-shot command fails it one lease period later. Either stops the old
+//! process group first, if that group is still the one the owner started.
+//! Opening the backend looks; so does every running backend, at each
+//! renewal.
 //!
 //! The default lease is 15 s, renewed every 5 s: a renewal can be missed
 //! twice (a stalled disk, a busy machine) before the build is given up, and
 //! a build whose host was killed is failed within 15 s, well inside the
 //! tools' two-second polls and ten-minute build limit.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::process::{self, Started};
-use super::store::{JobLease, Store, StoreResult};
-use super::now_ms;
+use super::store::{ExpiredJob, JobLease, Store, StoreResult};
 
 /// How long a job's owner holds it, and how often the owner renews.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,7 +48,13 @@ impl Lease {
 
     /// The claim `owner` makes at `now`.
     pub fn claim(&self, owner: &str, now: u64) -> JobLease {
-        JobLease { owner: owner.to_string(), expires_at: now + self.period.as_millis() as u64 }
+        JobLease { owner: Some(owner.to_string()), expires_at: now + self.period.as_millis() as u64 }
+    }
+
+    /// A job queued at `now`: no process holds it yet, and one must claim
+    /// it within a period, or it counts as orphaned.
+    pub fn queued(&self, now: u64) -> JobLease {
+        JobLease { owner: None, expires_at: now + self.period.as_millis() as u64 }
     }
 }
 
@@ -53,50 +64,40 @@ pub fn process_owner() -> String {
     format!("{}:{}", std::process::id(), uuid::Uuid::new_v4())
 }
 
-/// Fails every job whose lease lapsed and stops its process group.
+/// How many processes may start one job: its owner, and one runner that
+/// takes it over when the owner dies. A job orphaned again is failed.
+pub const MAX_JOB_ATTEMPTS: u32 = 2;
+
+/// Fails every job whose lease lapsed before `cutoff` and stops its
+/// process group.
 ///
 /// # Errors
 ///
 /// When the store fails.
-pub async fn fail_orphans(store: &Store) -> StoreResult<usize> {
-    let expired = store.fail_expired_jobs(now_ms()).await?;
+pub async fn fail_orphans(store: &Store, cutoff: u64) -> StoreResult<usize> {
+    let expired = store.fail_expired_jobs(cutoff).await?;
     for job in &expired {
         tracing::warn!(job = %job.id, "the process running this build stopped renewing its lease; the build is marked failed");
-        if let (Some(pid), Some(start)) = (job.pgid, job.proc_start) {
-            process::stop_group(Started { pid, start }, Duration::from_secs(2)).await;
-        }
+        stop(job).await;
     }
     Ok(expired.len())
 }
 
-/// Renews this process's leases and fails orphaned jobs, until dropped.
-pub struct Keeper {
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Keeper {
-    /// Starts renewing the leases `owner` holds in `store`.
-    pub fn start(store: Arc<Store>, owner: String, lease: Lease) -> Keeper {
-        let task = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(lease.renew_every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tick.tick().await;
-                let until = now_ms() + lease.period.as_millis() as u64;
-                if let Err(e) = store.renew_leases(&owner, until).await {
-                    tracing::warn!("renewing build leases: {e}");
-                }
-                if let Err(e) = fail_orphans(&store).await {
-                    tracing::warn!("failing orphaned builds: {e}");
-                }
-            }
-        });
-        Keeper { task }
+/// Stops the process group a lapsed job's script ran in, if it is still the
+/// group its owner started.
+pub async fn stop(job: &ExpiredJob) {
+    if let (Some(pid), Some(start)) = (job.pgid, job.proc_start) {
+        process::stop_group(Started { pid, start }, Duration::from_secs(2)).await;
     }
 }
 
-impl Drop for Keeper {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+/// What a process does with jobs whose owner died.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Orphans {
+    /// Take them over and run them again (a process that stays up to run
+    /// tasks: `serve`, the task runner). Over [`MAX_JOB_ATTEMPTS`], fail them.
+    Adopt,
+    /// Fail them, one lease period after they lapsed, so a runner looking
+    /// at the same time gets to adopt them first (a one-shot command).
+    Fail,
 }

@@ -12,6 +12,7 @@
 
 #![deny(missing_docs)]
 
+pub mod advisory;
 pub mod agent;
 pub mod lease;
 pub mod manifest;
@@ -19,6 +20,7 @@ pub mod paths;
 pub mod process;
 mod provisioner;
 pub mod registry;
+pub mod scratch;
 pub mod store;
 
 use std::collections::BTreeMap;
@@ -30,12 +32,12 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use toolshed_infra::{
-    Agent, AgentConnect, ApiError, Build, Chat, ChatBinding, Control, ControlError, CreateBuildRequest, CreateWorkspaceRequest,
+    Agent, AgentConnect, ApiError, BuildLogs, Build, Chat, ChatBinding, Control, ControlError, CreateBuildRequest, CreateWorkspaceRequest,
     CreatedWorkspace, Db, InfraProviders, Job, JobStatus, QueryError, Template, TemplateParameter, Transition, Validation, Workspace,
 };
 use toolshed_platform::{PlatformError, PlatformProviders, ProvisionRequest, Registry, Task, TaskStatus};
 use toolshed_runtime::{CallContext, ChatDirectory, ChatEvents, ChatRefused};
-pub use lease::Lease;
+pub use lease::{Lease, Orphans};
 use manifest::Manifest;
 use provisioner::Provisioner;
 use store::{Binding, ChatView, JobLease, NewBuild, NewWorkspace, Store, StoreError, WorkspaceRecord};
@@ -79,12 +81,21 @@ pub enum LocalEvent {
 /// Where the local backend keeps its state, and how it starts agents.
 #[derive(Debug, Clone)]
 pub struct LocalConfig {
-    /// The data directory: database, workspaces, logs, registries.
+    /// The data directory: workspaces, logs, registries, and the SQLite
+    /// database unless `database` names another.
     pub data_dir: PathBuf,
+    /// The database every host of a deployment shares (`postgres://...`);
+    /// default: SQLite in the data directory. Hosts sharing a PostgreSQL
+    /// database share the data directory too (workspaces, build logs and
+    /// agent sockets are files in it), and take chat locks in PostgreSQL.
+    pub database: Option<String>,
     /// The program started as `<program> agent ...` for each workspace agent.
     pub agent_program: PathBuf,
     /// How long a build's owner holds it without renewing.
     pub lease: Lease,
+    /// What this process does with builds whose process died: a process
+    /// that stays up to run tasks adopts them; a one-shot command fails them.
+    pub orphans: Orphans,
 }
 
 impl LocalConfig {
@@ -100,7 +111,7 @@ impl LocalConfig {
 
     /// A configuration for `data_dir` with the default lease.
     pub fn new(data_dir: impl Into<PathBuf>, agent_program: impl Into<PathBuf>) -> Self {
-        Self { data_dir: data_dir.into(), agent_program: agent_program.into(), lease: Lease::default() }
+        Self { data_dir: data_dir.into(), agent_program: agent_program.into(), database: None, lease: Lease::default(), orphans: Orphans::Fail }
     }
 }
 
@@ -110,7 +121,8 @@ pub struct LocalBackend {
     provisioner: Arc<Provisioner>,
     data_dir: PathBuf,
     events: broadcast::Sender<LocalEvent>,
-    _keeper: lease::Keeper,
+    locks: Option<Arc<dyn toolshed_runtime::locks::ChatLocks>>,
+    _keeper: provisioner::Keeper,
 }
 
 /// The result of `template push`.
@@ -134,20 +146,25 @@ impl LocalBackend {
     /// When the data directory or the database cannot be opened.
     pub async fn open(config: LocalConfig) -> anyhow::Result<Arc<LocalBackend>> {
         std::fs::create_dir_all(&config.data_dir)?;
-        let store = Arc::new(Store::open_file(&config.data_dir.join("toolshed.db")).await?);
-        lease::fail_orphans(&store).await?;
+        let store = Arc::new(match &config.database {
+            Some(url) => Store::open(url).await?,
+            None => Store::open_file(&config.data_dir.join("toolshed.db")).await?,
+        });
+        let locks = config.database.as_deref().filter(|_| store.dialect() == store::Dialect::Postgres).map(|url| Arc::new(advisory::AdvisoryLocks::new(url)) as _);
         let events = broadcast::channel(1024).0;
         let owner = lease::process_owner();
         let provisioner = Arc::new(Provisioner {
             store: store.clone(),
             data_dir: config.data_dir.clone(),
             agent_program: config.agent_program,
+            database: config.database.clone(),
             events: events.clone(),
             owner: owner.clone(),
             lease: config.lease,
         });
-        let keeper = lease::Keeper::start(store.clone(), owner, config.lease);
-        Ok(Arc::new(LocalBackend { store, provisioner, data_dir: config.data_dir, events, _keeper: keeper }))
+        provisioner.look_after_orphans(config.orphans).await?;
+        let keeper = provisioner.keep(config.orphans);
+        Ok(Arc::new(LocalBackend { store, provisioner, data_dir: config.data_dir, events, locks, _keeper: keeper }))
     }
 
     /// The providers of the infra and platform interfaces, and the chat
@@ -159,6 +176,19 @@ impl LocalBackend {
     /// A stream of build output and chat updates.
     pub fn subscribe(&self) -> broadcast::Receiver<LocalEvent> {
         self.events.subscribe()
+    }
+
+    /// The chat locks hosts on this backend must share, when they must: on
+    /// PostgreSQL, advisory locks, so two hosts never run one chat's guarded
+    /// step at once. None on SQLite, where the hosts of one data directory
+    /// are one machine's processes and in-process locks are the default.
+    pub fn chat_locks(&self) -> Option<Arc<dyn toolshed_runtime::locks::ChatLocks>> {
+        self.locks.clone()
+    }
+
+    /// The task journal, in the same database.
+    pub fn journal(&self) -> Arc<dyn toolshed_runtime::tasks::TaskJournal> {
+        self.store.clone()
     }
 
     /// The database.
@@ -216,8 +246,7 @@ impl LocalBackend {
     }
 
     async fn manifest(&self, version_id: &str) -> Result<Manifest, String> {
-        let version = self.store.version(version_id).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("template version {version_id} not found"))?;
-        serde_json::from_str(&version.manifest).map_err(|e| format!("template version {version_id}: {e}"))
+        self.provisioner.manifest(version_id).await
     }
 
     async fn owned_workspace(&self, cx: &CallContext, id: &str) -> Result<WorkspaceRecord, QueryError> {
@@ -236,11 +265,12 @@ impl LocalBackend {
         }
     }
 
-    /// The job as it stands: a job whose owner's lease lapsed has failed,
-    /// whether or not a process has written that down yet.
-    fn effective(job: Job, lease: Option<JobLease>, now: u64) -> Job {
+    /// The job as it stands: a job whose owner's lease lapsed more than a
+    /// lease period ago has failed, whether or not a process has written
+    /// that down yet. (Within that period a runner may still take it over.)
+    fn effective(job: Job, lease: Option<JobLease>, cutoff: u64) -> Job {
         let unfinished = matches!(job.status, JobStatus::Pending | JobStatus::Running | JobStatus::Canceling);
-        if unfinished && lease.is_none_or(|l| l.expires_at < now) {
+        if unfinished && lease.is_none_or(|l| l.expires_at < cutoff) {
             return Job { status: JobStatus::Failed, error: Some(store::ORPHANED.into()), ..job };
         }
         job
@@ -291,7 +321,7 @@ impl Db for LocalBackend {
             return Err(QueryError::NotFound);
         }
         let (job, lease) = self.store.job(id).await.map_err(failed)?.ok_or(QueryError::NotFound)?;
-        Ok(Self::effective(job, lease, now_ms()))
+        Ok(Self::effective(job, lease, now_ms().saturating_sub(self.provisioner.lease.period.as_millis() as u64)))
     }
 
     async fn build_agents(&self, cx: &CallContext, build_id: &str) -> Result<Vec<Agent>, QueryError> {
@@ -380,10 +410,12 @@ impl Control for LocalBackend {
         let new = NewWorkspace {
             record: &record,
             ttl_ms: request.ttl_ms,
-            build: NewBuild { build: &build, parameters: &values, lease: self.provisioner.claim(now) },
+            build: NewBuild { build: &build, parameters: &values, lease: self.provisioner.queued(now) },
         };
         self.store.insert_workspace(&new, now).await.map_err(control_failed)?;
-        self.provisioner.start(build.clone(), record, manifest, values);
+        if self.provisioner.claim(&build.job_id).await {
+            self.provisioner.start(build.clone(), record, manifest, values);
+        }
         Ok(CreatedWorkspace { workspace, build })
     }
 
@@ -411,10 +443,12 @@ impl Control for LocalBackend {
             template_version_id: Some(version),
         };
         let now = now_ms();
-        let new = NewBuild { build: &build, parameters: &values, lease: self.provisioner.claim(now) };
+        let new = NewBuild { build: &build, parameters: &values, lease: self.provisioner.queued(now) };
         // The check that no build runs and the insert are one transaction.
         self.store.insert_build(&new, now).await.map_err(control_failed)?;
-        self.provisioner.start(build.clone(), record, manifest, values);
+        if self.provisioner.claim(&build.job_id).await {
+            self.provisioner.start(build.clone(), record, manifest, values);
+        }
         Ok(build)
     }
 
@@ -440,6 +474,26 @@ impl AgentConnect for LocalBackend {
         outcome
     }
 
+}
+
+#[async_trait]
+impl BuildLogs for LocalBackend {
+    async fn last_line(&self, cx: &CallContext, build_id: &str) -> Option<String> {
+        self.build(cx, build_id).await.ok()?;
+        last_line(&self.log_path(build_id))
+    }
+}
+
+/// The last non-empty line of the file at `path`, reading only its end.
+fn last_line(path: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let length = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(length.saturating_sub(8 << 10))).ok()?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail).ok()?;
+    let text = String::from_utf8_lossy(&tail);
+    text.lines().rev().map(str::trim).find(|l| !l.is_empty()).map(str::to_string)
 }
 
 #[async_trait]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-use super::lease::Lease;
+use super::lease::{self, Lease, MAX_JOB_ATTEMPTS, Orphans};
 use super::manifest::Manifest;
 use super::process::{self, Started};
 use super::store::{JobLease, NewAgent, Store, WorkspaceRecord};
@@ -29,6 +29,8 @@ pub struct Provisioner {
     pub(crate) store: Arc<Store>,
     pub(crate) data_dir: PathBuf,
     pub(crate) agent_program: PathBuf,
+    /// The shared database, if not the data directory's SQLite file.
+    pub(crate) database: Option<String>,
     pub(crate) events: tokio::sync::broadcast::Sender<LocalEvent>,
     /// This process, as the owner of the jobs it runs.
     pub(crate) owner: String,
@@ -41,9 +43,108 @@ impl Provisioner {
         self.data_dir.join("logs").join(format!("{build_id}.log"))
     }
 
-    /// The claim this process makes on a job it creates at `now`.
-    pub fn claim(&self, now: u64) -> JobLease {
-        self.lease.claim(&self.owner, now)
+    /// The lease of a job queued at `now`.
+    pub fn queued(&self, now: u64) -> JobLease {
+        self.lease.queued(now)
+    }
+
+    /// Claims queued job `job_id` for this process; false when another
+    /// process claimed it first (it then runs it) or the store failed (the
+    /// job then stays queued for a runner, or lapses).
+    pub async fn claim(&self, job_id: &str) -> bool {
+        let now = now_ms();
+        match self.store.claim_queued_jobs(&self.owner, now, now + self.lease.period.as_millis() as u64, Some(job_id), 1).await {
+            Ok(claimed) => !claimed.is_empty(),
+            Err(e) => {
+                tracing::warn!(job = %job_id, "claiming a queued build: {e}");
+                false
+            }
+        }
+    }
+
+    /// Claims and runs queued jobs any process created: what a runner does
+    /// each renewal, so a job whose creator died before claiming it runs.
+    async fn run_queued(self: &Arc<Self>) -> super::store::StoreResult<()> {
+        let now = now_ms();
+        let claimed = self.store.claim_queued_jobs(&self.owner, now, now + self.lease.period.as_millis() as u64, None, 8).await?;
+        for job in claimed {
+            if let Err(reason) = self.run_stored(&job).await {
+                tracing::warn!(job = %job, "a queued build could not run: {reason}");
+                let _ = self.store.finish_job(&job, &self.owner, JobStatus::Failed, Some(&reason), now_ms()).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The manifest of template version `version_id`.
+    pub async fn manifest(&self, version_id: &str) -> Result<Manifest, String> {
+        let version = self.store.version(version_id).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("template version {version_id} not found"))?;
+        serde_json::from_str(&version.manifest).map_err(|e| format!("template version {version_id}: {e}"))
+    }
+
+    /// Renews this process's leases and deals with orphaned jobs as
+    /// `orphans` says, every renewal, until the keeper is dropped.
+    pub fn keep(self: &Arc<Self>, orphans: Orphans) -> Keeper {
+        let this = self.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(this.lease.renew_every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let until = now_ms() + this.lease.period.as_millis() as u64;
+                if let Err(e) = this.store.renew_leases(&this.owner, until).await {
+                    tracing::warn!("renewing build leases: {e}");
+                }
+                if let Err(e) = this.look_after_orphans(orphans).await {
+                    tracing::warn!("looking after orphaned builds: {e}");
+                }
+                if orphans == Orphans::Adopt {
+                    if let Err(e) = this.run_queued().await {
+                        tracing::warn!("claiming queued builds: {e}");
+                    }
+                }
+            }
+        });
+        Keeper { task }
+    }
+
+    /// Adopts or fails the jobs whose owner stopped renewing its lease.
+    ///
+    /// # Errors
+    ///
+    /// When the store fails.
+    pub async fn look_after_orphans(self: &Arc<Self>, orphans: Orphans) -> super::store::StoreResult<()> {
+        let now = now_ms();
+        if orphans == Orphans::Fail {
+            lease::fail_orphans(&self.store, now.saturating_sub(self.lease.period.as_millis() as u64)).await?;
+            return Ok(());
+        }
+        let until = now + self.lease.period.as_millis() as u64;
+        let (adopted, failed) = self.store.adopt_expired_jobs(&self.owner, now, until, MAX_JOB_ATTEMPTS).await?;
+        for job in &failed {
+            tracing::warn!(job = %job.id, "a build orphaned twice is marked failed");
+            lease::stop(job).await;
+        }
+        for job in adopted {
+            lease::stop(&job).await;
+            if let Err(reason) = self.run_stored(&job.id).await {
+                tracing::warn!(job = %job.id, "a build taken over could not run again: {reason}");
+                let _ = self.store.finish_job(&job.id, &self.owner, JobStatus::Failed, Some(&reason), now_ms()).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the build of job `job_id`, which this process claimed from the
+    /// queue or took over from a process that stopped.
+    async fn run_stored(self: &Arc<Self>, job_id: &str) -> Result<(), String> {
+        let record = self.store.build_of_job(job_id).await.map_err(|e| e.to_string())?.ok_or("its build is gone")?;
+        let workspace = self.store.workspace(&record.build.workspace_id).await.map_err(|e| e.to_string())?.ok_or("its workspace is gone")?;
+        let version = record.build.template_version_id.clone().unwrap_or_default();
+        let manifest = self.manifest(&version).await?;
+        tracing::info!(build = %record.build.id, "running a build this process claimed");
+        self.start(record.build, workspace, manifest, record.parameters);
+        Ok(())
     }
 
     /// Runs `build` in the background.
@@ -176,11 +277,17 @@ impl Provisioner {
             .arg(&workspace.dir)
             .args(["--script", if manifest.scripts.startup.trim().is_empty() { "true" } else { &manifest.scripts.startup }])
             .stdin(Stdio::null())
+            .env_remove("TOOLSHED_DATABASE")
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);
         // The agent serves the workspace after this process ends (a CLI call
         // returns once the workspace is up), so it does not die with us; it
         // leads a group of its own, which stopping the workspace ends.
+        // Through the environment, not the arguments: a database URL may
+        // carry a password, and arguments are visible to every user.
+        if let Some(url) = &self.database {
+            command.env("TOOLSHED_DATABASE", url);
+        }
         process::own_group(&mut command);
         let mut child = command.spawn().map_err(|e| format!("start the agent: {e}"))?;
         let started = child.id().and_then(Started::of);
@@ -202,6 +309,17 @@ impl Provisioner {
                 process::stop_group(Started { pid, start }, STOP_GRACE).await;
             }
         }
+    }
+}
+
+/// Renews a process's leases and looks after orphaned jobs, until dropped.
+pub struct Keeper {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Keeper {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

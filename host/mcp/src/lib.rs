@@ -26,20 +26,33 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, InitializeResult, ListToolsResult,
-    PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, Tool as McpTool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock, CreateTaskResult, DetailedTask, GetTaskParams,
+    GetTaskResult, InitializeResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, Task as McpTask,
+    TaskPayload, TaskStatus as McpTaskStatus, Tool as McpTool,
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler, ServiceExt};
 use serde_json::Value;
 use toolshed_runtime::chats::{ChatDirectory, ChatRefused, default_chat, is_chat_id};
 use toolshed_runtime::error::{Category, HostError};
+use toolshed_runtime::tasks::{TaskRecord, TaskState, Tasks};
 use toolshed_runtime::{Arguments, CallOptions, Tool, ToolOutput, Toolshed};
 
 pub use identity::Principal;
 
 /// How long `tools/list` waits for plugin installs under way.
 pub const LIST_GRACE: Duration = Duration::from_secs(2);
+
+/// How long a client without tasks waits for a call, unless configured:
+/// under the 60 s request timeout common MCP clients use by default.
+pub const DEFAULT_WAIT_BUDGET: Duration = Duration::from_secs(50);
+
+/// How long a call made as a task may take before the client gets the task
+/// instead of the answer.
+pub const TASK_GRACE: Duration = Duration::from_secs(1);
+
+/// How often clients are asked to poll a task.
+pub const TASK_POLL_INTERVAL: Duration = Duration::from_secs(2);
 
 /// How many calls one principal may have running at once, unless configured.
 pub const DEFAULT_CALLS_PER_PRINCIPAL: usize = 32;
@@ -53,15 +66,18 @@ pub struct ServerSettings {
     pub chats: Option<Arc<dyn ChatDirectory>>,
     /// How many calls one principal may have running at once.
     pub calls_per_principal: usize,
-    /// How long callers wait for an answer, told to the tools.
+    /// How long callers without tasks wait for an answer, told to the tools.
     pub wait_budget: Option<Duration>,
+    /// Where calls made as tasks run; without it, the server does not offer
+    /// the tasks extension.
+    pub tasks: Option<Arc<Tasks>>,
     running: Mutex<HashMap<String, usize>>,
 }
 
 impl ServerSettings {
     /// Settings for calls by `principal`, chats checked by `chats`.
     pub fn new(principal: Principal, chats: Option<Arc<dyn ChatDirectory>>) -> Self {
-        Self { principal, chats, calls_per_principal: DEFAULT_CALLS_PER_PRINCIPAL, wait_budget: None, running: Mutex::new(HashMap::new()) }
+        Self { principal, chats, calls_per_principal: DEFAULT_CALLS_PER_PRINCIPAL, wait_budget: None, tasks: None, running: Mutex::new(HashMap::new()) }
     }
 
     /// Counts a call of `owner` as running, unless the owner is at the cap.
@@ -162,7 +178,9 @@ pub fn mcp_tool(tool: &Tool) -> McpTool {
 
 impl ServerHandler for McpServer {
     fn get_info(&self) -> InitializeResult {
-        InitializeResult::new(ServerCapabilities::builder().enable_tools().enable_tool_list_changed().build())
+        let capabilities = ServerCapabilities::builder().enable_tools().enable_tool_list_changed();
+        let capabilities = if self.settings.tasks.is_some() { capabilities.enable_tasks().build() } else { capabilities.build() };
+        InitializeResult::new(capabilities)
             .with_instructions("Tools to find templates and create, start and stop this chat's development workspace.")
     }
 
@@ -196,7 +214,10 @@ impl ServerHandler for McpServer {
                 return Ok(respond(ToolOutput { is_error: true, value: refusal.to_json() }));
             }
         };
-        let Some(_running) = self.settings.admit(&principal.owner_id) else {
+        // Tasks outlive their request, so they count against the cap too.
+        let tasks_running = self.settings.tasks.as_ref().map_or(0, |t| t.running_for(&principal.owner_id));
+        let admitted = if tasks_running >= self.settings.calls_per_principal { None } else { self.settings.admit(&principal.owner_id) };
+        let Some(_running) = admitted else {
             audit(&principal.owner_id, &chat, &request.name, "refused", started);
             let busy = HostError::new(
                 Category::ResourceUnavailable,
@@ -208,6 +229,30 @@ impl ServerHandler for McpServer {
         };
         let cx = principal.context(&chat);
         let arguments = Value::Object(request.arguments.unwrap_or_default());
+
+        // A client that takes tasks gets one for a call that runs longer
+        // than a moment; the call then has no wait budget.
+        let takes_tasks = context.client_capabilities().is_some_and(|c| c.supports_tasks());
+        if let (Some(tasks), true) = (&self.settings.tasks, takes_tasks) {
+            self.host.wait_for_tool(&request.name).await;
+            let task = match tasks.start(&cx, &request.name, arguments).await {
+                Ok(task) => task,
+                Err(refused) => {
+                    audit(&principal.owner_id, &chat, &request.name, "refused", started);
+                    return Ok(respond(ToolOutput { is_error: true, value: refused.to_json() }));
+                }
+            };
+            let ended = tokio::time::timeout(TASK_GRACE, tasks.wait(&principal.owner_id, &task.id)).await;
+            if let Ok(Ok(Some(done))) = ended
+                && done.state == TaskState::Completed
+                && let Some(value) = done.result
+            {
+                audit(&principal.owner_id, &chat, &request.name, if done.is_error { "error" } else { "ok" }, started);
+                return Ok(respond(ToolOutput { is_error: done.is_error, value }));
+            }
+            audit(&principal.owner_id, &chat, &request.name, "task", started);
+            return Ok(CallToolResponse::Task(CreateTaskResult::new(mcp_task(&task))));
+        }
 
         // This call's progress, if the client asked for it, on a path of its
         // own that keeps only the latest report: a flood in another call, or
@@ -251,6 +296,88 @@ impl ServerHandler for McpServer {
         audit(&principal.owner_id, &chat, &request.name, if out.is_error { "error" } else { "ok" }, started);
         Ok(respond(out))
     }
+
+    async fn get_task(&self, request: GetTaskParams, context: RequestContext<RoleServer>) -> Result<GetTaskResult, McpError> {
+        let (tasks, principal) = self.task_caller(&context).await?;
+        let task = tasks.get(&principal.owner_id, &request.task_id).await.map_err(journal_error)?.ok_or_else(|| no_task(&request.task_id))?;
+        Ok(GetTaskResult::new(detailed_task(&task)))
+    }
+
+    async fn cancel_task(&self, request: CancelTaskParams, context: RequestContext<RoleServer>) -> Result<(), McpError> {
+        let (tasks, principal) = self.task_caller(&context).await?;
+        tasks.cancel(&principal.owner_id, &request.task_id).await.map_err(journal_error)?.ok_or_else(|| no_task(&request.task_id))?;
+        audit(&principal.owner_id, "-", "tasks/cancel", "ok", Instant::now());
+        Ok(())
+    }
+}
+
+impl McpServer {
+    /// The tasks and the owner a tasks request is made for.
+    async fn task_caller(&self, context: &RequestContext<RoleServer>) -> Result<(Arc<Tasks>, Principal), McpError> {
+        let tasks = self.settings.tasks.clone().ok_or_else(|| McpError::internal_error("this server keeps no tasks", None))?;
+        let (principal, _) = self.caller(context).await.map_err(|refusal| McpError::invalid_request(refusal.message.to_string(), None))?;
+        Ok((tasks, principal))
+    }
+}
+
+/// The error for a task id the caller does not own: the same as for one
+/// that does not exist.
+fn no_task(id: &str) -> McpError {
+    McpError::invalid_params(format!("no task {}", toolshed_runtime::text::clip(id, 80)), None)
+}
+
+fn journal_error(e: toolshed_runtime::tasks::JournalError) -> McpError {
+    McpError::internal_error(e.to_string(), None)
+}
+
+/// `ms` since the Unix epoch as ISO 8601.
+fn iso(ms: u64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms as i64).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// A task as MCP shows it, without its payload.
+fn mcp_task(task: &TaskRecord) -> McpTask {
+    let status = match task.state {
+        TaskState::Working => McpTaskStatus::Working,
+        TaskState::Completed => McpTaskStatus::Completed,
+        TaskState::Failed => McpTaskStatus::Failed,
+        TaskState::Cancelled => McpTaskStatus::Cancelled,
+    };
+    let mut shown = McpTask::new(task.id.clone(), status, iso(task.created_at_ms), iso(task.updated_at_ms))
+        .with_ttl_ms(task.ttl_ms)
+        .with_poll_interval_ms(TASK_POLL_INTERVAL.as_millis() as u64);
+    if let Some(message) = &task.status_message {
+        shown = shown.with_status_message(message.clone());
+    }
+    shown
+}
+
+/// A task with its payload: the tool's result once completed, the host's
+/// error once failed.
+fn detailed_task(task: &TaskRecord) -> DetailedTask {
+    let payload = match task.state {
+        TaskState::Working => TaskPayload::Working,
+        TaskState::Cancelled => TaskPayload::Cancelled,
+        TaskState::Completed => {
+            let out = ToolOutput { is_error: task.is_error, value: task.result.clone().unwrap_or_default() };
+            let result = match respond(out) {
+                CallToolResponse::Complete(result) => serde_json::to_value(result).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default(),
+                _ => Default::default(),
+            };
+            TaskPayload::Completed { result }
+        }
+        TaskState::Failed => {
+            let message = task.status_message.clone().unwrap_or_else(|| "the task failed".into());
+            let mut error = serde_json::Map::new();
+            error.insert("code".into(), (-32603).into());
+            error.insert("message".into(), message.into());
+            if let Some(detail) = &task.result {
+                error.insert("data".into(), detail.clone());
+            }
+            TaskPayload::Failed { error }
+        }
+    };
+    DetailedTask::new(mcp_task(task), payload)
 }
 
 /// A tool output as an MCP result: the object as structured content and as

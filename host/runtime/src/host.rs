@@ -13,6 +13,7 @@ use wasmtime::component::Val;
 
 use crate::capability::{ChatEvents, NoEvents, Providers};
 use crate::clock::{Clock, SystemClock};
+use crate::locks::ChatLocks;
 use crate::context::CallContext;
 use crate::error::{Category, HostError};
 use crate::plugin::{LoadError, Plugin, Tool};
@@ -186,6 +187,7 @@ pub struct ToolshedBuilder {
     runtime: Arc<Runtime>,
     clock: Arc<dyn Clock>,
     events: Arc<dyn ChatEvents>,
+    locks: Option<Arc<dyn ChatLocks>>,
     providers: Providers,
 }
 
@@ -202,6 +204,14 @@ impl ToolshedBuilder {
         self
     }
 
+    /// Where chat locks live (default: in this process). Hosts that share
+    /// their state give them one lock service, so that a chat's guarded
+    /// steps never run on two hosts at once.
+    pub fn locks(mut self, locks: Arc<dyn ChatLocks>) -> Self {
+        self.locks = Some(locks);
+        self
+    }
+
     /// Adds the provider of a capability, such as `toolshed_infra::InfraProviders`.
     pub fn provide<T: std::any::Any + Send + Sync>(mut self, provider: T) -> Self {
         self.providers.insert(provider);
@@ -210,14 +220,18 @@ impl ToolshedBuilder {
 
     /// The host, serving no plugins yet.
     pub fn build(self) -> Toolshed {
-        Toolshed::with(self.runtime, Shared::new(self.clock, self.events, self.providers))
+        let mut shared = Shared::new(self.clock, self.events, self.providers);
+        if let Some(locks) = self.locks {
+            shared.locks = locks;
+        }
+        Toolshed::with(self.runtime, shared)
     }
 }
 
 impl Toolshed {
     /// A builder for a host on `runtime`.
     pub fn builder(runtime: Arc<Runtime>) -> ToolshedBuilder {
-        ToolshedBuilder { runtime, clock: Arc::new(SystemClock), events: Arc::new(NoEvents), providers: Providers::new() }
+        ToolshedBuilder { runtime, clock: Arc::new(SystemClock), events: Arc::new(NoEvents), locks: None, providers: Providers::new() }
     }
 
     fn with(runtime: Arc<Runtime>, shared: Shared) -> Toolshed {
@@ -399,6 +413,16 @@ impl Toolshed {
         sandbox::arm(&mut store);
         plugin.pre.instantiate_async(&mut store).await?;
         Ok(())
+    }
+
+    /// The plugin serving `tool` now.
+    pub fn plugin_for(&self, tool: &str) -> Option<Arc<Plugin>> {
+        self.current.load().tools.get(tool).map(|(_, plugin)| plugin.clone())
+    }
+
+    /// The clock calls run on.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.shared.clock.clone()
     }
 
     /// The runtime the plugins run on.

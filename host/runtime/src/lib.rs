@@ -48,6 +48,7 @@ pub mod reflect;
 mod runtime;
 pub mod sandbox;
 pub mod state;
+pub mod tasks;
 pub mod text;
 
 pub use capability::{Capability, ChatEvents, NoEvents, Providers};

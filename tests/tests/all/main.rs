@@ -24,3 +24,5 @@ mod start_workspace;
 mod stop_workspace;
 mod support;
 mod swap;
+mod tasks;
+mod wait_budget;

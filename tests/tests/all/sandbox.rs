@@ -113,7 +113,7 @@ async fn wasi_gives_no_sockets() {
 async fn a_call_stopped_by_its_deadline_releases_the_chat_lock() {
     // Workspace tools with a one-minute deadline, and a build that takes ninety seconds.
     let policy = toolshed_runtime::Policy::from_toml(
-        "[plugins.workspace-tools]\ngrants = [\"toolshed:runtime/*\", \"toolshed:infra/*\"]\nlimits = { deadline_s = 60 }\n",
+        "[plugins.workspace-tools]\ngrants = [\"toolshed:runtime/*\", \"toolshed:infra/*\", \"toolshed:builds/*\"]\nlimits = { deadline_s = 60 }\n",
     )
     .unwrap();
     let runtime = std::sync::Arc::new(crate::support::builder().policy(policy).concurrent_calls(8).build().unwrap());

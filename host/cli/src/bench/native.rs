@@ -44,6 +44,12 @@ impl Capabilities for NativeHost {
     fn sleep(&self, ms: u64) {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
+    fn wait_budget(&self) -> Option<u64> {
+        None
+    }
+    fn build_log_line(&self, _build_id: &str) -> Option<String> {
+        None
+    }
     fn lock(&self, _key: &str) -> Result<Self::Guard, String> {
         Ok(())
     }

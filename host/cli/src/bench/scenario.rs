@@ -190,6 +190,13 @@ impl Control for InstantBackend {
 }
 
 #[async_trait]
+impl toolshed_infra::BuildLogs for InstantBackend {
+    async fn last_line(&self, _: &CallContext, _: &str) -> Option<String> {
+        None
+    }
+}
+
+#[async_trait]
 impl AgentConnect for InstantBackend {
     fn available(&self) -> bool {
         true

@@ -1,6 +1,7 @@
 //! The `toolshed` command line.
 
 pub mod demo;
+pub mod tasks;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,6 +30,11 @@ pub struct Global {
     /// Where the local backend keeps its state (default: ~/.local/share/toolshed).
     #[arg(long, global = true, env = "TOOLSHED_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// The database several hosts share, as postgres://USER@HOST:PORT/DB
+    /// (default: SQLite in the data directory). Prefer the environment
+    /// variable when the URL carries a password.
+    #[arg(long, global = true, env = "TOOLSHED_DATABASE", hide_env_values = true)]
+    pub database: Option<String>,
     /// Load plugins from this directory, and reload them when they change,
     /// instead of the built-in ones.
     #[arg(long, global = true)]
@@ -57,6 +63,28 @@ pub enum Command {
         /// The chat the call belongs to.
         #[arg(long, default_value = "cli")]
         chat: String,
+        /// Start the call as a task, print its id and return at once; a
+        /// background `toolshed tasks resume` runs it (see `toolshed task`).
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Lists the tasks (calls that outlive their request) and their states,
+    /// or resumes those whose process stopped.
+    Tasks {
+        #[command(subcommand)]
+        action: Option<TasksCommand>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Shows a task, or waits for it to end.
+    Task {
+        /// The task id (a UUID).
+        #[arg(value_parser = parse_uuid)]
+        id: uuid::Uuid,
+        /// Wait until the task ends; exit 0 if its tool answered with a result.
+        #[arg(long)]
+        wait: bool,
     },
     /// Serves the tools over MCP on stdin and stdout, or over HTTP.
     Serve(ServeArgs),
@@ -169,6 +197,11 @@ pub struct ServeArgs {
     /// How many calls one caller may have running at once.
     #[arg(long, default_value_t = toolshed_mcp::DEFAULT_CALLS_PER_PRINCIPAL)]
     pub calls_per_caller: usize,
+    /// How many seconds a client without tasks waits for a call: tools that
+    /// wait longer answer in time with the call that continues (0: no
+    /// limit). Clients that declare the tasks extension get a task instead.
+    #[arg(long, default_value_t = toolshed_mcp::DEFAULT_WAIT_BUDGET.as_secs())]
+    pub wait_budget: u64,
     /// The user calls run as over stdio, or over HTTP without authentication.
     #[arg(long, default_value = toolshed_local::LOCAL_OWNER)]
     pub owner_id: String,
@@ -179,6 +212,14 @@ pub struct ServeArgs {
     /// token names none.
     #[arg(long, default_value = toolshed_local::LOCAL_ORG)]
     pub organization_id: String,
+}
+
+/// Task commands.
+#[derive(Subcommand, Clone, Copy)]
+pub enum TasksCommand {
+    /// Runs every task no live process runs (after a crash, or started with
+    /// `call --detach`) until none is left, then exits.
+    Resume,
 }
 
 /// Template commands.
@@ -209,6 +250,16 @@ impl App {
     /// Opens the local backend in the data directory and starts installing
     /// the plugins in the background: a slow plugin delays nothing else.
     pub async fn open(global: &Global) -> anyhow::Result<App> {
+        Self::open_as(global, toolshed_local::Orphans::Fail).await
+    }
+
+    /// [`App::open`] for a process that stays up to run tasks, which takes
+    /// over the builds of processes that died.
+    pub async fn open_runner(global: &Global) -> anyhow::Result<App> {
+        Self::open_as(global, toolshed_local::Orphans::Adopt).await
+    }
+
+    async fn open_as(global: &Global, orphans: toolshed_local::Orphans) -> anyhow::Result<App> {
         let data_dir = global.data_dir.clone().unwrap_or_else(LocalConfig::default_data_dir);
         let policy = match &global.policy {
             Some(path) => Policy::from_file(path)?,
@@ -222,9 +273,13 @@ impl App {
                 .cache_dir(data_dir.join("compiled"))
                 .build()?,
         );
-        let backend = open_backend(global).await?;
+        let backend = open_backend_as(global, orphans).await?;
         let (infra, platform, events) = backend.providers();
-        let host = Arc::new(Toolshed::builder(runtime).clock(Arc::new(SystemClock)).events(events).provide(infra).provide(platform).build());
+        let mut builder = Toolshed::builder(runtime).clock(Arc::new(SystemClock)).events(events).provide(infra).provide(platform);
+        if let Some(locks) = backend.chat_locks() {
+            builder = builder.locks(locks);
+        }
+        let host = Arc::new(builder.build());
         let (loading, watch) = match &global.plugins {
             Some(dir) => {
                 // Watch first, so a file written while the rest load is seen.
@@ -327,7 +382,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             app.loaded().await;
             print_tools(&app.host, json)?;
         }
-        Command::Call { tool, arguments, chat } => {
+        Command::Call { tool, arguments, chat, detach: true } => {
+            let app = App::open(&cli.global).await?;
+            let id = tasks::detach(&app, &cli.global, &chat, &tool, &arguments).await?;
+            println!("{id}");
+        }
+        Command::Tasks { action: Some(TasksCommand::Resume), .. } => {
+            let mut app = App::open_runner(&cli.global).await?;
+            app.loaded().await;
+            let resumed = tasks::resume(&app).await?;
+            eprintln!("{resumed} tasks run");
+        }
+        Command::Tasks { action: None, json } => {
+            let backend = open_backend(&cli.global).await?;
+            tasks::list(&backend, json).await?;
+        }
+        Command::Task { id, wait } => {
+            let backend = open_backend(&cli.global).await?;
+            return tasks::show(&backend, &id.hyphenated().to_string(), wait).await;
+        }
+        Command::Call { tool, arguments, chat, detach: false } => {
             let mut app = App::open(&cli.global).await?;
             app.report_refusals_later();
             let out = app.call(&chat, &tool, &arguments, std::io::IsTerminal::is_terminal(&std::io::stderr())).await;
@@ -335,7 +409,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             return Ok(i32::from(out.is_error));
         }
         Command::Serve(args) => {
-            let mut app = App::open(&cli.global).await?;
+            let mut app = App::open_runner(&cli.global).await?;
             app.report_refusals_later();
             serve(&app, args).await?;
         }
@@ -422,7 +496,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("  cargo test --manifest-path {}/Cargo.toml   # builds the component and runs its harness test", root.display());
         }
         Command::Agent { db, agent_id, socket, dir, script } => {
-            toolshed_local::agent::run(toolshed_local::agent::AgentArgs { db, agent_id, socket, dir, script }).await?;
+            let database = cli.global.database.clone();
+            toolshed_local::agent::run(toolshed_local::agent::AgentArgs { db, database, agent_id, socket, dir, script }).await?;
         }
     }
     Ok(0)
@@ -450,6 +525,11 @@ async fn serve(app: &App, args: ServeArgs) -> anyhow::Result<()> {
     };
     let mut settings = toolshed_mcp::ServerSettings::new(principal, Some(app.backend.clone()));
     settings.calls_per_principal = args.calls_per_caller.max(1);
+    // Calls made as tasks run here, and so do tasks whose process stopped.
+    let runner = tasks::runner(app);
+    let _keeper = runner.keep();
+    settings.tasks = Some(runner);
+    settings.wait_budget = (args.wait_budget > 0).then(|| std::time::Duration::from_secs(args.wait_budget));
     let settings = Arc::new(settings);
     let Some(addr) = args.http else {
         if let Some(chat) = &args.chat {
@@ -489,12 +569,24 @@ fn parse_uuid(text: &str) -> Result<uuid::Uuid, String> {
 
 /// The local backend alone, for commands that run no plugin.
 async fn open_backend(global: &Global) -> anyhow::Result<Arc<LocalBackend>> {
+    open_backend_as(global, toolshed_local::Orphans::Fail).await
+}
+
+/// The lease builds and tasks are held under: tests that kill a host
+/// shorten it (`TOOLSHED_LEASE_MS`) so they need not wait 15 s.
+pub fn lease() -> toolshed_local::Lease {
+    match std::env::var("TOOLSHED_LEASE_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
+        Some(ms) => toolshed_local::Lease::of(Duration::from_millis(ms.max(30))),
+        None => toolshed_local::Lease::default(),
+    }
+}
+
+async fn open_backend_as(global: &Global, orphans: toolshed_local::Orphans) -> anyhow::Result<Arc<LocalBackend>> {
     let data_dir = global.data_dir.clone().unwrap_or_else(LocalConfig::default_data_dir);
     let mut config = LocalConfig::new(data_dir, std::env::current_exe()?);
-    // Tests that kill a host shorten the lease so they need not wait 15 s.
-    if let Some(ms) = std::env::var("TOOLSHED_LEASE_MS").ok().and_then(|v| v.parse::<u64>().ok()) {
-        config.lease = toolshed_local::Lease::of(Duration::from_millis(ms.max(30)));
-    }
+    config.database = global.database.clone();
+    config.lease = lease();
+    config.orphans = orphans;
     LocalBackend::open(config).await
 }
 

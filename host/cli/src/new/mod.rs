@@ -46,7 +46,7 @@ pub fn files(name: &str, toolshed: &str) -> Vec<(PathBuf, Entry)> {
     ];
     // The toolshed WIT packages the world uses, linked from the checkout.
     let wit = if Path::new(toolshed).is_absolute() { format!("{toolshed}/wit") } else { format!("../../{toolshed}/wit") };
-    for package in ["infra", "platform", "runtime", "tools"] {
+    for package in ["builds", "infra", "platform", "runtime", "tools"] {
         files.push((PathBuf::from("wit/deps").join(package), Entry::Link(format!("{wit}/{package}"))));
     }
     files

@@ -209,7 +209,7 @@ async fn foreign_origins_and_hosts_and_oversized_bodies_are_refused() {
 
 /// An rmcp client over HTTP: legacy sessions when `legacy`, else MCP
 /// 2026-07-28 requests without sessions; `token` as its bearer token.
-async fn client(addr: SocketAddr, token: Option<&str>, legacy: bool) -> rmcp::service::RunningService<rmcp::RoleClient, ClientConfig> {
+pub(crate) async fn client(addr: SocketAddr, token: Option<&str>, legacy: bool) -> rmcp::service::RunningService<rmcp::RoleClient, ClientConfig> {
     toolshed_mcp::tls::ensure_provider();
     let mut config = StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}/mcp"));
     if let Some(token) = token {
@@ -227,7 +227,7 @@ async fn client(addr: SocketAddr, token: Option<&str>, legacy: bool) -> rmcp::se
     }
 }
 
-fn call(tool: &str, arguments: Value, chat: Option<&str>) -> CallToolRequestParams {
+pub(crate) fn call(tool: &str, arguments: Value, chat: Option<&str>) -> CallToolRequestParams {
     let mut request = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments.as_object().unwrap().clone());
     if let Some(chat) = chat {
         let mut meta = RequestMetaObject::default();

@@ -1,5 +1,5 @@
 //! The `toolshed` binary and the local backend: real processes, a real
-//! SQLite file, MCP over stdio.
+//! SQLite file or PostgreSQL database, MCP over stdio and HTTP.
 
 mod bench;
 mod demo;
@@ -10,5 +10,7 @@ mod local;
 mod mcp;
 mod new;
 mod processes;
+mod replicas;
 mod backend;
 mod support;
+mod tasks;

@@ -34,7 +34,7 @@ impl ClientHandler for Recorder {
     }
 }
 
-fn distinct(bytes: &[u8]) -> Vec<u8> {
+pub(crate) fn distinct(bytes: &[u8]) -> Vec<u8> {
     use wasm_encoder::ComponentSection;
     let mut bytes = bytes.to_vec();
     wasm_encoder::CustomSection { name: "test-nonce".into(), data: b"2".as_slice().into() }.append_to_component(&mut bytes);

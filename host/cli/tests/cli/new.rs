@@ -24,7 +24,7 @@ fn toolshed_new_writes_the_plugin_the_workspace_builds_and_tests() {
         }
         compared += 1;
     }
-    assert_eq!(compared, 10);
+    assert_eq!(compared, 11);
 }
 
 #[test]

@@ -9,27 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::support::{TOOLSHED, chat, data_dir, template};
+use crate::support::{TOOLSHED, alive, chat, data_dir, push_with_cli as push, template, toolshed_on as toolshed};
 
-/// A lease far shorter than the default, so a missed renewal shows within
-/// the test; every process of a test gets the same.
-const LEASE_MS: &str = "1500";
 
-fn toolshed(data: &Path) -> Command {
-    let mut command = Command::new(TOOLSHED);
-    command.arg("--data-dir").arg(data).env("TOOLSHED_LEASE_MS", LEASE_MS).stdin(Stdio::null());
-    command
-}
-
-fn push(data: &Path, root: &Path, name: &str, toml: &str) -> String {
-    let dir = root.join("templates").join(name);
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("template.toml"), toml).unwrap();
-    let out = toolshed(data).args(["template", "push"]).arg(&dir).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    // "template <id> version <n> (<version>) is now active"
-    String::from_utf8(out.stdout).unwrap().split_whitespace().nth(1).unwrap().to_string()
-}
 
 fn create(data: &Path, template_id: &str, name: &str, chat: &str) -> Child {
     toolshed(data)
@@ -88,13 +70,6 @@ fn build_log(data: &Path) -> Option<String> {
         .find(|stem| uuid::Uuid::parse_str(stem).is_ok())
 }
 
-fn alive(pid: i32) -> bool {
-    // A zombie is a dead process not yet reaped; only running ones count.
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).unwrap_or("");
-        state != "Z"
-    })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_owners_build_is_failed_once_its_lease_lapses_and_its_script_is_stopped() {

@@ -95,3 +95,40 @@ pub fn local_settings(local: &Local) -> Arc<toolshed_mcp::ServerSettings> {
     };
     Arc::new(toolshed_mcp::ServerSettings::new(principal, Some(local.backend.clone())))
 }
+
+/// A lease far shorter than the default, so a killed process's builds and
+/// tasks lapse within a test; every process of a test gets the same.
+pub const SHORT_LEASE_MS: &str = "1500";
+
+/// `toolshed --data-dir DATA`, on the short lease, with no stdin.
+pub fn toolshed_on(data: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(TOOLSHED);
+    command.arg("--data-dir").arg(data).env("TOOLSHED_LEASE_MS", SHORT_LEASE_MS).stdin(std::process::Stdio::null());
+    command
+}
+
+/// Pushes a template written as `toml` with `toolshed template push`, and
+/// returns its id.
+pub fn push_with_cli(data: &Path, root: &Path, name: &str, toml: &str) -> String {
+    push_with(toolshed_on(data), root, name, toml)
+}
+
+/// [`push_with_cli`] with `toolshed` as `command` sets it up (its data
+/// directory, its database).
+pub fn push_with(mut command: std::process::Command, root: &Path, name: &str, toml: &str) -> String {
+    let dir = root.join("templates").join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("template.toml"), toml).unwrap();
+    let out = command.args(["template", "push"]).arg(&dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // "template <id> version <n> (<version>) is now active"
+    String::from_utf8(out.stdout).unwrap().split_whitespace().nth(1).unwrap().to_string()
+}
+
+/// Whether process `pid` runs; a zombie (dead, not yet reaped) does not.
+pub fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+        let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next()).unwrap_or("");
+        state != "Z"
+    })
+}

@@ -18,7 +18,8 @@ pub struct NewBuild<'a> {
     pub build: &'a Build,
     /// The values it runs with.
     pub parameters: &'a BTreeMap<String, String>,
-    /// The process that will run its job, and until when it holds it.
+    /// Who holds its job, and until when: queued ([`super::super::Lease::queued`])
+    /// until a process claims it.
     pub lease: JobLease,
 }
 
@@ -120,6 +121,11 @@ impl Store {
         self.build_query(select_builds!("WHERE b.id = $1"), id).await
     }
 
+    /// The build a job runs.
+    pub async fn build_of_job(&self, job_id: &str) -> StoreResult<Option<BuildRecord>> {
+        self.build_query(select_builds!("WHERE b.job_id = $1"), job_id).await
+    }
+
     /// A workspace's newest build.
     pub async fn latest_build(&self, workspace_id: &str) -> StoreResult<Option<BuildRecord>> {
         self.build_query(select_builds!("WHERE b.workspace_id = $1 ORDER BY b.number DESC LIMIT 1"), workspace_id).await
@@ -187,6 +193,42 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Claims, for `owner` until `until`, up to `limit` queued jobs (pending,
+    /// unowned, their queue lease not lapsed at `now`), or only job `only`
+    /// when given, and returns their ids. On PostgreSQL the rows are taken
+    /// with `FOR UPDATE SKIP LOCKED`, so hosts claiming at once each get
+    /// other jobs and none waits on another.
+    pub async fn claim_queued_jobs(&self, owner: &str, now: u64, until: u64, only: Option<&str>, limit: u32) -> StoreResult<Vec<String>> {
+        let queued = match self.dialect() {
+            Dialect::Postgres => {
+                "SELECT id FROM jobs WHERE status = 'pending' AND owner IS NULL AND lease_expires_at >= $1 AND (CAST($2 AS TEXT) IS NULL OR id = CAST($2 AS TEXT))
+                 LIMIT $3 FOR UPDATE SKIP LOCKED"
+            }
+            Dialect::Sqlite => {
+                "SELECT id FROM jobs WHERE status = 'pending' AND owner IS NULL AND lease_expires_at >= $1 AND (CAST($2 AS TEXT) IS NULL OR id = CAST($2 AS TEXT))
+                 LIMIT $3"
+            }
+        };
+        self.retry(|| async {
+            let mut tx = self.begin_write().await?;
+            let rows = sqlx::query(queued).bind(now as i64).bind(only).bind(i64::from(limit)).fetch_all(&mut *tx).await?;
+            let mut claimed = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let id: String = row.try_get("id")?;
+                sqlx::query("UPDATE jobs SET owner = $2, lease_expires_at = $3 WHERE id = $1 AND owner IS NULL")
+                    .bind(&id)
+                    .bind(owner)
+                    .bind(until as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                claimed.push(id);
+            }
+            tx.commit().await?;
+            Ok(claimed)
+        })
+        .await
+    }
+
     /// Extends the lease of every unfinished job `owner` holds to `until`.
     pub async fn renew_leases(&self, owner: &str, until: u64) -> StoreResult<u64> {
         let done = self
@@ -230,6 +272,55 @@ impl Store {
             }
             tx.commit().await?;
             Ok(expired)
+        })
+        .await
+    }
+
+    /// Takes over, for `owner` until `until`, every unfinished job whose
+    /// lease lapsed before `now` and that fewer than `max_attempts`
+    /// processes have started: each goes back to pending, to run again.
+    /// Fails the others. Returns (taken over, failed), so the processes of
+    /// both can be stopped.
+    pub async fn adopt_expired_jobs(&self, owner: &str, now: u64, until: u64, max_attempts: u32) -> StoreResult<(Vec<ExpiredJob>, Vec<ExpiredJob>)> {
+        let lapsed = if self.dialect() == Dialect::Postgres {
+            "SELECT id, pid, proc_start, attempts FROM jobs
+             WHERE status IN ('pending', 'running', 'canceling') AND (lease_expires_at IS NULL OR lease_expires_at < $1)
+             FOR UPDATE SKIP LOCKED"
+        } else {
+            "SELECT id, pid, proc_start, attempts FROM jobs
+             WHERE status IN ('pending', 'running', 'canceling') AND (lease_expires_at IS NULL OR lease_expires_at < $1)"
+        };
+        self.retry(|| async {
+            let mut tx = self.begin_write().await?;
+            let rows = sqlx::query(lapsed).bind(now as i64).fetch_all(&mut *tx).await?;
+            let (mut adopted, mut failed) = (Vec::new(), Vec::new());
+            for row in &rows {
+                let job = ExpiredJob { id: row.try_get("id")?, pgid: row.try_get("pid")?, proc_start: row.try_get("proc_start")? };
+                let attempts: i64 = row.try_get("attempts")?;
+                if attempts < i64::from(max_attempts) {
+                    sqlx::query(
+                        "UPDATE jobs SET status = 'pending', owner = $2, lease_expires_at = $3, attempts = attempts + 1,
+                             pid = NULL, proc_start = NULL, started_at = NULL
+                         WHERE id = $1",
+                    )
+                    .bind(&job.id)
+                    .bind(owner)
+                    .bind(until as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                    adopted.push(job);
+                } else {
+                    sqlx::query("UPDATE jobs SET status = 'failed', error = $2, finished_at = $3, lease_expires_at = NULL WHERE id = $1")
+                        .bind(&job.id)
+                        .bind(ORPHANED)
+                        .bind(now as i64)
+                        .execute(&mut *tx)
+                        .await?;
+                    failed.push(job);
+                }
+            }
+            tx.commit().await?;
+            Ok((adopted, failed))
         })
         .await
     }

@@ -53,6 +53,17 @@ const MIGRATIONS: &[&str] = &[
      CREATE UNIQUE INDEX workspaces_owner_name ON workspaces (owner_id, name) WHERE deleted = 0;
      CREATE UNIQUE INDEX builds_workspace_number ON builds (workspace_id, number);
      CREATE INDEX jobs_by_status ON jobs (status)",
+    // 3: tasks, the durable record of calls that outlive their request; a
+    // job counts how many processes have started it.
+    "CREATE TABLE tasks (
+        id TEXT PRIMARY KEY, owner_id TEXT NOT NULL, owner_name TEXT NOT NULL, organization_id TEXT NOT NULL,
+        chat_id TEXT NOT NULL, tool TEXT NOT NULL, arguments TEXT NOT NULL, plugin TEXT NOT NULL,
+        plugin_version TEXT NOT NULL, state TEXT NOT NULL, status_message TEXT, result TEXT,
+        is_error BIGINT NOT NULL DEFAULT 0, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
+        ttl_ms BIGINT NOT NULL, runner TEXT, lease_expires_at BIGINT, attempts BIGINT NOT NULL DEFAULT 0);
+     CREATE INDEX tasks_by_owner ON tasks (owner_id, created_at);
+     CREATE INDEX tasks_by_state ON tasks (state, lease_expires_at);
+     ALTER TABLE jobs ADD COLUMN attempts BIGINT NOT NULL DEFAULT 1",
 ];
 
 /// How many steps the code knows.

@@ -14,6 +14,7 @@ mod chats;
 mod migrations;
 mod rows;
 mod settings;
+mod tasks;
 mod templates;
 mod workspaces;
 

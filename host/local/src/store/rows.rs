@@ -87,8 +87,9 @@ pub struct BuildRecord {
 /// Who runs a job, and until when that claim holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobLease {
-    /// The process that claimed the job.
-    pub owner: String,
+    /// The process that claimed the job; none while it waits in the queue
+    /// for a process to claim it.
+    pub owner: Option<String>,
     /// When the claim lapses unless renewed, in ms since the Unix epoch.
     pub expires_at: u64,
 }
@@ -175,7 +176,7 @@ pub(super) fn job(row: &AnyRow) -> StoreResult<(Job, Option<JobLease>)> {
     let job = Job { id: row.try_get("id")?, status: status(&row.try_get::<String, _>("status")?), error: row.try_get("error")? };
     let owner: Option<String> = row.try_get("owner")?;
     let expires: Option<i64> = row.try_get("lease_expires_at")?;
-    let lease = owner.zip(ms(expires)).map(|(owner, expires_at)| JobLease { owner, expires_at });
+    let lease = ms(expires).map(|expires_at| JobLease { owner, expires_at });
     Ok((job, lease))
 }
 
