@@ -6,10 +6,16 @@
 //! hold at most [`MAX_HELD_PER_CALL`] locks with keys of at most
 //! [`MAX_KEY_BYTES`], and taking a key it already holds is refused at once
 //! instead of waiting for itself forever.
+//!
+//! Where the locks live is the host's choice, through [`ChatLocks`]: the
+//! in-process [`LockTable`] by default, or a service several hosts share
+//! (toolshed-local's PostgreSQL advisory locks), so that two hosts never
+//! run the same chat's guarded step at once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 /// The longest lock key a plugin may use.
@@ -21,7 +27,7 @@ pub const MAX_HELD_PER_CALL: usize = 16;
 /// it, so a guest that traps while holding a lock never blocks the chat.
 pub struct HeldLock {
     key: String,
-    _guard: OwnedMutexGuard<()>,
+    _guard: LockGuard,
 }
 
 impl HeldLock {
@@ -29,6 +35,42 @@ impl HeldLock {
     pub fn key(&self) -> &str {
         &self.key
     }
+}
+
+/// The full name of a lock: whose, in which chat, and the guest's key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct LockName {
+    /// The plugin taking it; no other plugin can contend for it.
+    pub plugin: Arc<str>,
+    /// The chat it guards.
+    pub chat: String,
+    /// The key the guest named, at most [`MAX_KEY_BYTES`].
+    pub key: String,
+}
+
+/// Proof that a lock is held; dropping it releases the lock.
+pub struct LockGuard(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl LockGuard {
+    /// A guard that releases its lock when `held` is dropped.
+    pub fn new(held: impl Send + Sync + 'static) -> Self {
+        Self(Box::new(held))
+    }
+}
+
+/// Why a lock could not be taken: the service that keeps it failed. The
+/// call then ends with this reason, since running the guarded step
+/// unguarded could do it twice.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the lock service failed: {0}")]
+pub struct LockUnavailable(pub String);
+
+/// Where a host's chat locks live.
+#[async_trait]
+pub trait ChatLocks: Send + Sync {
+    /// Waits for the lock `name`, then holds it until the guard drops. A
+    /// dropped future must leave nothing held.
+    async fn acquire(&self, name: &LockName) -> Result<LockGuard, LockUnavailable>;
 }
 
 /// Why a lock request was refused. Each ends the call: the plugin is
@@ -96,14 +138,14 @@ impl CallLocks {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct LockName {
-    plugin: Arc<str>,
-    chat: String,
-    key: String,
+impl HeldLock {
+    /// The lock `key`, held through `guard`.
+    pub fn new(key: &str, guard: LockGuard) -> Self {
+        Self { key: key.to_string(), _guard: guard }
+    }
 }
 
-/// The host's lock table: one async mutex per (plugin, chat, key).
+/// The in-process lock table: one async mutex per (plugin, chat, key).
 #[derive(Default)]
 pub struct LockTable {
     locks: Mutex<Locks>,
@@ -120,6 +162,12 @@ struct Locks {
 impl LockTable {
     /// Waits for the lock `key` of `plugin` in chat `chat_id`, then holds it.
     pub async fn acquire(&self, plugin: &Arc<str>, chat_id: &str, key: &str) -> HeldLock {
+        let name = LockName { plugin: plugin.clone(), chat: chat_id.to_string(), key: key.to_string() };
+        HeldLock::new(key, LockGuard::new(self.lock(&name).await))
+    }
+
+    /// Waits for the lock `name`, then holds it until the guard drops.
+    pub async fn lock(&self, name: &LockName) -> OwnedMutexGuard<()> {
         let lock = {
             let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
             if locks.by_name.len() >= locks.sweep_at {
@@ -127,10 +175,9 @@ impl LockTable {
                 locks.by_name.retain(|_, lock| Arc::strong_count(lock) > 1 || lock.try_lock().is_err());
                 locks.sweep_at = (locks.by_name.len() * 2).max(64);
             }
-            let name = LockName { plugin: plugin.clone(), chat: chat_id.to_string(), key: key.to_string() };
-            locks.by_name.entry(name).or_default().clone()
+            locks.by_name.entry(name.clone()).or_default().clone()
         };
-        HeldLock { key: key.to_string(), _guard: lock.lock_owned().await }
+        lock.lock_owned().await
     }
 
     /// How many lock entries the table keeps now, held or not yet swept.
@@ -141,6 +188,13 @@ impl LockTable {
     /// Whether the table keeps no entries.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[async_trait]
+impl ChatLocks for LockTable {
+    async fn acquire(&self, name: &LockName) -> Result<LockGuard, LockUnavailable> {
+        Ok(LockGuard::new(self.lock(name).await))
     }
 }
 

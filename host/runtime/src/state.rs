@@ -10,7 +10,7 @@ use crate::call_log::{CallLog, Origin};
 use crate::capability::{ChatEvents, Providers};
 use crate::clock::Clock;
 use crate::context::CallContext;
-use crate::locks::{CallLocks, LockTable};
+use crate::locks::{CallLocks, ChatLocks, LockTable};
 use crate::policy::Limits;
 use crate::progress::{ProgressSink, Reporter};
 use crate::sandbox::CallLimiter;
@@ -19,15 +19,16 @@ use crate::sandbox::CallLimiter;
 /// and the providers of the capabilities.
 pub struct Shared {
     pub(crate) clock: Arc<dyn Clock>,
-    pub(crate) locks: LockTable,
+    pub(crate) locks: Arc<dyn ChatLocks>,
     pub(crate) events: Arc<dyn ChatEvents>,
     pub(crate) providers: Providers,
 }
 
 impl Shared {
-    /// Shared state over `clock`, sending events to `events`, with `providers`.
+    /// Shared state over `clock`, sending events to `events`, with `providers`
+    /// and chat locks in this process.
     pub fn new(clock: Arc<dyn Clock>, events: Arc<dyn ChatEvents>, providers: Providers) -> Self {
-        Self { clock, locks: LockTable::default(), events, providers }
+        Self { clock, locks: Arc::new(LockTable::default()), events, providers }
     }
 }
 

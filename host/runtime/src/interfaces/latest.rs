@@ -6,7 +6,7 @@ use std::time::Duration;
 use wasmtime::component::Resource;
 
 use crate::call_log::Level;
-use crate::locks::{HeldLock, LockMisuse};
+use crate::locks::{HeldLock, LockMisuse, LockName};
 use crate::state::CallState;
 
 pub(crate) mod bindings {
@@ -52,10 +52,14 @@ impl CallState {
         if let Err(misuse) = self.locks.check(&key) {
             return self.call.import(async |_| Err(misuse)).await;
         }
-        let (table, plugin) = (&self.shared.locks, self.call.plugin().clone());
-        let held = self.call.import(async |cx| table.acquire(&plugin, &cx.chat_id, &key).await).await?;
+        let (locks, plugin) = (self.shared.locks.clone(), self.call.plugin().clone());
+        let name = |cx: &crate::CallContext| LockName { plugin, chat: cx.chat_id.clone(), key: key.clone() };
+        let guard = self.call.import(async |cx| locks.acquire(&name(cx)).await).await?;
+        // A lock service that fails ends the call: the guarded step must
+        // not run unguarded.
+        let guard = guard.map_err(wasmtime::Error::new)?;
         self.locks.taken(&key);
-        Ok(Ok(self.table.push(held)?))
+        Ok(Ok(self.table.push(HeldLock::new(&key, guard))?))
     }
 
     pub(crate) async fn release(&mut self, lock: Resource<HeldLock>) -> wasmtime::Result<()> {
