@@ -12,15 +12,14 @@ use std::time::{Duration, Instant};
 
 use rmcp::ServiceExt;
 use rmcp::handler::client::ClientHandler;
-use rmcp::model::{CallToolResponse, ClientCapabilities, ClientConfig, GetTaskParams, TaskPayload};
+use rmcp::model::{CallToolResponse, ClientCapabilities, ClientConfig};
 use rmcp::transport::StreamableHttpClientTransport;
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 use toolshed_local::scratch::ScratchDatabase;
 use toolshed_local::store::Store;
 
 use crate::http::{call, client};
-use crate::support::{SHORT_LEASE_MS, TOOLSHED, alive, data_dir, push_with, template, toolshed_on};
+use crate::support::{SHORT_LEASE_MS, TOOLSHED, alive, completed_task, data_dir, push_with, template, toolshed_on};
 
 /// A running replica, killed when dropped.
 struct Replica {
@@ -163,16 +162,7 @@ async fn a_replica_killed_mid_build_leaves_its_build_and_task_to_the_others() {
     // Another replica answers tasks/get, and one of them finishes the task.
     let on_b = task_client(replicas[0].addr).await;
     let deadline = Instant::now() + Duration::from_secs(90);
-    let result = loop {
-        let got = on_b.get_task(GetTaskParams::new(id.clone())).await.expect("any replica answers tasks/get");
-        match got.task.payload {
-            TaskPayload::Working => {}
-            TaskPayload::Completed { result } => break result,
-            other => panic!("the task ended as {other:?}"),
-        }
-        assert!(Instant::now() < deadline, "the task never ended");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let result = completed_task(&on_b, &id, Duration::from_secs(90)).await;
     // The resumed call finds the chat's workspace (SPEC 4.3's check), so it
     // answers with it rather than making another.
     let answer = &result["structuredContent"];
@@ -209,13 +199,13 @@ fn nix_kill(pid: i32) {
     assert!(status.success());
 }
 
-/// Hears of tool list changes.
+/// Counts tool list changes.
 #[derive(Clone, Default)]
-struct ListChanges(Arc<Notify>);
+struct ListChanges(Arc<AtomicUsize>);
 
 impl ClientHandler for ListChanges {
     async fn on_tool_list_changed(&self, _: rmcp::service::NotificationContext<rmcp::RoleClient>) {
-        self.0.notify_one();
+        self.0.fetch_add(1, Ordering::SeqCst);
     }
 
     fn get_info(&self) -> ClientConfig {
@@ -246,7 +236,15 @@ async fn a_hot_swap_on_one_replica_while_the_others_serve() {
     let changes = ListChanges::default();
     toolshed_mcp::tls::ensure_provider();
     let on_a = changes.clone().serve(StreamableHttpClientTransport::from_uri(format!("http://{}/mcp", replicas[0].addr))).await.unwrap();
-    assert_eq!(on_a.list_all_tools().await.unwrap().len(), 6);
+    // A replica listens before its plugins finish loading.
+    let started = Instant::now();
+    while on_a.list_all_tools().await.unwrap().len() < 6 {
+        assert!(started.elapsed() < Duration::from_secs(60), "replica a never listed its six tools");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The initial load's own notifications settle before the swap is counted.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let changes_before = changes.0.load(Ordering::SeqCst);
 
     // b and c serve calls without pause while a swaps a plugin.
     let swapped = Arc::new(AtomicBool::new(false));
@@ -271,7 +269,11 @@ async fn a_hot_swap_on_one_replica_while_the_others_serve() {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     std::fs::write(dirs[0].join("registry-tools.wasm"), crate::mcp::distinct(toolshed_builtin::REGISTRY_TOOLS)).unwrap();
-    tokio::time::timeout(Duration::from_secs(60), changes.0.notified()).await.expect("replica a swapped the plugin and said so");
+    let started = Instant::now();
+    while changes.0.load(Ordering::SeqCst) == changes_before {
+        assert!(started.elapsed() < Duration::from_secs(60), "replica a never said it swapped the plugin");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     swapped.store(true, Ordering::SeqCst);
     load.join_all().await;
 

@@ -132,3 +132,20 @@ pub fn alive(pid: i32) -> bool {
         state != "Z"
     })
 }
+
+/// Polls task `id` with `tasks/get` until it completes, and returns its
+/// result; panics if it ends otherwise or works past `patience`.
+pub async fn completed_task(client: &rmcp::service::RunningService<rmcp::RoleClient, rmcp::model::ClientConfig>, id: &str, patience: std::time::Duration) -> Value {
+    use rmcp::model::{GetTaskParams, TaskPayload};
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        let got = client.get_task(GetTaskParams::new(id.to_string())).await.expect("the server answers tasks/get");
+        match got.task.payload {
+            TaskPayload::Working => {}
+            TaskPayload::Completed { result } => return Value::Object(result),
+            other => panic!("the task ended as {other:?}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "the task never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}

@@ -6,11 +6,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use rmcp::ServiceExt;
-use rmcp::model::{CallToolRequestParams, CallToolResponse, CancelTaskParams, ClientCapabilities, ClientConfig, GetTaskParams, TaskPayload, TaskStatus};
+use rmcp::model::{CallToolRequestParams, CallToolResponse, CancelTaskParams, ClientCapabilities, ClientConfig, GetTaskParams, TaskStatus};
 use rmcp::transport::TokioChildProcess;
 use serde_json::{Value, json};
 
-use crate::support::{SHORT_LEASE_MS, TOOLSHED, alive, data_dir, push_with_cli as push, template, toolshed_on as toolshed};
+use crate::support::{SHORT_LEASE_MS, TOOLSHED, alive, completed_task, data_dir, push_with_cli as push, template, toolshed_on as toolshed};
 
 
 
@@ -124,17 +124,7 @@ async fn an_mcp_client_that_takes_tasks_gets_one_and_polls_it_to_the_result() {
     assert_eq!(shown["tool"], "create_workspace");
     assert_eq!(shown["arguments"]["template_id"], slow.as_str());
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let result = loop {
-        let got = client.get_task(GetTaskParams::new(id.clone())).await.unwrap();
-        match got.task.payload {
-            TaskPayload::Working => {}
-            TaskPayload::Completed { result } => break result,
-            other => panic!("the task ended as {other:?}"),
-        }
-        assert!(Instant::now() < deadline, "the task never ended");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let result = completed_task(&client, &id, Duration::from_secs(60)).await;
     assert_eq!(result["structuredContent"]["created"], true, "{result:?}");
 
     // An id the server never gave reads as not found; so does cancelling it.
