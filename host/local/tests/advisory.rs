@@ -117,3 +117,30 @@ async fn a_call_that_stops_waiting_leaves_nothing_held() {
     assert!(takes(&three, &ws).await, "the abandoned wait did not take the lock");
     assert!(takes(&two, &ws).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_held_locks_take_no_more_than_a_few_server_connections() {
+    let db = ScratchDatabase::create().await.unwrap();
+    let host = AdvisoryLocks::new(db.url());
+    let mut held = Vec::new();
+    for chat in 0..1_000 {
+        held.push(host.acquire(&name("workspace-tools", &format!("chat-{chat}"), "chat-workspace")).await.unwrap());
+    }
+    let mut admin = PgConnection::connect(db.url()).await.unwrap();
+    let connections: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()")
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    let locks: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(locks, 1_000, "every lock is held on the server");
+    assert!(connections <= toolshed_local::advisory::SESSIONS as i64, "{connections} connections hold 1,000 locks");
+    // Another host still waits on any of them.
+    let other = AdvisoryLocks::new(db.url());
+    assert!(!takes(&other, &name("workspace-tools", "chat-500", "chat-workspace")).await);
+    drop(held);
+}
