@@ -43,6 +43,11 @@ impl Provisioner {
         self.data_dir.join("logs").join(format!("{build_id}.log"))
     }
 
+    /// Until when a claim this process makes or renews at `now` holds.
+    fn held_until(&self, now: u64) -> u64 {
+        now + self.lease.period.as_millis() as u64
+    }
+
     /// The lease of a job queued at `now`.
     pub fn queued(&self, now: u64) -> JobLease {
         self.lease.queued(now)
@@ -53,7 +58,7 @@ impl Provisioner {
     /// job then stays queued for a runner, or lapses).
     pub async fn claim(&self, job_id: &str) -> bool {
         let now = now_ms();
-        match self.store.claim_queued_jobs(&self.owner, now, now + self.lease.period.as_millis() as u64, Some(job_id), 1).await {
+        match self.store.claim_queued_jobs(&self.owner, now, self.held_until(now), Some(job_id), 1).await {
             Ok(claimed) => !claimed.is_empty(),
             Err(e) => {
                 tracing::warn!(job = %job_id, "claiming a queued build: {e}");
@@ -66,7 +71,7 @@ impl Provisioner {
     /// each renewal, so a job whose creator died before claiming it runs.
     async fn run_queued(self: &Arc<Self>) -> super::store::StoreResult<()> {
         let now = now_ms();
-        let claimed = self.store.claim_queued_jobs(&self.owner, now, now + self.lease.period.as_millis() as u64, None, 8).await?;
+        let claimed = self.store.claim_queued_jobs(&self.owner, now, self.held_until(now), None, 8).await?;
         for job in claimed {
             if let Err(reason) = self.run_stored(&job).await {
                 tracing::warn!(job = %job, "a queued build could not run: {reason}");
@@ -91,7 +96,7 @@ impl Provisioner {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
-                let until = now_ms() + this.lease.period.as_millis() as u64;
+                let until = this.held_until(now_ms());
                 if let Err(e) = this.store.renew_leases(&this.owner, until).await {
                     tracing::warn!("renewing build leases: {e}");
                 }
@@ -119,7 +124,7 @@ impl Provisioner {
             lease::fail_orphans(&self.store, now.saturating_sub(self.lease.period.as_millis() as u64)).await?;
             return Ok(());
         }
-        let until = now + self.lease.period.as_millis() as u64;
+        let until = self.held_until(now);
         let (adopted, failed) = self.store.adopt_expired_jobs(&self.owner, now, until, MAX_JOB_ATTEMPTS).await?;
         for job in &failed {
             tracing::warn!(job = %job.id, "a build orphaned twice is marked failed");

@@ -144,3 +144,24 @@ async fn a_thousand_held_locks_take_no_more_than_a_few_server_connections() {
     assert!(!takes(&other, &name("workspace-tools", "chat-500", "chat-workspace")).await);
     drop(held);
 }
+
+#[test]
+fn odd_names_get_distinct_keys_and_parts_never_run_together() {
+    let long = "k".repeat(256);
+    let names = [
+        name("p", "ab", "c"),
+        name("p", "a", "bc"),
+        name("pa", "b", "c"),
+        name("p", "a\0b", "c"),
+        name("p", "a", "b\0c"),
+        name("p", "chat", "ключ"),
+        name("p", "chat", "🔒"),
+        name("p", "chat", ""),
+        name("p", "", "chat"),
+        name("p", "chat", &long),
+        name("p", "chat", "'; SELECT pg_advisory_unlock_all(); --"),
+    ];
+    let keys: std::collections::BTreeSet<i64> = names.iter().map(advisory_key).collect();
+    assert_eq!(keys.len(), names.len(), "every name has a key of its own");
+    assert_eq!(advisory_key(&names[0]), advisory_key(&name("p", "ab", "c")), "the same name always gets the same key");
+}
