@@ -1,7 +1,7 @@
 //! A ready-to-call host over a fake backend.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use serde_json::Value;
 use toolshed_runtime::{Arguments, CallContext, CallOptions, Plugin, Policy, Runtime, TokioClock, ToolOutput, Toolshed};
@@ -36,14 +36,25 @@ pub fn runtime_under(policy: Policy) -> Arc<Runtime> {
 ///
 /// When the plugin does not load; use [`Runtime::compile`] to test refusals.
 pub fn plugin_on(runtime: &Arc<Runtime>, name: &str, bytes: &[u8]) -> Arc<Plugin> {
-    static PLUGINS: OnceLock<Mutex<HashMap<(usize, String), Arc<Plugin>>>> = OnceLock::new();
+    type Compiled = (Weak<Runtime>, Arc<Plugin>);
+    static PLUGINS: OnceLock<Mutex<HashMap<(usize, String), Compiled>>> = OnceLock::new();
     let key = (Arc::as_ptr(runtime) as usize, name.to_string());
     let plugins = PLUGINS.get_or_init(Default::default);
-    if let Some(plugin) = plugins.lock().unwrap().get(&key) {
-        return plugin.clone();
+    // A runtime dropped by an earlier test may have left its address to this
+    // one: a plugin is reused only while the runtime it was compiled on lives.
+    let same = |(compiled_on, _): &Compiled| compiled_on.upgrade().is_some_and(|r| Arc::ptr_eq(&r, runtime));
+    if let Some(compiled) = plugins.lock().unwrap().get(&key).filter(|c| same(c)) {
+        return compiled.1.clone();
     }
     let plugin = Arc::new(runtime.compile(name, bytes).unwrap_or_else(|e| panic!("loading {name}: {e}")));
-    plugins.lock().unwrap().entry(key).or_insert(plugin).clone()
+    let mut plugins = plugins.lock().unwrap();
+    match plugins.get(&key).filter(|c| same(c)) {
+        Some(compiled) => compiled.1.clone(),
+        None => {
+            plugins.insert(key, (Arc::downgrade(runtime), plugin.clone()));
+            plugin
+        }
+    }
 }
 
 /// A host serving plugins over a [`FakeBackend`] on a virtual clock.

@@ -21,6 +21,7 @@
 
 mod empty;
 mod host;
+pub mod names;
 
 use std::sync::Arc;
 use std::time::Duration;

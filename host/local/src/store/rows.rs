@@ -5,61 +5,18 @@ use std::collections::BTreeMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use toolshed_contract::{JOB_STATUS, LIFECYCLE_STATE, TRANSITION, index, name};
-
 use super::{StoreError, StoreResult};
 use toolshed_infra::{Agent, Build, Chat, Job, JobStatus, LifecycleState, Template, Transition, Workspace};
 
-// The names are the contract's wire names (`toolshed_contract`), indexed by
-// case order; these match arms only turn an index back into a case.
-
-const TRANSITIONS: [Transition; 3] = [Transition::Start, Transition::Stop, Transition::Delete];
-const STATUSES: [JobStatus; 7] = [
-    JobStatus::Pending,
-    JobStatus::Running,
-    JobStatus::Succeeded,
-    JobStatus::Canceling,
-    JobStatus::Canceled,
-    JobStatus::Failed,
-    JobStatus::Unknown,
-];
-const LIFECYCLES: [LifecycleState; 9] = [
-    LifecycleState::Created,
-    LifecycleState::Starting,
-    LifecycleState::StartTimeout,
-    LifecycleState::StartError,
-    LifecycleState::Ready,
-    LifecycleState::ShuttingDown,
-    LifecycleState::ShutdownTimeout,
-    LifecycleState::ShutdownError,
-    LifecycleState::Off,
-];
-
-/// The name of a transition in the database.
-pub fn transition_name(t: Transition) -> &'static str {
-    name(&TRANSITION, TRANSITIONS.iter().position(|x| *x == t).unwrap_or(usize::MAX))
-}
+pub use toolshed_infra::names::{lifecycle_name, status_name, transition_name};
+pub(super) use toolshed_infra::names::status;
 
 fn transition(text: &str) -> StoreResult<Transition> {
-    index(&TRANSITION, text).map(|i| TRANSITIONS[i]).ok_or_else(|| StoreError::Malformed { what: "transition", detail: format!("{text:?}") })
-}
-
-/// The name of a job status in the database.
-pub fn status_name(s: JobStatus) -> &'static str {
-    name(&JOB_STATUS, STATUSES.iter().position(|x| *x == s).unwrap_or(usize::MAX))
-}
-
-pub(super) fn status(text: &str) -> JobStatus {
-    index(&JOB_STATUS, text).map_or(JobStatus::Unknown, |i| STATUSES[i])
-}
-
-/// The name of a lifecycle state in the database.
-pub fn lifecycle_name(s: LifecycleState) -> &'static str {
-    name(&LIFECYCLE_STATE, LIFECYCLES.iter().position(|x| *x == s).unwrap_or(usize::MAX))
+    toolshed_infra::names::transition(text).ok_or_else(|| StoreError::Malformed { what: "transition", detail: format!("{text:?}") })
 }
 
 fn lifecycle(text: &str) -> StoreResult<LifecycleState> {
-    index(&LIFECYCLE_STATE, text).map(|i| LIFECYCLES[i]).ok_or_else(|| StoreError::Malformed { what: "lifecycle state", detail: format!("{text:?}") })
+    toolshed_infra::names::lifecycle(text).ok_or_else(|| StoreError::Malformed { what: "lifecycle state", detail: format!("{text:?}") })
 }
 
 /// A workspace with what only the local backend needs.
