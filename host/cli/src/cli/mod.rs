@@ -1,5 +1,6 @@
 //! The `toolshed` command line.
 
+pub mod coder;
 pub mod demo;
 pub mod tasks;
 
@@ -202,16 +203,38 @@ pub struct ServeArgs {
     /// limit). Clients that declare the tasks extension get a task instead.
     #[arg(long, default_value_t = toolshed_mcp::DEFAULT_WAIT_BUDGET.as_secs())]
     pub wait_budget: u64,
-    /// The user calls run as over stdio, or over HTTP without authentication.
-    #[arg(long, default_value = toolshed_local::LOCAL_OWNER)]
-    pub owner_id: String,
+    /// The user calls run as over stdio, or over HTTP without authentication
+    /// (default: the local user, or with --backend coder the token's user).
+    #[arg(long)]
+    pub owner_id: Option<String>,
     /// That user's name.
-    #[arg(long, default_value = toolshed_local::LOCAL_OWNER_NAME)]
-    pub owner_name: String,
+    #[arg(long)]
+    pub owner_name: Option<String>,
     /// That user's organization, and the organization of JWT callers whose
     /// token names none.
-    #[arg(long, default_value = toolshed_local::LOCAL_ORG)]
-    pub organization_id: String,
+    #[arg(long)]
+    pub organization_id: Option<String>,
+    /// What the tools drive: the embedded local backend, or a Coder
+    /// deployment (with --coder-url and --coder-token-file).
+    #[arg(long, value_enum, default_value_t = BackendKind::Local)]
+    pub backend: BackendKind,
+    /// The Coder deployment's URL, such as https://coder.example.com.
+    #[arg(long, env = "CODER_URL", required_if_eq("backend", "coder"))]
+    pub coder_url: Option<String>,
+    /// A file holding the Coder session token, so the token is never on a
+    /// command line (make one with `coder tokens create`).
+    #[arg(long, required_if_eq("backend", "coder"))]
+    pub coder_token_file: Option<PathBuf>,
+}
+
+/// What the tools drive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// The embedded local backend: templates from directories, builds and
+    /// agents as local processes.
+    Local,
+    /// A Coder deployment, over its REST API.
+    Coder,
 }
 
 /// Task commands.
@@ -236,8 +259,11 @@ pub enum TemplateCommand {
 
 /// A host over the local backend, with its plugins installing.
 pub struct App {
-    /// The local backend.
+    /// The local backend: chats, tasks and, unless the tools drive Coder,
+    /// the workspaces.
     pub backend: Arc<LocalBackend>,
+    /// With `--backend coder`, the user the Coder token belongs to.
+    pub coder_user: Option<toolshed_coder::api::User>,
     /// The host.
     pub host: Arc<Toolshed>,
     /// The initial install of the plugins, each on its own task; yields
@@ -250,16 +276,27 @@ impl App {
     /// Opens the local backend in the data directory and starts installing
     /// the plugins in the background: a slow plugin delays nothing else.
     pub async fn open(global: &Global) -> anyhow::Result<App> {
-        Self::open_as(global, toolshed_local::Orphans::Fail).await
+        Self::open_as(global, toolshed_local::Orphans::Fail, None).await
     }
 
     /// [`App::open`] for a process that stays up to run tasks, which takes
     /// over the builds of processes that died.
     pub async fn open_runner(global: &Global) -> anyhow::Result<App> {
-        Self::open_as(global, toolshed_local::Orphans::Adopt).await
+        Self::open_as(global, toolshed_local::Orphans::Adopt, None).await
     }
 
-    async fn open_as(global: &Global, orphans: toolshed_local::Orphans) -> anyhow::Result<App> {
+    /// [`App::open_runner`] for `serve`, whose tools drive the backend
+    /// `args` choose.
+    pub async fn open_server(global: &Global, args: &ServeArgs) -> anyhow::Result<App> {
+        let coder = match (args.backend, &args.coder_url, &args.coder_token_file) {
+            (BackendKind::Coder, Some(url), Some(token_file)) => Some((url.as_str(), token_file.as_path())),
+            (BackendKind::Coder, _, _) => anyhow::bail!("--backend coder needs --coder-url and --coder-token-file"),
+            (BackendKind::Local, _, _) => None,
+        };
+        Self::open_as(global, toolshed_local::Orphans::Adopt, coder).await
+    }
+
+    async fn open_as(global: &Global, orphans: toolshed_local::Orphans, coder: Option<(&str, &Path)>) -> anyhow::Result<App> {
         let data_dir = global.data_dir.clone().unwrap_or_else(LocalConfig::default_data_dir);
         let policy = match &global.policy {
             Some(path) => Policy::from_file(path)?,
@@ -274,7 +311,13 @@ impl App {
                 .build()?,
         );
         let backend = open_backend_as(global, orphans).await?;
-        let (infra, platform, events) = backend.providers();
+        let (mut infra, platform, events) = backend.providers();
+        let mut coder_user = None;
+        if let Some((url, token_file)) = coder {
+            let (over_coder, user) = coder::open(&backend, url, token_file).await?;
+            infra = toolshed_infra::InfraProviders::new(over_coder);
+            coder_user = Some(user);
+        }
         let mut builder = Toolshed::builder(runtime).clock(Arc::new(SystemClock)).events(events).provide(infra).provide(platform);
         if let Some(locks) = backend.chat_locks() {
             builder = builder.locks(locks);
@@ -310,7 +353,7 @@ impl App {
                 (loading, None)
             }
         };
-        Ok(App { backend, host, loading: Some(loading), _watch: watch })
+        Ok(App { backend, coder_user, host, loading: Some(loading), _watch: watch })
     }
 
     /// Waits until every plugin of the initial load is installed or refused,
@@ -409,7 +452,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             return Ok(i32::from(out.is_error));
         }
         Command::Serve(args) => {
-            let mut app = App::open_runner(&cli.global).await?;
+            let mut app = App::open_server(&cli.global, &args).await?;
             app.report_refusals_later();
             serve(&app, args).await?;
         }
@@ -517,12 +560,19 @@ fn toml_entry(hash: &str, owner_id: &str, owner_name: &str, organization_id: &st
 
 /// Serves MCP over stdio or HTTP as `args` say.
 async fn serve(app: &App, args: ServeArgs) -> anyhow::Result<()> {
+    // Over Coder, calls act for the token's user unless told otherwise.
+    let coder = app.coder_user.as_ref();
     let principal = toolshed_mcp::Principal {
-        owner_id: args.owner_id.clone(),
-        owner_name: args.owner_name.clone(),
-        organization_id: args.organization_id.clone(),
+        owner_id: args.owner_id.clone().or_else(|| coder.map(|u| u.id.clone())).unwrap_or_else(|| toolshed_local::LOCAL_OWNER.into()),
+        owner_name: args.owner_name.clone().or_else(|| coder.map(|u| u.username.clone())).unwrap_or_else(|| toolshed_local::LOCAL_OWNER_NAME.into()),
+        organization_id: args
+            .organization_id
+            .clone()
+            .or_else(|| coder.and_then(|u| u.organization_ids.first().cloned()))
+            .unwrap_or_else(|| toolshed_local::LOCAL_ORG.into()),
         scopes: vec![args.auth_scope.clone()],
     };
+    let default_organization = principal.organization_id.clone();
     let mut settings = toolshed_mcp::ServerSettings::new(principal, Some(app.backend.clone()));
     settings.calls_per_principal = args.calls_per_caller.max(1);
     // Calls made as tasks run here, and so do tasks whose process stopped.
@@ -547,7 +597,7 @@ async fn serve(app: &App, args: ServeArgs) -> anyhow::Result<()> {
                 toolshed_mcp::auth::Jwks::File(jwks.into())
             };
             let audience = args.auth_audience.clone().unwrap_or_else(|| public_url.clone());
-            Some(Arc::new(toolshed_mcp::auth::JwtIssuer::new(issuer, &audience, &args.organization_id, source).await?))
+            Some(Arc::new(toolshed_mcp::auth::JwtIssuer::new(issuer, &audience, &default_organization, source).await?))
         }
         _ => None,
     };

@@ -2,6 +2,7 @@
 //! SQLite file or PostgreSQL database, MCP over stdio and HTTP.
 
 mod bench;
+mod coder;
 mod demo;
 mod features;
 mod floods;
