@@ -294,14 +294,7 @@ pub fn default_context() -> CallContext {
 }
 
 fn chat_row<'a>(world: &'a mut World, cx: &CallContext) -> &'a mut Chat {
-    world.chats.entry(cx.chat_id.clone()).or_insert_with(|| Chat {
-        id: cx.chat_id.clone(),
-        owner_id: cx.owner_id.clone(),
-        organization_id: cx.organization_id.clone(),
-        workspace_id: None,
-        build_id: None,
-        agent_id: None,
-    })
+    world.chats.entry(cx.chat_id.clone()).or_insert_with(|| toolshed_infra::unbound_chat(cx))
 }
 
 fn insert_build(

@@ -71,14 +71,7 @@ impl ChatStore for MemoryChats {
         match self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&cx.chat_id) {
             Some(chat) if chat.owner_id != cx.owner_id => Err(QueryError::NotFound),
             Some(chat) => Ok(chat.clone()),
-            None => Ok(Chat {
-                id: cx.chat_id.clone(),
-                owner_id: cx.owner_id.clone(),
-                organization_id: cx.organization_id.clone(),
-                workspace_id: None,
-                build_id: None,
-                agent_id: None,
-            }),
+            None => Ok(toolshed_infra::unbound_chat(cx)),
         }
     }
 

@@ -67,6 +67,19 @@ pub use bindings::{
     JobStatus, LifecycleState, ParameterOption, QueryError, Template, TemplateParameter, Transition, Validation, Workspace,
 };
 
+/// The calling chat with nothing bound to it yet: what a backend answers
+/// for a chat it has no row of.
+pub fn unbound_chat(cx: &CallContext) -> Chat {
+    Chat {
+        id: cx.chat_id.clone(),
+        owner_id: cx.owner_id.clone(),
+        organization_id: cx.organization_id.clone(),
+        workspace_id: None,
+        build_id: None,
+        agent_id: None,
+    }
+}
+
 /// Reads and chat bindings (`toolshed:infra/db`), scoped to the caller.
 #[async_trait]
 pub trait Db: Send + Sync + 'static {

@@ -117,14 +117,7 @@ fn build(id: &str, created_ms: u64) -> Build {
 #[async_trait]
 impl Db for InstantBackend {
     async fn chat(&self, cx: &CallContext) -> Result<Chat, QueryError> {
-        Ok(Chat {
-            id: cx.chat_id.clone(),
-            owner_id: cx.owner_id.clone(),
-            organization_id: cx.organization_id.clone(),
-            workspace_id: None,
-            build_id: None,
-            agent_id: None,
-        })
+        Ok(toolshed_infra::unbound_chat(cx))
     }
     async fn workspace(&self, _: &CallContext, _: &str) -> Result<Workspace, QueryError> {
         Err(QueryError::NotFound)
