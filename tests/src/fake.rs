@@ -6,14 +6,14 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use toolshed_infra::{
-    Agent, AgentConnect, ApiError, BuildLogs, Build, Chat, ChatBinding, Control, ControlError, CreateBuildRequest, CreateWorkspaceRequest,
+    Agent, AgentConnect, ApiError, BuildLogs, BuildVersions, Build, Chat, ChatBinding, Control, ControlError, CreateBuildRequest, CreateWorkspaceRequest,
     CreatedWorkspace, Db, InfraProviders, Job, QueryError, Template, TemplateParameter, Transition, Validation, Workspace,
 };
 use toolshed_platform::{PlatformError, PlatformProviders, ProvisionRequest, Registry, Task};
 use toolshed_runtime::{CallContext, ChatDirectory, ChatEvents, ChatRefused, Clock};
 
 use crate::ids;
-use crate::record::{Call, Recorder};
+use crate::record::{Attempt, Call, ReadKind, Recorder};
 use crate::script::{AgentSpec, BuildPlan, ConnectScript, Heartbeat, JobScript, TaskScript};
 
 /// How long a connection stays counted as connected without a heartbeat.
@@ -55,6 +55,8 @@ struct World {
     memberships: HashMap<String, Vec<String>>,
     /// The template each version belongs to.
     versions: HashMap<String, String>,
+    /// The templates whose starts build the active version.
+    require_active: Vec<String>,
 }
 
 /// The fake backend. Cheap to clone; clones share state.
@@ -116,6 +118,17 @@ impl FakeBackend {
     pub fn edit_template(&self, id: &str, edit: impl FnOnce(&mut Template)) {
         if let Some(t) = self.world().templates.iter_mut().find(|t| t.id == id) {
             edit(t);
+        }
+    }
+
+    /// Makes starts of `template_id`'s workspaces build its active version
+    /// (`required`), or the version of the workspace's last build (the
+    /// default, as in Coder), as a template's `require_active_version` does.
+    pub fn require_active_version(&self, template_id: &str, required: bool) {
+        let mut world = self.world();
+        world.require_active.retain(|t| t != template_id);
+        if required {
+            world.require_active.push(template_id.to_string());
         }
     }
 
@@ -245,6 +258,11 @@ impl FakeBackend {
         self.world().builds.iter().find(|b| b.build.id == id).map(|b| b.build.clone())
     }
 
+    /// When build `id` was created, in ms since the epoch on the virtual clock.
+    pub fn build_created_at(&self, id: &str) -> Option<u64> {
+        self.world().builds.iter().find(|b| b.build.id == id).map(|b| b.created_at)
+    }
+
     /// The name of an agent, by id.
     pub fn agent_name(&self, id: &str) -> Option<String> {
         self.world().builds.iter().flat_map(|b| b.agents.iter()).find(|(a, _)| a.id == id).map(|(a, _)| a.name.clone())
@@ -283,8 +301,20 @@ impl FakeBackend {
                 agent.connection_timeout_seconds = 1;
                 agent.created_at = now.saturating_sub(60_000);
             }
+            Heartbeat::NeverConnectedFor(ms) => {
+                agent.connection_timeout_seconds = 600;
+                agent.created_at = now.saturating_sub(ms);
+            }
+            Heartbeat::LastHeardAgo(ms) => {
+                agent.first_connected_at = Some(agent.created_at);
+                agent.last_connected_at = Some(now.saturating_sub(ms));
+            }
         }
         agent
+    }
+
+    fn read(&self, kind: ReadKind) {
+        self.recorder.read(self.clock.now_ms(), kind);
     }
 }
 
@@ -362,6 +392,7 @@ impl FakeBackend {
 impl Db for FakeBackend {
     async fn chat(&self, cx: &CallContext) -> Result<Chat, QueryError> {
         round_trip().await;
+        self.read(ReadKind::Chat);
         let mut world = self.world();
         let chat = chat_row(&mut world, cx);
         // Another owner's chat does not exist for this caller.
@@ -373,6 +404,7 @@ impl Db for FakeBackend {
 
     async fn workspace(&self, cx: &CallContext, id: &str) -> Result<Workspace, QueryError> {
         round_trip().await;
+        self.read(ReadKind::Workspace(id.to_string()));
         let world = self.world();
         world
             .workspaces
@@ -384,6 +416,7 @@ impl Db for FakeBackend {
 
     async fn latest_build(&self, cx: &CallContext, workspace_id: &str) -> Result<Build, QueryError> {
         round_trip().await;
+        self.read(ReadKind::LatestBuild(workspace_id.to_string()));
         let world = self.world();
         if !Self::owns_workspace(&world, cx, workspace_id) {
             return Err(QueryError::NotFound);
@@ -393,6 +426,7 @@ impl Db for FakeBackend {
 
     async fn build(&self, cx: &CallContext, id: &str) -> Result<Build, QueryError> {
         round_trip().await;
+        self.read(ReadKind::Build(id.to_string()));
         let world = self.world();
         world
             .builds
@@ -404,6 +438,7 @@ impl Db for FakeBackend {
 
     async fn job(&self, cx: &CallContext, id: &str) -> Result<Job, QueryError> {
         round_trip().await;
+        self.read(ReadKind::Job(id.to_string()));
         let now = self.clock.now_ms();
         let world = self.world();
         let row = world
@@ -418,6 +453,7 @@ impl Db for FakeBackend {
 
     async fn build_agents(&self, cx: &CallContext, build_id: &str) -> Result<Vec<Agent>, QueryError> {
         round_trip().await;
+        self.read(ReadKind::BuildAgents(build_id.to_string()));
         let world = self.world();
         let row = world
             .builds
@@ -429,6 +465,7 @@ impl Db for FakeBackend {
 
     async fn agent(&self, cx: &CallContext, id: &str) -> Result<Agent, QueryError> {
         round_trip().await;
+        self.read(ReadKind::Agent(id.to_string()));
         let world = self.world();
         for row in &world.builds {
             if let Some((agent, spec)) = row.agents.iter().find(|(a, _)| a.id == id) {
@@ -443,18 +480,21 @@ impl Db for FakeBackend {
 
     async fn templates(&self, cx: &CallContext) -> Result<Vec<Template>, QueryError> {
         round_trip().await;
+        self.read(ReadKind::Templates);
         let world = self.world();
         Ok(world.templates.iter().filter(|t| Self::sees_template(&world, cx, t)).cloned().collect())
     }
 
     async fn template(&self, cx: &CallContext, id: &str) -> Result<Template, QueryError> {
         round_trip().await;
+        self.read(ReadKind::Template(id.to_string()));
         let world = self.world();
         world.templates.iter().find(|t| t.id == id && Self::sees_template(&world, cx, t)).cloned().ok_or(QueryError::NotFound)
     }
 
     async fn template_parameters(&self, cx: &CallContext, version_id: &str) -> Result<Vec<TemplateParameter>, QueryError> {
         round_trip().await;
+        self.read(ReadKind::TemplateParameters(version_id.to_string()));
         let world = self.world();
         let template = world.versions.get(version_id).and_then(|t| world.templates.iter().find(|x| x.id == *t));
         if !template.is_some_and(|t| Self::sees_template(&world, cx, t)) {
@@ -556,7 +596,14 @@ impl Control for FakeBackend {
             return Err(ControlError::Api(ApiError { status: 404, message: "workspace not found".into(), detail: String::new(), validations: vec![] }));
         };
         let template_id = row.workspace.template_id.clone();
-        let version = world.templates.iter().find(|t| t.id == template_id).map(|t| t.active_version_id.clone());
+        let active = world.templates.iter().find(|t| t.id == template_id).map(|t| t.active_version_id.clone());
+        let last = world.builds.iter().rev().find(|b| b.build.workspace_id == request.workspace_id).and_then(|b| b.build.template_version_id.clone());
+        // A start moves to the active version only when the template
+        // requires it; every other build keeps the last build's version.
+        let version = match request.transition {
+            Transition::Start if world.require_active.contains(&template_id) => active,
+            _ => last.or(active),
+        };
         // Values given before carry over; the new version's required
         // parameters must all have one.
         let mut values: Vec<(String, String)> = world
@@ -597,6 +644,8 @@ impl AgentConnect for FakeBackend {
     async fn connect(&self, cx: &CallContext, agent_id: &str, timeout: Duration) -> Result<(), String> {
         round_trip().await;
         self.recorder.push(cx, Call::Connect(agent_id.to_string()));
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        self.recorder.attempt(Attempt { at_ms: self.clock.now_ms(), agent_id: agent_id.to_string(), timeout_ms });
         let outcome = {
             let mut world = self.world();
             let script = world
@@ -643,6 +692,7 @@ impl Registry for FakeBackend {
 
     async fn task(&self, cx: &CallContext, id: &str) -> Result<Task, PlatformError> {
         round_trip().await;
+        self.read(ReadKind::Task(id.to_string()));
         self.recorder.push(cx, Call::PollTask(id.to_string()));
         let now = self.clock.now_ms();
         let mut world = self.world();
@@ -670,6 +720,19 @@ impl BuildLogs for FakeBackend {
         let world = self.world();
         let row = world.builds.iter().find(|b| b.build.id == build_id && Self::owns_workspace(&world, cx, &b.build.workspace_id))?;
         row.job.log_line.clone()
+    }
+}
+
+#[async_trait]
+impl BuildVersions for FakeBackend {
+    async fn start_uses_active_version(&self, cx: &CallContext, workspace_id: &str) -> bool {
+        round_trip().await;
+        let world = self.world();
+        world
+            .workspaces
+            .iter()
+            .find(|w| w.workspace.id == workspace_id && w.owner_id == cx.owner_id)
+            .is_some_and(|w| world.require_active.contains(&w.workspace.template_id))
     }
 }
 

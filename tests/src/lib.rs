@@ -5,7 +5,9 @@
 //! infrastructure (templates, workspaces, builds whose jobs change status
 //! over time, agents that connect or not) and records every call that
 //! changes something, so a test can say "create was never called" or
-//! "exactly one connection attempt". Time is tokio's paused clock, so a
+//! "exactly one connection attempt", and every read with its virtual time,
+//! so a test can pin a poll schedule ("the first poll at once, then one
+//! every two seconds"). Time is tokio's paused clock, so a
 //! ten-minute build wait finishes in milliseconds.
 //!
 //! ```
@@ -37,7 +39,7 @@ mod script;
 
 pub use env::{EPOCH_MS, OutputExt, TestEnv, plugin_on, runtime_under};
 pub use fake::{FakeBackend, INACTIVE_DISCONNECT_MS, default_context};
-pub use record::{Call, Recorder};
+pub use record::{Attempt, Call, Read, ReadKind, Recorder};
 pub use script::{AgentSpec, BuildPlan, ConnectScript, Heartbeat, JobScript, TaskScript};
 pub use toolshed_infra::{
     ApiError, ControlError, JobStatus, LifecycleState, ParameterOption, QueryError, TemplateParameter, Transition, Validation,

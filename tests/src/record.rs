@@ -28,12 +28,62 @@ pub enum Call {
     PollTask(String),
 }
 
+/// What a read asked the backend for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadKind {
+    /// db.get-chat
+    Chat,
+    /// db.get-workspace, with the workspace id
+    Workspace(String),
+    /// db.get-latest-build, with the workspace id
+    LatestBuild(String),
+    /// db.get-build, with the build id
+    Build(String),
+    /// db.get-job, with the job id
+    Job(String),
+    /// db.list-build-agents, with the build id
+    BuildAgents(String),
+    /// db.get-agent, with the agent id: how startup scripts are watched
+    Agent(String),
+    /// db.list-templates
+    Templates,
+    /// db.get-template, with the template id
+    Template(String),
+    /// db.get-template-parameters, with the version id
+    TemplateParameters(String),
+    /// registry.get-task, with the task id
+    Task(String),
+}
+
+/// One read a plugin made, and when, on the backend's (virtual) clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Read {
+    /// Milliseconds since the Unix epoch on the backend's clock.
+    pub at_ms: u64,
+    /// What was read.
+    pub kind: ReadKind,
+}
+
+/// One connection attempt: when it began, to which agent, and the timeout
+/// the plugin gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    /// Milliseconds since the Unix epoch on the backend's clock.
+    pub at_ms: u64,
+    /// The agent tried.
+    pub agent_id: String,
+    /// The attempt's timeout, in ms.
+    pub timeout_ms: u64,
+}
+
 /// Every recorded call, with the chat that made it.
 #[derive(Clone, Default)]
 pub struct Recorder {
     calls: Arc<Mutex<Vec<(String, Call)>>>,
     /// When each call in `calls` was made, on the (virtual) tokio clock.
     times: Arc<Mutex<Vec<tokio::time::Instant>>>,
+    reads: Arc<Mutex<Vec<Read>>>,
+    attempts: Arc<Mutex<Vec<Attempt>>>,
 }
 
 impl Recorder {
@@ -42,6 +92,30 @@ impl Recorder {
         let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
         calls.push((cx.chat_id.clone(), call));
         self.times.lock().unwrap_or_else(|e| e.into_inner()).push(tokio::time::Instant::now());
+    }
+
+    pub(crate) fn read(&self, at_ms: u64, kind: ReadKind) {
+        self.reads.lock().unwrap_or_else(|e| e.into_inner()).push(Read { at_ms, kind });
+    }
+
+    pub(crate) fn attempt(&self, attempt: Attempt) {
+        self.attempts.lock().unwrap_or_else(|e| e.into_inner()).push(attempt);
+    }
+
+    /// Every read plugins made, in order, each with its virtual time: the
+    /// poll schedules of SPEC §1 are asserted on these.
+    pub fn reads(&self) -> Vec<Read> {
+        self.reads.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The virtual times (ms since the epoch) of the reads `select` picks.
+    pub fn read_times(&self, select: impl Fn(&ReadKind) -> bool) -> Vec<u64> {
+        self.reads().into_iter().filter(|r| select(&r.kind)).map(|r| r.at_ms).collect()
+    }
+
+    /// Every connection attempt, in order.
+    pub fn attempts(&self) -> Vec<Attempt> {
+        self.attempts.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// A progress sink that records every report of a call in chat `cx`.
@@ -115,6 +189,8 @@ impl Recorder {
         let mut calls = self.calls.lock().unwrap_or_else(|e| e.into_inner());
         calls.clear();
         self.times.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.reads.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.attempts.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }
 

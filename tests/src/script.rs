@@ -66,6 +66,12 @@ pub enum Heartbeat {
     /// Connected once, with no disconnect recorded, but silent for longer
     /// than the inactivity limit.
     Stale,
+    /// Never connected, created this many ms before each read, with a
+    /// connection timeout of 600 s: for the edges of SPEC 3.2.
+    NeverConnectedFor(u64),
+    /// Connected, last heard from this many ms before each read: for the
+    /// edge of the inactivity limit.
+    LastHeardAgo(u64),
 }
 
 /// How connection attempts to an agent go.

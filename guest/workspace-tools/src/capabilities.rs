@@ -47,6 +47,9 @@ pub trait Capabilities {
 
     fn create_workspace(&self, request: &CreateWorkspaceRequest) -> Result<CreatedWorkspace, ControlError>;
     fn create_build(&self, request: &CreateBuildRequest) -> Result<Build, ControlError>;
+    /// Whether a start of the workspace builds its template's active version
+    /// rather than the version of its last build.
+    fn start_uses_active_version(&self, workspace_id: &str) -> bool;
 
     /// Whether the host can reach agents at all.
     fn can_connect(&self) -> bool;

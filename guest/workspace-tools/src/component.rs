@@ -3,7 +3,7 @@
 use crate::capabilities::Capabilities;
 use crate::wit::exports::toolshed::tools::workspace_tools::{self as api, Guest};
 use crate::wit::toolshed::infra::{agent_connect, control, db, types};
-use crate::wit::toolshed::builds::logs;
+use crate::wit::toolshed::builds::{logs, versions};
 use crate::wit::toolshed::runtime::{call, clock, events, locks};
 
 /// The host as the tool logic sees it inside the component.
@@ -84,6 +84,9 @@ impl Capabilities for ComponentHost {
     }
     fn create_build(&self, request: &control::CreateBuildRequest) -> Result<types::Build, types::ControlError> {
         control::create_build(request)
+    }
+    fn start_uses_active_version(&self, workspace_id: &str) -> bool {
+        versions::start_uses_active_version(workspace_id)
     }
     fn can_connect(&self) -> bool {
         agent_connect::available()

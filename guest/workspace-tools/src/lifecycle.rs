@@ -274,12 +274,17 @@ pub fn start_workspace<C: Capabilities>(host: &C, args: StartWorkspaceArgs) -> R
     let build = match host.create_build(&request) {
         Ok(build) => build,
         Err(ControlError::Api(api)) => {
-            let template = host.template(&workspace.template_id).ok();
-            let moving_to_active = match (&template, &previous_version) {
-                (Some(t), Some(v)) => &t.active_version_id != v,
-                _ => false,
-            };
-            if moving_to_active && api.status == 400 {
+            // The rewrite is for a start that moves to a new version: the
+            // backend says whether starts use the active version, and the
+            // workspace's last build must be on another one. A 400 against
+            // the version the workspace already has is an ordinary error.
+            let moving_to_active = api.status == 400
+                && host.start_uses_active_version(&workspace.id)
+                && match (host.template(&workspace.template_id).ok(), &previous_version) {
+                    (Some(t), Some(v)) => &t.active_version_id != v,
+                    _ => false,
+                };
+            if moving_to_active {
                 return Err(manual_update_error(&api, &workspace.template_id));
             }
             let mut err = api_error(&api);

@@ -41,7 +41,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use toolshed_infra::{
-    Agent, AgentConnect, ApiError, Build, BuildLogs, Chat, ChatBinding, Control, ControlError, CreateBuildRequest, CreateWorkspaceRequest,
+    Agent, AgentConnect, ApiError, Build, BuildLogs, BuildVersions, Chat, ChatBinding, Control, ControlError, CreateBuildRequest, CreateWorkspaceRequest,
     CreatedWorkspace, Db, Job, QueryError, Template, TemplateParameter, Transition, Validation, Workspace, names,
 };
 use toolshed_runtime::{CallContext, Clock, SystemClock};
@@ -422,6 +422,16 @@ impl AgentConnect for CoderBackend {
             "connected" => Ok(()),
             status => Err(format!("Coder reports agent {} as {status}, not connected", agent.name)),
         }
+    }
+}
+
+#[async_trait]
+impl BuildVersions for CoderBackend {
+    /// Coder's own rule: a start builds the active version when the
+    /// workspace's template sets `require_active_version`.
+    async fn start_uses_active_version(&self, cx: &CallContext, workspace_id: &str) -> bool {
+        let Ok(workspace) = self.owned_workspace(cx, workspace_id).await else { return false };
+        self.coder_template(&workspace.template_id).await.is_ok_and(|t| t.require_active_version)
     }
 }
 

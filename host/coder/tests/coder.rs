@@ -343,3 +343,18 @@ async fn a_refused_token_a_missing_permission_and_no_server_each_say_what_to_do(
     let unreachable = CoderBackend::with_clock(nowhere, Arc::new(MemoryChats::default()), clock).unwrap().whoami().await.unwrap_err();
     assert!(unreachable.to_string().starts_with(&format!("cannot reach Coder at {url}/")), "{unreachable}");
 }
+
+#[tokio::test]
+async fn a_start_uses_the_active_version_only_where_the_template_requires_it_and_only_for_the_owner() {
+    use toolshed_infra::BuildVersions;
+    let env = env().await;
+    let created = env.call("create_workspace", json!({ "template_id": env.template.template_id, "name": "dev" })).await;
+    created.ok();
+    let cx = context("chat-1");
+    let workspace = env.backend.chat(&cx).await.unwrap().workspace_id.unwrap();
+    assert!(!env.backend.start_uses_active_version(&cx, &workspace).await, "Coder's default keeps the version");
+    env.fake.require_active_version(&env.template.template_id, true);
+    assert!(env.backend.start_uses_active_version(&cx, &workspace).await);
+    let (foreign, _) = env.fake.add_foreign_workspace(&env.template);
+    assert!(!env.backend.start_uses_active_version(&cx, &foreign).await, "another user's workspace says nothing");
+}

@@ -76,6 +76,13 @@ impl crate::BuildLogs for EmptyInfra {
 }
 
 #[async_trait]
+impl crate::BuildVersions for EmptyInfra {
+    async fn start_uses_active_version(&self, _: &CallContext, _: &str) -> bool {
+        false
+    }
+}
+
+#[async_trait]
 impl AgentConnect for EmptyInfra {
     fn available(&self) -> bool {
         false

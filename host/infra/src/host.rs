@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use toolshed_runtime::wasmtime;
 
-use crate::bindings::toolshed::builds::logs;
+use crate::bindings::toolshed::builds::{logs, versions};
 use crate::bindings::toolshed::infra::{agent_connect, control, db, types};
 use crate::{
     Agent, Build, Chat, ChatBinding, ControlError, CreateBuildRequest, CreateWorkspaceRequest, CreatedWorkspace, InfraProviders,
@@ -113,6 +113,16 @@ impl logs::Host for InfraView<'_> {
         }
         // Cut here too: a backend's line becomes the guest's progress.
         self.call.import(async |cx| p.logs.last_line(cx, &build_id).await.map(|l| toolshed_runtime::text::clip(&l, 1024))).await
+    }
+}
+
+impl versions::Host for InfraView<'_> {
+    async fn start_uses_active_version(&mut self, workspace_id: String) -> wasmtime::Result<bool> {
+        let p = self.providers()?;
+        if !is_id(&workspace_id) {
+            return self.call.import(async |_| false).await;
+        }
+        self.call.import(async |cx| p.versions.start_uses_active_version(cx, &workspace_id).await).await
     }
 }
 

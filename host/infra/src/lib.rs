@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! # use std::sync::Arc;
-//! # fn build(backend: Arc<impl toolshed_infra::Db + toolshed_infra::Control + toolshed_infra::AgentConnect + toolshed_infra::BuildLogs>) -> anyhow::Result<()> {
+//! # fn build(backend: Arc<impl toolshed_infra::Db + toolshed_infra::Control + toolshed_infra::AgentConnect + toolshed_infra::BuildLogs + toolshed_infra::BuildVersions>) -> anyhow::Result<()> {
 //! let runtime = Arc::new(toolshed_runtime::Runtime::builder().capability(toolshed_infra::Infra).build()?);
 //! let host = toolshed_runtime::Toolshed::builder(runtime).provide(toolshed_infra::InfraProviders::new(backend)).build();
 //! # Ok(()) }
@@ -46,6 +46,7 @@ pub mod bindings {
                 import toolshed:infra/control@0.1.0;
                 import toolshed:infra/agent-connect@0.1.0;
                 import toolshed:builds/logs@0.1.0;
+                import toolshed:builds/versions@0.1.0;
             }
         ",
         world: "toolshed:infra-host/host",
@@ -138,6 +139,18 @@ pub trait BuildLogs: Send + Sync + 'static {
     async fn last_line(&self, cx: &CallContext, build_id: &str) -> Option<String>;
 }
 
+/// Which template version builds use (`toolshed:builds/versions`), scoped
+/// to the caller.
+#[async_trait]
+pub trait BuildVersions: Send + Sync + 'static {
+    /// Whether a start of workspace `workspace_id` builds its template's
+    /// active version rather than the version of its last build: the tools
+    /// tell a start that must move to a new version (and may need new
+    /// parameters) from one that stays where it is. False when the
+    /// workspace is not the caller's or cannot be read.
+    async fn start_uses_active_version(&self, cx: &CallContext, workspace_id: &str) -> bool;
+}
+
 /// The providers of the infra interfaces on one host.
 #[derive(Clone)]
 pub struct InfraProviders {
@@ -149,12 +162,14 @@ pub struct InfraProviders {
     pub agents: Arc<dyn AgentConnect>,
     /// Answers `toolshed:builds/logs`.
     pub logs: Arc<dyn BuildLogs>,
+    /// Answers `toolshed:builds/versions`.
+    pub versions: Arc<dyn BuildVersions>,
 }
 
 impl InfraProviders {
     /// One backend answering every infra interface.
-    pub fn new<B: Db + Control + AgentConnect + BuildLogs>(backend: Arc<B>) -> Self {
-        Self { db: backend.clone(), control: backend.clone(), agents: backend.clone(), logs: backend }
+    pub fn new<B: Db + Control + AgentConnect + BuildLogs + BuildVersions>(backend: Arc<B>) -> Self {
+        Self { db: backend.clone(), control: backend.clone(), agents: backend.clone(), logs: backend.clone(), versions: backend }
     }
 }
 
@@ -163,7 +178,8 @@ impl InfraProviders {
 pub struct Infra;
 
 /// The unversioned names of the infra interfaces.
-pub const INTERFACES: [&str; 4] = ["toolshed:infra/db", "toolshed:infra/control", "toolshed:infra/agent-connect", "toolshed:builds/logs"];
+pub const INTERFACES: [&str; 5] =
+    ["toolshed:infra/db", "toolshed:infra/control", "toolshed:infra/agent-connect", "toolshed:builds/logs", "toolshed:builds/versions"];
 
 /// What the infra host functions work with in one call.
 pub struct InfraView<'a> {

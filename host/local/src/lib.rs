@@ -32,7 +32,7 @@ use async_trait::async_trait;
 use tokio::sync::broadcast;
 
 use toolshed_infra::{
-    Agent, AgentConnect, ApiError, BuildLogs, Build, Chat, ChatBinding, Control, ControlError, CreateBuildRequest, CreateWorkspaceRequest,
+    Agent, AgentConnect, ApiError, BuildLogs, BuildVersions, Build, Chat, ChatBinding, Control, ControlError, CreateBuildRequest, CreateWorkspaceRequest,
     CreatedWorkspace, Db, InfraProviders, Job, JobStatus, QueryError, Template, TemplateParameter, Transition, Validation, Workspace,
 };
 use toolshed_platform::{PlatformError, PlatformProviders, ProvisionRequest, Registry, Task, TaskStatus};
@@ -474,6 +474,14 @@ impl AgentConnect for LocalBackend {
         outcome
     }
 
+}
+
+#[async_trait]
+impl BuildVersions for LocalBackend {
+    async fn start_uses_active_version(&self, cx: &CallContext, workspace_id: &str) -> bool {
+        let Ok(record) = self.owned_workspace(cx, workspace_id).await else { return false };
+        self.store.requires_active_version(&record.workspace.template_id).await.unwrap_or(false)
+    }
 }
 
 #[async_trait]

@@ -112,6 +112,9 @@ impl Capabilities for NativeHost {
     fn create_build(&self, _request: &CreateBuildRequest) -> Result<Build, ControlError> {
         Ok(build("build"))
     }
+    fn start_uses_active_version(&self, _workspace_id: &str) -> bool {
+        false
+    }
     fn can_connect(&self) -> bool {
         true
     }

@@ -190,6 +190,13 @@ impl toolshed_infra::BuildLogs for InstantBackend {
 }
 
 #[async_trait]
+impl toolshed_infra::BuildVersions for InstantBackend {
+    async fn start_uses_active_version(&self, _: &CallContext, _: &str) -> bool {
+        false
+    }
+}
+
+#[async_trait]
 impl AgentConnect for InstantBackend {
     fn available(&self) -> bool {
         true

@@ -168,3 +168,19 @@ async fn a_database_locked_by_another_process_is_waited_out_not_failed() {
     assert_eq!(local.backend.store().setting("patience").await.unwrap().as_deref(), Some("rewarded"));
     let _ = cx;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn starts_use_the_active_version_only_where_the_template_requires_it_and_only_for_the_owner() {
+    use toolshed_infra::BuildVersions;
+    let local = Local::new().await;
+    let required = local.push("required", &template("required", "true", "true", "")).await;
+    let kept = local.push("kept", &template("kept", "true", "true", "").replace("require_active_version = true\n", "")).await;
+    let cx = local_context("versions");
+    let on_required = local.backend.create_workspace(&cx, create_request(&required.template_id, "one")).await.unwrap().workspace;
+    let on_kept = local.backend.create_workspace(&cx, create_request(&kept.template_id, "two")).await.unwrap().workspace;
+    assert!(local.backend.start_uses_active_version(&cx, &on_required.id).await);
+    assert!(!local.backend.start_uses_active_version(&cx, &on_kept.id).await);
+    let stranger = toolshed_runtime::CallContext { owner_id: "a1000000-0000-4000-8000-000000000009".into(), ..cx.clone() };
+    assert!(!local.backend.start_uses_active_version(&stranger, &on_required.id).await, "another owner's workspace says nothing");
+    assert!(!local.backend.start_uses_active_version(&cx, "../../etc/passwd").await);
+}
