@@ -34,7 +34,9 @@ fn error(category: ErrorCategory, code: &str, message: impl Into<String>, sugges
 
 /// The registry name to use: "main" by default; otherwise lower-cased, with
 /// anything but letters, digits and dashes turned into dashes, and no
-/// leading or trailing dashes.
+/// leading or trailing dashes. A letter here is an ASCII letter: the name
+/// becomes part of the registry's URL and image references, which allow
+/// only `a-z`, `0-9` and `-`, so "café" becomes "caf".
 pub fn sanitize_name(name: Option<&str>) -> String {
     let cleaned: String = name
         .unwrap_or_default()
@@ -164,9 +166,18 @@ pub fn provision_registry<P: Platform>(host: &P, args: ProvisionRegistryArgs) ->
                 err.task_id = Some(task_id.clone());
                 return err;
             }
-            let mut err = platform_error(e, "check provisioning");
-            err.category = ErrorCategory::NetworkError;
-            err.recoverable = true;
+            // The task was started and may still finish: whatever the
+            // platform said, this is a failed look, so the error is a
+            // network error whose suggestion is the call that looks again
+            // without starting a second registry.
+            let reason = platform_error(e, "check provisioning").error;
+            let mut err = error(
+                ErrorCategory::NetworkError,
+                "TASK_POLL_FAILED",
+                format!("{reason}; provisioning task {task_id} was started and may still finish"),
+                &[],
+            );
+            err.suggestions = Some(vec![wait_again(&args, &task_id)]);
             err.task_id = Some(task_id.clone());
             err
         })?;
@@ -254,5 +265,13 @@ mod tests {
         assert_eq!(sanitize_name(Some("MAIN")), "main");
         assert_eq!(sanitize_name(None), "main");
         assert_eq!(sanitize_name(Some("")), "main");
+    }
+
+    #[test]
+    fn letters_outside_ascii_become_dashes() {
+        assert_eq!(sanitize_name(Some("Café")), "caf");
+        assert_eq!(sanitize_name(Some("Ñandú")), "and");
+        assert_eq!(sanitize_name(Some("日本")), "main", "nothing left falls back to the default");
+        assert_eq!(sanitize_name(Some("a1-b2")), "a1-b2");
     }
 }

@@ -32,8 +32,9 @@ pub enum Connection {
 /// The connection status of `agent` at `now` (milliseconds).
 pub fn connection(agent: &Agent, now: u64) -> Connection {
     let Some(last) = agent.last_connected_at.filter(|_| agent.first_connected_at.is_some()) else {
+        // Timed out once the timeout has passed, so at exactly that age too.
         let timeout_ms = u64::from(agent.connection_timeout_seconds) * 1_000;
-        if timeout_ms > 0 && now.saturating_sub(agent.created_at) > timeout_ms {
+        if timeout_ms > 0 && now.saturating_sub(agent.created_at) >= timeout_ms {
             return Connection::Timeout;
         }
         return Connection::Connecting;
@@ -203,5 +204,46 @@ fn watch_lifecycle<C: Capabilities>(host: &C, agent_id: &str) -> AgentReport {
             return AgentReport { still_waiting: true, ..Default::default() };
         }
         host.sleep(LIFECYCLE_POLL_MS);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(created_at: u64) -> Agent {
+        Agent {
+            id: "a".into(),
+            name: "main".into(),
+            parent_id: None,
+            display_order: 0,
+            created_at,
+            first_connected_at: None,
+            last_connected_at: None,
+            disconnected_at: None,
+            connection_timeout_seconds: 600,
+            lifecycle_state: LifecycleState::Starting,
+            inactive_disconnect_ms: 30_000,
+        }
+    }
+
+    #[test]
+    fn a_never_connected_agent_times_out_once_its_timeout_has_passed() {
+        assert_eq!(connection(&agent(0), 599_999), Connection::Connecting);
+        assert_eq!(connection(&agent(0), 600_000), Connection::Timeout);
+        assert_eq!(connection(&agent(0), 600_001), Connection::Timeout);
+        let no_timeout = Agent { connection_timeout_seconds: 0, ..agent(0) };
+        assert_eq!(connection(&no_timeout, u64::MAX), Connection::Connecting, "0 s means no timeout");
+    }
+
+    #[test]
+    fn a_connection_older_than_the_inactivity_limit_is_disconnected() {
+        let heard = |last: u64| Agent { first_connected_at: Some(0), last_connected_at: Some(last), ..agent(0) };
+        assert_eq!(connection(&heard(1_000), 31_000), Connection::Connected, "exactly the limit is not older than it");
+        assert_eq!(connection(&heard(1_000), 31_001), Connection::Disconnected);
+        let gone = Agent { disconnected_at: Some(1_000), ..heard(1_000) };
+        assert_eq!(connection(&gone, 1_000), Connection::Disconnected, "disconnected at or after the last connection");
+        let back = Agent { disconnected_at: Some(999), ..heard(1_000) };
+        assert_eq!(connection(&back, 1_000), Connection::Connected);
     }
 }

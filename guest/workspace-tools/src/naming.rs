@@ -14,9 +14,11 @@ const SURNAMES: [&str; 16] = [
 ];
 
 /// Whether `name` may name a workspace: 1..=32 characters of letters and
-/// digits in groups joined by single dashes, and not a reserved word.
+/// digits in groups joined by single dashes, and not a reserved word in any
+/// case: names are looked up without regard to case, so "NEW" would name
+/// the same route as "new".
 pub fn is_valid(name: &str) -> bool {
-    if name.is_empty() || name.len() > MAX_LEN || RESERVED.contains(&name) {
+    if name.is_empty() || name.len() > MAX_LEN || RESERVED.iter().any(|r| r.eq_ignore_ascii_case(name)) {
         return false;
     }
     name.split('-')
@@ -70,6 +72,14 @@ mod tests {
         assert!(!is_valid("under_score"));
         assert!(!is_valid("new"));
         assert!(!is_valid("create"));
+    }
+
+    #[test]
+    fn reserved_words_are_refused_in_any_case() {
+        for reserved in ["NEW", "New", "nEw", "CREATE", "Create"] {
+            assert!(!is_valid(reserved), "{reserved}");
+        }
+        assert!(is_valid("newer") && is_valid("create-1"), "only the whole name is reserved");
     }
 
     #[test]

@@ -8,8 +8,10 @@ const WORKSPACE_TOOLS: &[u8] = toolshed_builtin::WORKSPACE_TOOLS;
 
 mod bad_input;
 mod cache;
+mod chat_updates;
 mod concurrency;
 mod create_workspace;
+mod decisions;
 mod existing_workspace;
 mod fuzz;
 mod hostile;
@@ -25,4 +27,5 @@ mod stop_workspace;
 mod support;
 mod swap;
 mod tasks;
+mod timing;
 mod wait_budget;

@@ -5,9 +5,11 @@ use toolshed_harness::{ApiError, BuildPlan, ControlError, JobScript, OutputExt, 
 
 use crate::support::{env_with_template, parameter};
 
-/// A stopped workspace whose template has moved to a new active version.
+/// A stopped workspace whose template has moved to a new active version,
+/// which its starts must use.
 fn outdated_env() -> (TestEnv, toolshed_infra::Template) {
     let (env, template) = env_with_template();
+    env.backend.require_active_version(&template.id, true);
     env.backend.add_workspace(&template, Transition::Stop, BuildPlan::job(JobScript::succeeded()));
     env.backend.new_template_version(&template.id, vec![parameter("region", true)]);
     (env, template)

@@ -158,6 +158,8 @@ async fn a_poll_error_is_a_network_error() {
     let out = env.call("provision_registry", args()).await;
     let err = out.err();
     assert_eq!(err["category"], "network_error");
+    assert_eq!(err["code"], "TASK_POLL_FAILED");
+    assert!(err["error"].as_str().unwrap().contains("truncated JSON"), "the platform's reason is kept: {err}");
     assert!(err["task_id"].is_string());
 }
 

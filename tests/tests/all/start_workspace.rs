@@ -67,6 +67,7 @@ async fn parameters_are_forwarded_to_the_start() {
 #[tokio::test(start_paused = true)]
 async fn moving_to_a_new_active_version_adds_the_update_keys() {
     let (env, template, _) = stopped_env();
+    env.backend.require_active_version(&template.id, true);
     let version = env.backend.new_template_version(&template.id, vec![parameter("optional", false)]);
     let out = env.call("start_workspace", json!({})).await;
     let out = out.ok();
@@ -151,7 +152,7 @@ async fn an_in_progress_build_is_bound_waited_for_and_returned() {
     let out = out.ok();
     assert_eq!(out["build_id"], running.id.as_str());
     assert!(env.backend.recorder().builds().is_empty(), "no new build while one runs");
-    assert!(env.backend.recorder().chat_updates() >= 1, "chat-updated fired when binding");
+    assert_eq!(env.backend.recorder().chat_updates(), 2, "fired when binding, and once the agent is ready");
     assert_eq!(env.backend.chat(&env.context()).build_id.as_deref(), Some(running.id.as_str()));
 }
 
