@@ -1,7 +1,7 @@
 //! SPEC 4.3: create_workspace on a chat with no usable workspace.
 
 use serde_json::json;
-use toolshed_harness::{AgentSpec, ApiError, BuildPlan, Call, ConnectScript, ControlError, JobScript, JobStatus, LifecycleState, OutputExt, QueryError, Validation, ids};
+use toolshed_harness::{AgentSpec, ApiError, BuildPlan, Call, ConnectScript, ControlError, JobScript, JobStatus, LifecycleState, OutputExt, QueryError, ReadKind, Validation, ids};
 
 use crate::support::{env_with_template, keys, set};
 
@@ -291,6 +291,24 @@ async fn a_template_id_that_is_not_a_uuid_is_invalid() {
     let env = crate::support::env();
     let out = env.call("create_workspace", json!({ "template_id": "docker" })).await;
     assert!(out.message().contains("invalid template_id"), "{}", out.value);
+    assert!(env.backend.recorder().creates().is_empty());
+}
+
+/// SPEC 4.3.1, in its order: empty, then not a UUID, then not allowed; all
+/// before the lock, so none reads the chat, and none creates.
+#[tokio::test(start_paused = true)]
+async fn the_template_id_checks_come_in_order_before_anything_is_read() {
+    let env = crate::support::env();
+    let allowed = env.backend.add_template("allowed", ids::ORG, 0);
+    env.backend.set_allowlist(&[&allowed.id]);
+    let elsewhere = ids::fresh();
+    for (id, code) in [("", "TEMPLATE_ID_REQUIRED"), (" ", "TEMPLATE_ID_REQUIRED"), ("docker", "INVALID_TEMPLATE_ID"), (elsewhere.as_str(), "TEMPLATE_NOT_AVAILABLE")] {
+        let out = env.call("create_workspace", json!({ "template_id": id })).await;
+        assert_eq!(out.err()["code"], code, "{id:?}: {}", out.value);
+        assert!(out.message().contains("list_templates"), "{id:?}: {}", out.value);
+    }
+    let reads = env.backend.recorder().reads();
+    assert!(reads.iter().all(|r| r.kind != ReadKind::Chat), "the chat was read before the checks ended: {reads:?}");
     assert!(env.backend.recorder().creates().is_empty());
 }
 
