@@ -57,6 +57,10 @@ struct World {
     versions: HashMap<String, String>,
     /// The templates whose starts build the active version.
     require_active: Vec<String>,
+    /// Errors the next job reads answer with, in order.
+    job_read_errors: VecDeque<QueryError>,
+    /// Errors the next agent reads answer with, in order.
+    agent_read_errors: VecDeque<QueryError>,
 }
 
 /// The fake backend. Cheap to clone; clones share state.
@@ -190,6 +194,17 @@ impl FakeBackend {
     /// Makes the next start of provisioning fail with `error`.
     pub fn fail_next_provision(&self, error: PlatformError) {
         self.world().provision_errors.push_back(error);
+    }
+
+    /// Makes the next read of a job (db.get-job) fail with `error`.
+    pub fn fail_next_job_read(&self, error: QueryError) {
+        self.world().job_read_errors.push_back(error);
+    }
+
+    /// Makes the next read of an agent (db.get-agent, how startup scripts
+    /// are watched) fail with `error`.
+    pub fn fail_next_agent_read(&self, error: QueryError) {
+        self.world().agent_read_errors.push_back(error);
     }
 
     /// Makes the next task poll fail with `error`.
@@ -440,7 +455,10 @@ impl Db for FakeBackend {
         round_trip().await;
         self.read(ReadKind::Job(id.to_string()));
         let now = self.clock.now_ms();
-        let world = self.world();
+        let mut world = self.world();
+        if let Some(error) = world.job_read_errors.pop_front() {
+            return Err(error);
+        }
         let row = world
             .builds
             .iter()
@@ -466,7 +484,10 @@ impl Db for FakeBackend {
     async fn agent(&self, cx: &CallContext, id: &str) -> Result<Agent, QueryError> {
         round_trip().await;
         self.read(ReadKind::Agent(id.to_string()));
-        let world = self.world();
+        let mut world = self.world();
+        if let Some(error) = world.agent_read_errors.pop_front() {
+            return Err(error);
+        }
         for row in &world.builds {
             if let Some((agent, spec)) = row.agents.iter().find(|(a, _)| a.id == id) {
                 if !Self::owns_workspace(&world, cx, &row.build.workspace_id) {

@@ -191,6 +191,38 @@ async fn an_unknown_job_status_is_reported() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_canceling_job_is_polled_until_it_ends() {
+    let (env, template) = env_with_template();
+    let mut job = JobScript::ends_after(4_000, JobStatus::Canceling);
+    job.steps.push((10_000, JobStatus::Canceled));
+    env.backend.push_plan(BuildPlan::job(job));
+    let out = env.call("create_workspace", json!({ "template_id": template.id })).await;
+    assert_eq!(out.message(), "workspace build failed: build was canceled");
+    let polls = env.backend.recorder().read_times(|k| matches!(k, ReadKind::Job(_)));
+    assert_eq!(polls.len(), 6, "running at 0 and 2 s, canceling at 4, 6 and 8 s, canceled at 10 s");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_build_that_cannot_be_read_is_reported_with_its_build_id() {
+    let (env, template) = env_with_template();
+    env.backend.fail_next_job_read(QueryError::Failed("database is down".into()));
+    let out = env.call("create_workspace", json!({ "template_id": template.id })).await;
+    let err = out.err();
+    assert_eq!(err["error"], "workspace build failed: get job: database is down");
+    assert_eq!(err["code"], "BUILD_LOOKUP_FAILED");
+    assert!(err["build_id"].is_string());
+}
+
+#[tokio::test(start_paused = true)]
+async fn startup_scripts_that_cannot_be_read_are_unknown() {
+    let (env, template) = env_with_template();
+    env.backend.fail_next_agent_read(QueryError::Failed("database is down".into()));
+    let out = env.call("create_workspace", json!({ "template_id": template.id })).await;
+    assert_eq!(out.ok()["startup_scripts"], "startup_scripts_unknown");
+    assert!(out.ok().get("lifecycle_state").is_none());
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_build_that_never_finishes_times_out_after_ten_virtual_minutes() {
     let (env, template) = env_with_template();
     env.backend.push_plan(BuildPlan::job(JobScript::never_finishes()));
