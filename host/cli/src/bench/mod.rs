@@ -6,6 +6,7 @@
 
 pub mod native;
 pub mod scenario;
+pub mod stdio;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -69,6 +70,17 @@ pub struct Report {
     pub swap_failed_calls: u64,
     /// Calls made while plugins were swapped.
     pub swap_load_calls: u64,
+    /// Calls in flight at once in the stdio runs.
+    pub stdio_in_flight: usize,
+    /// CPU time `toolshed serve` spent per quick call over stdio, in µs.
+    pub stdio_server_cpu_us_per_call: f64,
+    /// The baseline: CPU time per the same call made in process on a host
+    /// opened as `serve` opens it, in µs.
+    pub stdio_in_process_cpu_us_per_call: f64,
+    /// Server CPU per call over stdio / in process.
+    pub ratio_stdio_cpu: f64,
+    /// Quick calls answered per second over stdio.
+    pub stdio_calls_per_s: f64,
     /// The machine the figures come from.
     pub machine: String,
 }
@@ -382,6 +394,8 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
     let (wall_s_10k, peak_rss_mib_10k, rss_kib_per_waiting_call) = concurrency(large, build_ms)?;
     let calls_per_s = throughput(seconds)?;
     let (swap_ms, swap_failed_calls, swap_load_calls) = swap_latency(swaps)?;
+    let stdio_in_flight = 32;
+    let stdio = stdio::measure(if options.quick { 200 } else { 10_000 }, stdio_in_flight)?;
 
     Ok(Report {
         instance_us_median,
@@ -404,6 +418,11 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
         swap_ms,
         swap_failed_calls,
         swap_load_calls,
+        stdio_in_flight,
+        stdio_server_cpu_us_per_call: stdio.server_cpu_us_per_call,
+        stdio_in_process_cpu_us_per_call: stdio.in_process_cpu_us_per_call,
+        ratio_stdio_cpu: stdio.server_cpu_us_per_call / stdio.in_process_cpu_us_per_call,
+        stdio_calls_per_s: stdio.calls_per_s,
         machine: machine(),
     })
 }
@@ -445,6 +464,15 @@ impl Report {
                 format!("{:.0} ms, {} failed of {} calls", self.swap_ms, self.swap_failed_calls, self.swap_load_calls),
                 "<= 300 ms, 0 failed".into(),
             ),
+            (
+                "MCP stdio: serve CPU / in process",
+                format!(
+                    "{:.2}x ({:.0} / {:.0} us per call, {} in flight)",
+                    self.ratio_stdio_cpu, self.stdio_server_cpu_us_per_call, self.stdio_in_process_cpu_us_per_call, self.stdio_in_flight
+                ),
+                "<= 2x".into(),
+            ),
+            ("MCP stdio: calls per second", format!("{:.0}", self.stdio_calls_per_s), String::new()),
         ];
         let mut out = format!("toolshed bench on {} (builds wait {} ms)\n\n", self.machine, self.build_wait_ms);
         out.push_str(&format!("{:<38} {:<48} {}\n", "measure", "figure", "target"));

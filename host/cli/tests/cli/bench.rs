@@ -20,6 +20,10 @@ fn bench_json_prints_one_object_with_the_tracked_keys() {
         "calls_per_s",
         "swap_ms",
         "swap_failed_calls",
+        "stdio_server_cpu_us_per_call",
+        "stdio_in_process_cpu_us_per_call",
+        "ratio_stdio_cpu",
+        "stdio_calls_per_s",
     ] {
         let value = report[key].as_f64().unwrap_or_else(|| panic!("{key} missing or not a number in {report}"));
         assert!(value.is_finite() && value >= 0.0, "{key} = {value}");

@@ -1,0 +1,236 @@
+//! MCP over stdio: the CPU `toolshed serve` spends per call, against the
+//! same call made in process on a host opened the way `serve` opens it
+//! (the local backend in a fresh data directory, the built-in plugins, the
+//! default policy and capacity). Both sides make the same quick call,
+//! `list_templates {}`, with the same number in flight, so the ratio is the
+//! cost of the MCP layer: framing, JSON, rmcp's dispatch and the server's
+//! own checks.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+use toolshed_runtime::{Arguments, CallContext, CallOptions, Toolshed};
+
+use crate::cli::{App, Global};
+
+/// What one run of the stdio benchmark found.
+#[derive(Debug, Clone, Copy)]
+pub struct StdioFigures {
+    /// CPU time of the `serve` process per call, in µs.
+    pub server_cpu_us_per_call: f64,
+    /// CPU time of this process per call made in process, in µs.
+    pub in_process_cpu_us_per_call: f64,
+    /// Calls answered per second over stdio.
+    pub calls_per_s: f64,
+}
+
+/// The tool both sides call: quick, and answered from the local store.
+const TOOL: &str = "list_templates";
+
+/// This process's CPU time so far (user and system), in µs.
+fn own_cpu_us() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+    us(usage.ru_utime) + us(usage.ru_stime)
+}
+
+/// Process `pid`'s CPU time so far (user and system), in µs.
+fn process_cpu_us(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // The fields after the command name, which may itself hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')').context("a /proc stat line")?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).context("utime and stime in /proc stat");
+    // SAFETY: sysconf reads a constant.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok((ticks(11)? + ticks(12)?) * 1e6 / per_second)
+}
+
+/// The context a stdio session gives its calls: the local user, one chat.
+fn session_context() -> CallContext {
+    CallContext {
+        chat_id: uuid::Uuid::new_v4().to_string(),
+        owner_id: toolshed_local::LOCAL_OWNER.into(),
+        owner_name: toolshed_local::LOCAL_OWNER_NAME.into(),
+        organization_id: toolshed_local::LOCAL_ORG.into(),
+    }
+}
+
+/// Makes `calls` calls with `in_flight` at a time.
+async fn call_many(host: &Arc<Toolshed>, calls: usize, in_flight: usize) -> anyhow::Result<()> {
+    let cx = Arc::new(session_context());
+    let next = Arc::new(AtomicUsize::new(0));
+    let workers: Vec<_> = (0..in_flight)
+        .map(|_| {
+            let (host, cx, next) = (host.clone(), cx.clone(), next.clone());
+            tokio::spawn(async move {
+                while next.fetch_add(1, Ordering::Relaxed) < calls {
+                    let options = CallOptions { progress: None, wait_budget: Some(toolshed_mcp::DEFAULT_WAIT_BUDGET) };
+                    let out = host.call_with(&cx, TOOL, Arguments::Text("{}"), options).await;
+                    anyhow::ensure!(!out.is_error, "{TOOL} failed in process: {}", out.value);
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await??;
+    }
+    Ok(())
+}
+
+/// CPU per call made in process, on a host opened as `serve` opens it.
+fn in_process(calls: usize, in_flight: usize) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    tokio.block_on(async {
+        let global = Global { data_dir: Some(dir.path().to_path_buf()), database: None, plugins: None, policy: None };
+        let mut app = App::open_runner(&global).await?;
+        app.loaded().await;
+        call_many(&app.host, calls.min(200), in_flight).await?;
+        let before = own_cpu_us();
+        call_many(&app.host, calls, in_flight).await?;
+        Ok((own_cpu_us() - before) / calls as f64)
+    })
+}
+
+/// A `toolshed serve` child speaking newline-delimited JSON-RPC on stdio.
+struct Server {
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: BufReader<std::process::ChildStdout>,
+    next_id: u64,
+}
+
+impl Server {
+    fn start(data_dir: &std::path::Path) -> anyhow::Result<Server> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting toolshed serve")?;
+        let input = child.stdin.take().context("serve's stdin")?;
+        let output = BufReader::new(child.stdout.take().context("serve's stdout")?);
+        Ok(Server { child, input, output, next_id: 0 })
+    }
+
+    fn send(&mut self, method: &str, params: Value) -> anyhow::Result<u64> {
+        self.next_id += 1;
+        let request = json!({ "jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params });
+        writeln!(self.input, "{request}")?;
+        Ok(self.next_id)
+    }
+
+    fn notify(&mut self, method: &str) -> anyhow::Result<()> {
+        writeln!(self.input, "{}", json!({ "jsonrpc": "2.0", "method": method }))?;
+        Ok(())
+    }
+
+    /// The next response, skipping notifications.
+    fn response(&mut self) -> anyhow::Result<Value> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            anyhow::ensure!(self.output.read_line(&mut line)? > 0, "serve closed its output");
+            let message: Value = serde_json::from_str(&line).context("a JSON-RPC line from serve")?;
+            if message.get("id").is_some() {
+                if let Some(error) = message.get("error") {
+                    anyhow::bail!("serve answered an error: {error}");
+                }
+                return Ok(message);
+            }
+        }
+    }
+
+    fn request(&mut self, method: &str, params: Value) -> anyhow::Result<Value> {
+        let id = self.send(method, params)?;
+        loop {
+            let response = self.response()?;
+            if response["id"] == id {
+                return Ok(response);
+            }
+        }
+    }
+
+    /// Initializes as a client at default settings would, and waits until
+    /// the tools are listed.
+    fn initialize(&mut self) -> anyhow::Result<()> {
+        let client = json!({ "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "toolshed-bench", "version": "0" } });
+        self.request("initialize", client)?;
+        self.notify("notifications/initialized")?;
+        for _ in 0..50 {
+            let listed = self.request("tools/list", json!({}))?;
+            let tools = listed["result"]["tools"].as_array().cloned().unwrap_or_default();
+            if tools.iter().any(|t| t["name"] == TOOL) {
+                return Ok(());
+            }
+        }
+        anyhow::bail!("serve never listed {TOOL}")
+    }
+
+    /// Makes `calls` calls with `in_flight` outstanding at a time.
+    fn call_many(&mut self, calls: usize, in_flight: usize) -> anyhow::Result<()> {
+        let call = json!({ "name": TOOL, "arguments": {} });
+        let mut sent = 0;
+        while sent < calls.min(in_flight) {
+            self.send("tools/call", call.clone())?;
+            sent += 1;
+        }
+        for _ in 0..calls {
+            let response = self.response()?;
+            anyhow::ensure!(response["result"]["isError"] != true, "{TOOL} failed over stdio: {response}");
+            if sent < calls {
+                self.send("tools/call", call.clone())?;
+                sent += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Server CPU per call and calls/s over stdio.
+fn over_stdio(calls: usize, in_flight: usize) -> anyhow::Result<(f64, f64)> {
+    let dir = tempfile::tempdir()?;
+    let mut server = Server::start(dir.path())?;
+    server.initialize()?;
+    server.call_many(calls.min(200), in_flight)?;
+    let pid = server.child.id();
+    let before = process_cpu_us(pid)?;
+    let started = Instant::now();
+    server.call_many(calls, in_flight)?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu = process_cpu_us(pid)? - before;
+    Ok((cpu / calls as f64, calls as f64 / elapsed))
+}
+
+/// Measures `calls` quick calls with `in_flight` at a time, over stdio to a
+/// `toolshed serve` child (this executable), then in process.
+///
+/// # Errors
+///
+/// When `serve` cannot be started, or a call fails on either side.
+pub fn measure(calls: usize, in_flight: usize) -> anyhow::Result<StdioFigures> {
+    let (server_cpu_us_per_call, calls_per_s) = over_stdio(calls, in_flight)?;
+    let in_process_cpu_us_per_call = in_process(calls, in_flight)?;
+    Ok(StdioFigures { server_cpu_us_per_call, in_process_cpu_us_per_call, calls_per_s })
+}
