@@ -1,5 +1,10 @@
 //! Every suite, in one test binary, so the plugin is compiled once.
 //!
+//! "SPEC n.n" in these suites is that rule of `docs/spec.md`, the behaviour
+//! contract; where it is silent or loose, `docs/behaviour.md` says what the
+//! project chose. `docs/conformance.md` maps every rule to its tests, and
+//! `tests/tests/conformance_index.rs` keeps that map true.
+//!
 //! Tests run on tokio's paused clock: every wait a tool makes completes as
 //! soon as nothing else can run, so the ten-minute limits cost no real time.
 
