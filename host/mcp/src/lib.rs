@@ -19,9 +19,10 @@
 pub mod auth;
 pub mod http;
 pub mod identity;
+pub mod stdio;
 pub mod tls;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -72,12 +73,41 @@ pub struct ServerSettings {
     /// the tasks extension.
     pub tasks: Option<Arc<Tasks>>,
     running: Mutex<HashMap<String, usize>>,
+    claimed: Mutex<HashSet<(String, String)>>,
 }
+
+/// How many (owner, chat) claims a server remembers before it forgets them
+/// all and asks the directory again.
+const REMEMBERED_CLAIMS: usize = 4_096;
 
 impl ServerSettings {
     /// Settings for calls by `principal`, chats checked by `chats`.
     pub fn new(principal: Principal, chats: Option<Arc<dyn ChatDirectory>>) -> Self {
-        Self { principal, chats, calls_per_principal: DEFAULT_CALLS_PER_PRINCIPAL, wait_budget: None, tasks: None, running: Mutex::new(HashMap::new()) }
+        Self {
+            principal,
+            chats,
+            calls_per_principal: DEFAULT_CALLS_PER_PRINCIPAL,
+            wait_budget: None,
+            tasks: None,
+            running: Mutex::new(HashMap::new()),
+            claimed: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Whether `owner` has claimed `chat` through this server before. A
+    /// chat belongs to its first owner for good, so a claim that succeeded
+    /// once holds; remembering it saves the directory a write per call.
+    fn claimed_before(&self, owner: &str, chat: &str) -> bool {
+        let claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
+        claimed.contains(&(owner.to_string(), chat.to_string()))
+    }
+
+    fn remember_claim(&self, owner: &str, chat: &str) {
+        let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
+        if claimed.len() >= REMEMBERED_CLAIMS {
+            claimed.clear();
+        }
+        claimed.insert((owner.to_string(), chat.to_string()));
     }
 
     /// Counts a call of `owner` as running, unless the owner is at the cap.
@@ -133,7 +163,7 @@ impl McpServer {
     ///
     /// When the transport fails.
     pub async fn serve_stdio(self) -> anyhow::Result<()> {
-        self.serve(rmcp::transport::stdio()).await?.waiting().await?;
+        self.serve(stdio::streams()).await?.waiting().await?;
         Ok(())
     }
 
@@ -156,9 +186,11 @@ impl McpServer {
             None if in_session => self.session_chat.clone(),
             None => default_chat(&principal.owner_id),
         };
-        if let Some(chats) = &self.settings.chats {
+        if let Some(chats) = &self.settings.chats
+            && !self.settings.claimed_before(&principal.owner_id, &chat)
+        {
             match chats.claim(&principal.context(&chat)).await {
-                Ok(()) => {}
+                Ok(()) => self.settings.remember_claim(&principal.owner_id, &chat),
                 Err(ChatRefused::NotFound) => {
                     return Err(HostError::new(Category::ResourceUnavailable, "CHAT_NOT_FOUND", format!("chat {chat} not found"))
                         .suggest("Omit _meta.chat_id to use your own chat, or name one of your chats."));
@@ -394,4 +426,34 @@ fn audit(principal: &str, chat: &str, tool: &str, outcome: &str, started: Instan
     let duration_ms = started.elapsed().as_millis() as u64;
     let tool = toolshed_runtime::text::one_line(&toolshed_runtime::text::clip(tool, 100));
     tracing::info!(target: "toolshed::audit", principal, chat, tool = %tool, outcome, duration_ms, "call");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> ServerSettings {
+        let principal = Principal { owner_id: "a".into(), owner_name: "a".into(), organization_id: "o".into(), scopes: vec![] };
+        ServerSettings::new(principal, None)
+    }
+
+    #[test]
+    fn a_remembered_claim_is_its_owners_alone() {
+        let settings = settings();
+        settings.remember_claim("a", "chat-1");
+        assert!(settings.claimed_before("a", "chat-1"));
+        assert!(!settings.claimed_before("b", "chat-1"), "another owner naming the chat asks the directory");
+        assert!(!settings.claimed_before("a", "chat-2"));
+    }
+
+    #[test]
+    fn the_remembered_claims_are_bounded() {
+        let settings = settings();
+        for i in 0..REMEMBERED_CLAIMS * 3 {
+            settings.remember_claim("a", &format!("chat-{i}"));
+        }
+        let held = settings.claimed.lock().unwrap().len();
+        assert!(held <= REMEMBERED_CLAIMS, "{held}");
+        assert!(settings.claimed_before("a", &format!("chat-{}", REMEMBERED_CLAIMS * 3 - 1)), "the newest is held");
+    }
 }

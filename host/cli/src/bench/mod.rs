@@ -79,6 +79,9 @@ pub struct Report {
     pub stdio_in_process_cpu_us_per_call: f64,
     /// Server CPU per call over stdio / in process.
     pub ratio_stdio_cpu: f64,
+    /// What the MCP layer itself costs per call over stdio: server CPU less
+    /// the in-process CPU, in µs.
+    pub stdio_mcp_cpu_us_per_call: f64,
     /// Quick calls answered per second over stdio.
     pub stdio_calls_per_s: f64,
     /// The machine the figures come from.
@@ -395,7 +398,7 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
     let calls_per_s = throughput(seconds)?;
     let (swap_ms, swap_failed_calls, swap_load_calls) = swap_latency(swaps)?;
     let stdio_in_flight = 32;
-    let stdio = stdio::measure(if options.quick { 200 } else { 10_000 }, stdio_in_flight)?;
+    let stdio = stdio::measure(if options.quick { 100 } else { 4_000 }, stdio_in_flight)?;
 
     Ok(Report {
         instance_us_median,
@@ -422,6 +425,7 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
         stdio_server_cpu_us_per_call: stdio.server_cpu_us_per_call,
         stdio_in_process_cpu_us_per_call: stdio.in_process_cpu_us_per_call,
         ratio_stdio_cpu: stdio.server_cpu_us_per_call / stdio.in_process_cpu_us_per_call,
+        stdio_mcp_cpu_us_per_call: stdio.server_cpu_us_per_call - stdio.in_process_cpu_us_per_call,
         stdio_calls_per_s: stdio.calls_per_s,
         machine: machine(),
     })
@@ -472,6 +476,7 @@ impl Report {
                 ),
                 "<= 2x".into(),
             ),
+            ("MCP stdio: the MCP layer's own CPU", format!("{:.0} us per call", self.stdio_mcp_cpu_us_per_call), String::new()),
             ("MCP stdio: calls per second", format!("{:.0}", self.stdio_calls_per_s), String::new()),
         ];
         let mut out = format!("toolshed bench on {} (builds wait {} ms)\n\n", self.machine, self.build_wait_ms);

@@ -16,6 +16,7 @@ use anyhow::Context;
 use serde_json::{Value, json};
 use toolshed_runtime::{Arguments, CallContext, CallOptions, Toolshed};
 
+use super::median;
 use crate::cli::{App, Global};
 
 /// What one run of the stdio benchmark found.
@@ -86,21 +87,6 @@ async fn call_many(host: &Arc<Toolshed>, calls: usize, in_flight: usize) -> anyh
         worker.await??;
     }
     Ok(())
-}
-
-/// CPU per call made in process, on a host opened as `serve` opens it.
-fn in_process(calls: usize, in_flight: usize) -> anyhow::Result<f64> {
-    let dir = tempfile::tempdir()?;
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    tokio.block_on(async {
-        let global = Global { data_dir: Some(dir.path().to_path_buf()), database: None, plugins: None, policy: None };
-        let mut app = App::open_runner(&global).await?;
-        app.loaded().await;
-        call_many(&app.host, calls.min(200), in_flight).await?;
-        let before = own_cpu_us();
-        call_many(&app.host, calls, in_flight).await?;
-        Ok((own_cpu_us() - before) / calls as f64)
-    })
 }
 
 /// A `toolshed serve` child speaking newline-delimited JSON-RPC on stdio.
@@ -208,29 +194,51 @@ impl Drop for Server {
     }
 }
 
-/// Server CPU per call and calls/s over stdio.
-fn over_stdio(calls: usize, in_flight: usize) -> anyhow::Result<(f64, f64)> {
-    let dir = tempfile::tempdir()?;
-    let mut server = Server::start(dir.path())?;
-    server.initialize()?;
-    server.call_many(calls.min(200), in_flight)?;
-    let pid = server.child.id();
-    let before = process_cpu_us(pid)?;
-    let started = Instant::now();
-    server.call_many(calls, in_flight)?;
-    let elapsed = started.elapsed().as_secs_f64();
-    let cpu = process_cpu_us(pid)? - before;
-    Ok((cpu / calls as f64, calls as f64 / elapsed))
-}
+/// How many times each side is measured, alternately; each figure is the
+/// median, so a burst of other work on a shared machine moves neither much.
+const ROUNDS: usize = 5;
 
 /// Measures `calls` quick calls with `in_flight` at a time, over stdio to a
-/// `toolshed serve` child (this executable), then in process.
+/// `toolshed serve` child (this executable) and in process on a host opened
+/// as `serve` opens it, in alternating rounds.
 ///
 /// # Errors
 ///
 /// When `serve` cannot be started, or a call fails on either side.
 pub fn measure(calls: usize, in_flight: usize) -> anyhow::Result<StdioFigures> {
-    let (server_cpu_us_per_call, calls_per_s) = over_stdio(calls, in_flight)?;
-    let in_process_cpu_us_per_call = in_process(calls, in_flight)?;
-    Ok(StdioFigures { server_cpu_us_per_call, in_process_cpu_us_per_call, calls_per_s })
+    let served = tempfile::tempdir()?;
+    let mut server = Server::start(served.path())?;
+    server.initialize()?;
+    let pid = server.child.id();
+
+    let own = tempfile::tempdir()?;
+    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let global = Global { data_dir: Some(own.path().to_path_buf()), database: None, plugins: None, policy: None };
+    let app = tokio.block_on(async {
+        let mut app = App::open_runner(&global).await?;
+        app.loaded().await;
+        anyhow::Ok(app)
+    })?;
+
+    // Warm both sides.
+    server.call_many(calls.min(200), in_flight)?;
+    tokio.block_on(call_many(&app.host, calls.min(200), in_flight))?;
+
+    let (mut served_cpu, mut served_rate, mut own_cpu) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let before = process_cpu_us(pid)?;
+        let started = Instant::now();
+        server.call_many(calls, in_flight)?;
+        served_rate.push(calls as f64 / started.elapsed().as_secs_f64());
+        served_cpu.push((process_cpu_us(pid)? - before) / calls as f64);
+
+        let before = own_cpu_us();
+        tokio.block_on(call_many(&app.host, calls, in_flight))?;
+        own_cpu.push((own_cpu_us() - before) / calls as f64);
+    }
+    Ok(StdioFigures {
+        server_cpu_us_per_call: median(served_cpu),
+        in_process_cpu_us_per_call: median(own_cpu),
+        calls_per_s: median(served_rate),
+    })
 }

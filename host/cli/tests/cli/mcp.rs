@@ -136,3 +136,39 @@ async fn cancelling_a_call_ends_its_instance() {
     };
     tokio::time::timeout(Duration::from_secs(10), ended).await.expect("the instance ended after the cancellation");
 }
+
+/// Over pipes, serve polls its standard input and output directly; a file
+/// or a terminal cannot be polled, and gets tokio's blocking streams. Here
+/// both are files, and serve still answers.
+#[test]
+fn serve_answers_when_its_standard_input_and_output_are_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let requests = dir.path().join("requests.jsonl");
+    let initialize = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "files", "version": "0" } } });
+    std::fs::write(&requests, format!("{initialize}\n")).unwrap();
+    let responses = dir.path().join("responses.jsonl");
+    let mut serve = std::process::Command::new(TOOLSHED)
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data_dir(dir.path()))
+        .stdin(std::fs::File::open(&requests).unwrap())
+        .stdout(std::fs::File::create(&responses).unwrap())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The input ends after one request, so serve ends by itself; the loop
+    // only guards against a hang.
+    for _ in 0..600 {
+        if serve.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = serve.kill();
+    let _ = serve.wait();
+    let written = std::fs::read_to_string(&responses).unwrap();
+    let answer: serde_json::Value = serde_json::from_str(written.lines().next().unwrap_or_default()).unwrap_or_else(|e| panic!("{e}: {written:?}"));
+    assert_eq!(answer["id"], 1, "{answer}");
+    assert!(answer["result"]["capabilities"]["tools"].is_object(), "{answer}");
+}
