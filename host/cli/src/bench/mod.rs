@@ -38,8 +38,16 @@ pub struct Report {
     pub native_us_list_templates: f64,
     /// Hosted / native for list_templates over 100 templates.
     pub ratio_list_templates: f64,
+    /// Median hosted call time of read_template, in µs.
+    pub hosted_us_read_template: f64,
+    /// Median native call time of the same, in µs: the baseline.
+    pub native_us_read_template: f64,
     /// Hosted / native for read_template.
     pub ratio_read_template: f64,
+    /// Median hosted call time of create_workspace on an instant build, in µs.
+    pub hosted_us_create_workspace: f64,
+    /// Median native call time of the same, in µs: the baseline.
+    pub native_us_create_workspace: f64,
     /// Hosted / native for create_workspace on an instant build.
     pub ratio_create_workspace: f64,
     /// Loading workspace-tools by compiling it.
@@ -405,7 +413,11 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
         hosted_us_list_templates: hosted_us["list_templates"].0,
         native_us_list_templates: hosted_us["list_templates"].1,
         ratio_list_templates: ratios["list_templates"],
+        hosted_us_read_template: hosted_us["read_template"].0,
+        native_us_read_template: hosted_us["read_template"].1,
         ratio_read_template: ratios["read_template"],
+        hosted_us_create_workspace: hosted_us["create_workspace"].0,
+        native_us_create_workspace: hosted_us["create_workspace"].1,
         ratio_create_workspace: ratios["create_workspace"],
         compile_ms,
         cache_load_ms,
@@ -441,8 +453,16 @@ impl Report {
                 format!("{:.2}x ({:.1} / {:.1} us)", self.ratio_list_templates, self.hosted_us_list_templates, self.native_us_list_templates),
                 "<= 3x".into(),
             ),
-            ("read_template hosted / native", format!("{:.2}x", self.ratio_read_template), String::new()),
-            ("create_workspace hosted / native", format!("{:.2}x", self.ratio_create_workspace), String::new()),
+            (
+                "read_template hosted / native",
+                format!("{:.2}x ({:.1} / {:.1} us)", self.ratio_read_template, self.hosted_us_read_template, self.native_us_read_template),
+                String::new(),
+            ),
+            (
+                "create_workspace hosted / native",
+                format!("{:.2}x ({:.1} / {:.1} us)", self.ratio_create_workspace, self.hosted_us_create_workspace, self.native_us_create_workspace),
+                String::new(),
+            ),
             ("load by compiling", format!("{:.1} ms", self.compile_ms), String::new()),
             (
                 "load from cache",
