@@ -103,7 +103,11 @@ pub fn router(host: Arc<Toolshed>, settings: Arc<ServerSettings>, local: SocketA
         .with_allowed_origins(origins)
         .enforce_origin_validation()
         .with_max_request_body_bytes(config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES))
-        .with_sse_keep_alive(Some(Duration::from_secs(15)));
+        .with_sse_keep_alive(Some(Duration::from_secs(15)))
+        // A call that reports no progress is answered as plain JSON: no
+        // event-stream framing to write or parse. One that reports progress
+        // still streams.
+        .with_json_response(true);
     // A legacy session idle this long is closed; its client initializes again.
     let mut sessions = LocalSessionManager::default();
     sessions.session_config.keep_alive = Some(Duration::from_secs(600));

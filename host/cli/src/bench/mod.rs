@@ -4,6 +4,7 @@
 //! ones are ratios (hosted against native, compile against cache), because
 //! absolute times on shared machines drift from run to run.
 
+pub mod http;
 pub mod native;
 pub mod scenario;
 pub mod stdio;
@@ -92,6 +93,18 @@ pub struct Report {
     pub stdio_mcp_cpu_us_per_call: f64,
     /// Quick calls answered per second over stdio.
     pub stdio_calls_per_s: f64,
+    /// Loopback connections in the HTTP runs, one client each.
+    pub http_connections: usize,
+    /// Quick calls answered per second over HTTP.
+    pub http_calls_per_s: f64,
+    /// The baseline: the same calls per second in process, as many in flight.
+    pub http_in_process_calls_per_s: f64,
+    /// Calls/s over HTTP / in process.
+    pub ratio_http_calls: f64,
+    /// Median time of a call over HTTP, in ms.
+    pub http_p50_ms: f64,
+    /// 99th percentile time of a call over HTTP, in ms.
+    pub http_p99_ms: f64,
     /// The machine the figures come from.
     pub machine: String,
 }
@@ -407,6 +420,8 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
     let (swap_ms, swap_failed_calls, swap_load_calls) = swap_latency(swaps)?;
     let stdio_in_flight = 32;
     let stdio = stdio::measure(if options.quick { 100 } else { 4_000 }, stdio_in_flight)?;
+    let http_connections = 64;
+    let http = http::measure(if options.quick { 100 } else { 3_000 }, http_connections)?;
 
     Ok(Report {
         instance_us_median,
@@ -439,6 +454,12 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
         ratio_stdio_cpu: stdio.server_cpu_us_per_call / stdio.in_process_cpu_us_per_call,
         stdio_mcp_cpu_us_per_call: stdio.server_cpu_us_per_call - stdio.in_process_cpu_us_per_call,
         stdio_calls_per_s: stdio.calls_per_s,
+        http_connections,
+        http_calls_per_s: http.calls_per_s,
+        http_in_process_calls_per_s: http.in_process_calls_per_s,
+        ratio_http_calls: http.calls_per_s / http.in_process_calls_per_s,
+        http_p50_ms: http.p50_ms,
+        http_p99_ms: http.p99_ms,
         machine: machine(),
     })
 }
@@ -498,6 +519,15 @@ impl Report {
             ),
             ("MCP stdio: the MCP layer's own CPU", format!("{:.0} us per call", self.stdio_mcp_cpu_us_per_call), String::new()),
             ("MCP stdio: calls per second", format!("{:.0}", self.stdio_calls_per_s), String::new()),
+            (
+                "MCP HTTP: calls/s / in process",
+                format!(
+                    "{:.2}x ({:.0} / {:.0}, {} connections, --calls-per-caller {})",
+                    self.ratio_http_calls, self.http_calls_per_s, self.http_in_process_calls_per_s, self.http_connections, self.http_connections
+                ),
+                ">= 0.5x".into(),
+            ),
+            ("MCP HTTP: call time p50 / p99", format!("{:.2} / {:.2} ms", self.http_p50_ms, self.http_p99_ms), String::new()),
         ];
         let mut out = format!("toolshed bench on {} (builds wait {} ms)\n\n", self.machine, self.build_wait_ms);
         out.push_str(&format!("{:<38} {:<48} {}\n", "measure", "figure", "target"));

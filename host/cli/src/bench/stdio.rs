@@ -31,10 +31,10 @@ pub struct StdioFigures {
 }
 
 /// The tool both sides call: quick, and answered from the local store.
-const TOOL: &str = "list_templates";
+pub(crate) const TOOL: &str = "list_templates";
 
 /// This process's CPU time so far (user and system), in µs.
-fn own_cpu_us() -> f64 {
+pub(crate) fn own_cpu_us() -> f64 {
     // SAFETY: getrusage only writes the struct it is given.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
@@ -46,7 +46,7 @@ fn own_cpu_us() -> f64 {
 }
 
 /// Process `pid`'s CPU time so far (user and system), in µs.
-fn process_cpu_us(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn process_cpu_us(pid: u32) -> anyhow::Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     // The fields after the command name, which may itself hold spaces.
     let fields: Vec<&str> = stat.rsplit_once(')').context("a /proc stat line")?.1.split_whitespace().collect();
@@ -67,7 +67,7 @@ fn session_context() -> CallContext {
 }
 
 /// Makes `calls` calls with `in_flight` at a time.
-async fn call_many(host: &Arc<Toolshed>, calls: usize, in_flight: usize) -> anyhow::Result<()> {
+pub(crate) async fn call_many(host: &Arc<Toolshed>, calls: usize, in_flight: usize) -> anyhow::Result<()> {
     let cx = Arc::new(session_context());
     let next = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..in_flight)
@@ -87,6 +87,33 @@ async fn call_many(host: &Arc<Toolshed>, calls: usize, in_flight: usize) -> anyh
         worker.await??;
     }
     Ok(())
+}
+
+/// A host opened the way `serve` opens it, in this process: the baseline
+/// of the MCP rows.
+pub(crate) struct ServeHost {
+    tokio: tokio::runtime::Runtime,
+    app: App,
+    _data: tempfile::TempDir,
+}
+
+impl ServeHost {
+    pub(crate) fn open() -> anyhow::Result<ServeHost> {
+        let data = tempfile::tempdir()?;
+        let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let global = Global { data_dir: Some(data.path().to_path_buf()), database: None, plugins: None, policy: None };
+        let app = tokio.block_on(async {
+            let mut app = App::open_runner(&global).await?;
+            app.loaded().await;
+            anyhow::Ok(app)
+        })?;
+        Ok(ServeHost { tokio, app, _data: data })
+    }
+
+    /// Makes `calls` calls with `in_flight` at a time.
+    pub(crate) fn call_many(&self, calls: usize, in_flight: usize) -> anyhow::Result<()> {
+        self.tokio.block_on(call_many(&self.app.host, calls, in_flight))
+    }
 }
 
 /// A `toolshed serve` child speaking newline-delimited JSON-RPC on stdio.
@@ -196,7 +223,7 @@ impl Drop for Server {
 
 /// How many times each side is measured, alternately; each figure is the
 /// median, so a burst of other work on a shared machine moves neither much.
-const ROUNDS: usize = 5;
+pub(crate) const ROUNDS: usize = 5;
 
 /// Measures `calls` quick calls with `in_flight` at a time, over stdio to a
 /// `toolshed serve` child (this executable) and in process on a host opened
@@ -211,18 +238,11 @@ pub fn measure(calls: usize, in_flight: usize) -> anyhow::Result<StdioFigures> {
     server.initialize()?;
     let pid = server.child.id();
 
-    let own = tempfile::tempdir()?;
-    let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let global = Global { data_dir: Some(own.path().to_path_buf()), database: None, plugins: None, policy: None };
-    let app = tokio.block_on(async {
-        let mut app = App::open_runner(&global).await?;
-        app.loaded().await;
-        anyhow::Ok(app)
-    })?;
+    let own = ServeHost::open()?;
 
     // Warm both sides.
     server.call_many(calls.min(200), in_flight)?;
-    tokio.block_on(call_many(&app.host, calls.min(200), in_flight))?;
+    own.call_many(calls.min(200), in_flight)?;
 
     let (mut served_cpu, mut served_rate, mut own_cpu) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
@@ -233,7 +253,7 @@ pub fn measure(calls: usize, in_flight: usize) -> anyhow::Result<StdioFigures> {
         served_cpu.push((process_cpu_us(pid)? - before) / calls as f64);
 
         let before = own_cpu_us();
-        tokio.block_on(call_many(&app.host, calls, in_flight))?;
+        own.call_many(calls, in_flight)?;
         own_cpu.push((own_cpu_us() - before) / calls as f64);
     }
     Ok(StdioFigures {

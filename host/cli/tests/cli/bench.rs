@@ -30,6 +30,11 @@ fn bench_json_prints_one_object_with_the_tracked_keys() {
         "stdio_in_process_cpu_us_per_call",
         "ratio_stdio_cpu",
         "stdio_calls_per_s",
+        "http_calls_per_s",
+        "http_in_process_calls_per_s",
+        "ratio_http_calls",
+        "http_p50_ms",
+        "http_p99_ms",
     ] {
         let value = report[key].as_f64().unwrap_or_else(|| panic!("{key} missing or not a number in {report}"));
         assert!(value.is_finite() && value >= 0.0, "{key} = {value}");

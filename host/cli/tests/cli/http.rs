@@ -442,3 +442,54 @@ fn toolshed_token_prints_the_token_once_and_writes_only_its_hash_to_the_file() {
     let file = TokenFile::parse(&entry).unwrap();
     assert_eq!(file.principal(token).unwrap().owner_id, OWNER_B);
 }
+
+/// A call that reports no progress is answered as one JSON object, not an
+/// event stream; a call that reports progress to a client that asked for it
+/// still streams, progress first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_without_progress_is_answered_as_json_and_one_with_progress_as_a_stream() {
+    toolshed_mcp::tls::ensure_provider();
+    let local = Local::new().await;
+    // A build that is still running at the first poll, whose heartbeat is
+    // the progress.
+    let t = local.push("app", &crate::support::template("app", "sleep 0.2", "true", "")).await;
+    let addr = server(&local, None, 8, None).await;
+    let meta = json!({ "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} });
+    let mut with_progress = meta.clone();
+    with_progress["progressToken"] = json!("p-1");
+    let cases = [
+        ("list_templates", json!({}), meta, "application/json"),
+        ("create_workspace", json!({ "template_id": t.template_id, "name": "streamed" }), with_progress, "text/event-stream"),
+    ];
+    for (tool, arguments, meta, expected) in cases {
+        let body = json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": { "name": tool, "arguments": arguments, "_meta": meta } });
+        let response = reqwest::Client::new()
+            .post(format!("http://{addr}/mcp"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", tool)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+        let text = response.text().await.unwrap();
+        assert!(content_type.starts_with(expected), "{tool}: {content_type}: {text}");
+        let messages: Vec<Value> = text
+            .lines()
+            .filter_map(|l| if expected == "application/json" { Some(l) } else { l.strip_prefix("data: ") })
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {text}")))
+            .collect();
+        let answer = messages.last().unwrap();
+        assert_eq!(answer["id"], 7, "{text}");
+        assert_eq!(answer["result"]["isError"], false, "{text}");
+        if expected == "text/event-stream" {
+            assert_eq!(messages[0]["method"], "notifications/progress", "progress comes first: {text}");
+        }
+    }
+    local.backend.stop_all_agents().await;
+}
