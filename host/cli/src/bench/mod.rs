@@ -33,6 +33,11 @@ pub struct BenchOptions {
 pub struct Report {
     /// Median time to make a Store, instantiate workspace-tools and drop it.
     pub instance_us_median: f64,
+    /// The baseline: the same for a component of one core instance with one
+    /// page of memory, on the same engine.
+    pub instance_floor_us_median: f64,
+    /// Instance cost / wasmtime's floor.
+    pub ratio_instance_floor: f64,
     /// Median hosted call time of list_templates over 100 templates.
     pub hosted_us_list_templates: f64,
     /// Median native call time of the same.
@@ -158,6 +163,48 @@ pub async fn instance_cost(runtime: &Arc<Runtime>, plugin: &Arc<Plugin>, samples
         times.push(started.elapsed().as_secs_f64() * 1e6);
     }
     median(times)
+}
+
+/// The least a plugin can be: a component with one core instance that has
+/// one page of memory.
+fn minimal_component() -> Vec<u8> {
+    use wasm_encoder::{ExportKind, ExportSection, InstanceSection, MemorySection, MemoryType, Module, ModuleArg, ModuleSection};
+    let mut memories = MemorySection::new();
+    memories.memory(MemoryType { minimum: 1, maximum: None, memory64: false, shared: false, page_size_log2: None });
+    let mut exports = ExportSection::new();
+    exports.export("memory", ExportKind::Memory, 0);
+    let mut module = Module::new();
+    module.section(&memories).section(&exports);
+    let mut instances = InstanceSection::new();
+    instances.instantiate(0, Vec::<(&str, ModuleArg)>::new());
+    let mut component = wasm_encoder::Component::new();
+    component.section(&ModuleSection(&module)).section(&instances);
+    component.finish()
+}
+
+/// Median time of wasmtime's floor on `runtime`'s engine (the same
+/// configuration, pool and all): a fresh Store, an instance of the minimal
+/// component from its pre-instantiated handle, and dropping both.
+///
+/// # Errors
+///
+/// When the engine refuses the minimal component.
+pub async fn instance_floor(runtime: &Runtime, samples: usize) -> anyhow::Result<f64> {
+    use toolshed_runtime::wasmtime::Store;
+    use toolshed_runtime::wasmtime::component::{Component, Linker};
+    let engine = runtime.engine();
+    let component = Component::new(engine, minimal_component())?;
+    let pre = Linker::<()>::new(engine).instantiate_pre(&component)?;
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let started = Instant::now();
+        let mut store = Store::new(engine, ());
+        store.set_epoch_deadline(1 << 20);
+        pre.instantiate_async(&mut store).await?;
+        drop(store);
+        times.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    Ok(median(times))
 }
 
 /// Median hosted time of `tool` with `arguments` (JSON text in, JSON out).
@@ -396,6 +443,7 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
     let runtime = serve_runtime(64)?;
     let plugin = Arc::new(runtime.compile("workspace-tools", toolshed_builtin::WORKSPACE_TOOLS)?);
     let tokio = current_thread();
+    let instance_floor_us_median = tokio.block_on(instance_floor(&runtime, samples))?;
     let instance_us_median = tokio.block_on(instance_cost(&runtime, &plugin, samples));
 
     let host = hosted(&runtime, &plugin, 100, 0);
@@ -425,6 +473,8 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
 
     Ok(Report {
         instance_us_median,
+        instance_floor_us_median,
+        ratio_instance_floor: instance_us_median / instance_floor_us_median,
         hosted_us_list_templates: hosted_us["list_templates"].0,
         native_us_list_templates: hosted_us["list_templates"].1,
         ratio_list_templates: ratios["list_templates"],
@@ -469,6 +519,11 @@ impl Report {
     pub fn table(&self) -> String {
         let rows = [
             ("instance cost, median", format!("{:.1} us", self.instance_us_median), "<= 10 us".to_string()),
+            (
+                "instance cost / wasmtime's floor",
+                format!("{:.2}x ({:.1} / {:.1} us, one memory page)", self.ratio_instance_floor, self.instance_us_median, self.instance_floor_us_median),
+                "<= 2x".into(),
+            ),
             (
                 "list_templates (100) hosted / native",
                 format!("{:.2}x ({:.1} / {:.1} us)", self.ratio_list_templates, self.hosted_us_list_templates, self.native_us_list_templates),

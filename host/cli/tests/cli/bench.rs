@@ -10,6 +10,8 @@ fn bench_json_prints_one_object_with_the_tracked_keys() {
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
     for key in [
         "instance_us_median",
+        "instance_floor_us_median",
+        "ratio_instance_floor",
         "ratio_list_templates",
         "hosted_us_list_templates",
         "native_us_list_templates",
