@@ -73,12 +73,40 @@ pub struct ServerSettings {
     /// the tasks extension.
     pub tasks: Option<Arc<Tasks>>,
     running: Mutex<HashMap<String, usize>>,
-    claimed: Mutex<HashSet<(String, String)>>,
+    claimed: Mutex<Claims>,
 }
 
 /// How many (owner, chat) claims a server remembers before it forgets them
 /// all and asks the directory again.
 const REMEMBERED_CLAIMS: usize = 4_096;
+
+/// The chats each owner has claimed through this server, looked up by
+/// borrowed names: checking costs no allocation on a call's path.
+#[derive(Default)]
+struct Claims {
+    by_owner: HashMap<String, HashSet<String>>,
+    count: usize,
+}
+
+impl Claims {
+    fn contains(&self, owner: &str, chat: &str) -> bool {
+        self.by_owner.get(owner).is_some_and(|chats| chats.contains(chat))
+    }
+
+    fn insert(&mut self, owner: &str, chat: &str) {
+        if self.count >= REMEMBERED_CLAIMS {
+            *self = Claims::default();
+        }
+        if self.by_owner.entry(owner.to_string()).or_default().insert(chat.to_string()) {
+            self.count += 1;
+        }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.count
+    }
+}
 
 impl ServerSettings {
     /// Settings for calls by `principal`, chats checked by `chats`.
@@ -90,7 +118,7 @@ impl ServerSettings {
             wait_budget: None,
             tasks: None,
             running: Mutex::new(HashMap::new()),
-            claimed: Mutex::new(HashSet::new()),
+            claimed: Mutex::new(Claims::default()),
         }
     }
 
@@ -98,16 +126,11 @@ impl ServerSettings {
     /// chat belongs to its first owner for good, so a claim that succeeded
     /// once holds; remembering it saves the directory a write per call.
     fn claimed_before(&self, owner: &str, chat: &str) -> bool {
-        let claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
-        claimed.contains(&(owner.to_string(), chat.to_string()))
+        self.claimed.lock().unwrap_or_else(|e| e.into_inner()).contains(owner, chat)
     }
 
     fn remember_claim(&self, owner: &str, chat: &str) {
-        let mut claimed = self.claimed.lock().unwrap_or_else(|e| e.into_inner());
-        if claimed.len() >= REMEMBERED_CLAIMS {
-            claimed.clear();
-        }
-        claimed.insert((owner.to_string(), chat.to_string()));
+        self.claimed.lock().unwrap_or_else(|e| e.into_inner()).insert(owner, chat);
     }
 
     /// Counts a call of `owner` as running, unless the owner is at the cap.
