@@ -228,3 +228,86 @@ async fn one_chats_progress_flood_never_holds_back_another_chats_notifications()
     }
     client.cancel().await.unwrap();
 }
+
+/// Bytes written to the pipe behind `fd` and not yet read.
+fn unread(fd: std::os::fd::RawFd) -> usize {
+    let mut bytes: libc::c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer it is given.
+    unsafe { libc::ioctl(fd, libc::FIONREAD, &mut bytes) };
+    bytes.max(0) as usize
+}
+
+/// A client that sends thousands of calls and stops reading: serve's
+/// output pipe fills, its writes would block, and it must neither spin,
+/// nor die, nor grow past its bound; once the client reads again, every
+/// call is answered exactly once.
+#[test]
+fn a_client_that_stops_reading_stalls_serve_within_its_bound_and_is_answered_once_it_reads() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::fd::AsRawFd;
+    const CALLS: usize = 2_000;
+    let (_dir, global) = setup(&[("hostile", toolshed_fixtures::HOSTILE)]);
+    let mut serve = Command::new(TOOLSHED).args(&global).arg("serve").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let pid = serve.id();
+    let mut input = serve.stdin.take().unwrap();
+    let mut output = BufReader::new(serve.stdout.take().unwrap());
+    let fd = output.get_ref().as_raw_fd();
+    // The next answer, past any notification.
+    let answer = |output: &mut BufReader<std::process::ChildStdout>| -> Value {
+        loop {
+            let mut line = String::new();
+            assert!(output.read_line(&mut line).unwrap() > 0, "serve closed its output");
+            let message: Value = serde_json::from_str(&line).unwrap();
+            if message.get("id").is_some() {
+                return message;
+            }
+        }
+    };
+    let initialize = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "stops-reading", "version": "0" } } });
+    writeln!(input, "{initialize}\n{}", json!({ "jsonrpc": "2.0", "method": "notifications/initialized" })).unwrap();
+    assert_eq!(answer(&mut output)["id"], 0);
+    writeln!(input, "{}", json!({ "jsonrpc": "2.0", "id": "list", "method": "tools/list" })).unwrap();
+    assert_eq!(answer(&mut output)["id"], "list");
+    let baseline = peak_rss_mib(pid);
+
+    // The calls go out from a thread of their own: serve may stop reading
+    // its input while its output is full.
+    let writer = std::thread::spawn(move || {
+        for id in 1..=CALLS {
+            let call = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": { "name": "ping", "arguments": {} } });
+            if writeln!(input, "{call}").is_err() {
+                break;
+            }
+        }
+        input
+    });
+    // Wait until the output pipe is full: serve has more to say than the
+    // pipe holds, and nobody reads.
+    let mut full = false;
+    for _ in 0..600 {
+        if unread(fd) >= 60 << 10 {
+            full = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(full, "serve's answers never filled the pipe: {} bytes", unread(fd));
+    assert!(serve.try_wait().unwrap().is_none(), "serve died with its output full");
+    let stalled = peak_rss_mib(pid);
+
+    let mut answered = std::collections::HashSet::new();
+    while answered.len() < CALLS {
+        let message = answer(&mut output);
+        let id = message["id"].as_u64().unwrap_or_else(|| panic!("an answer to no call: {message}"));
+        let result = &message["result"]["structuredContent"];
+        assert!(result["text"] == "pong" || result["code"] == "TOO_MANY_CALLS", "call {id}: {message}");
+        assert!(answered.insert(id), "call {id} was answered twice");
+    }
+    let _input = writer.join().unwrap();
+    let peak = peak_rss_mib(pid);
+    eprintln!("toolshed serve: peak RSS {baseline} MiB before, {stalled} MiB with its output full, {peak} MiB after {CALLS} calls");
+    assert!(peak.saturating_sub(baseline) <= ONE_CALL_BOUND_MIB, "a client that stopped reading took serve from {baseline} to {peak} MiB");
+    let _ = serve.kill();
+    let _ = serve.wait();
+}
