@@ -493,3 +493,39 @@ async fn a_call_without_progress_is_answered_as_json_and_one_with_progress_as_a_
     }
     local.backend.stop_all_agents().await;
 }
+
+/// A sessionless client that hangs up while its call waits on a build: the
+/// answer would have been JSON, and the call's instance ends with the
+/// connection instead of waiting out the build for nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_hangs_up_mid_call_ends_the_calls_instance() {
+    use tokio::io::AsyncWriteExt;
+    let local = Local::new().await;
+    let slow = local.push("slow", &crate::support::template("slow", "exec sleep 60", "true", "")).await;
+    let addr = server(&local, None, 8, None).await;
+    let body = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {
+        "name": "create_workspace", "arguments": { "template_id": slow.template_id },
+        "_meta": { "io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {} } } })
+    .to_string();
+    let request = format!(
+        "POST /mcp HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\n\
+         mcp-protocol-version: 2026-07-28\r\nmcp-method: tools/call\r\nmcp-name: create_workspace\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let mut connection = tokio::net::TcpStream::connect(addr).await.unwrap();
+    connection.write_all(request.as_bytes()).await.unwrap();
+    let started = async {
+        while local.host.stats().live() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), started).await.expect("the call started");
+    drop(connection);
+    let ended = async {
+        while local.host.stats().live() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), ended).await.expect("the call's instance ended with its connection");
+    local.backend.stop_all_agents().await;
+}
