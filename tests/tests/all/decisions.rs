@@ -38,13 +38,19 @@ fn outdated(required: bool) -> (TestEnv, Template) {
     (env, template)
 }
 
-fn bad_cpu() -> ControlError {
-    ControlError::Api(ApiError {
+/// The error of a start of an outdated workspace that the backend refuses
+/// with a 400 on `cpu`, where starts do (`required`) or do not move to the
+/// active version; and the template.
+async fn refused_start(required: bool) -> (Value, Template) {
+    let (env, template) = outdated(required);
+    env.backend.fail_next_build(ControlError::Api(ApiError {
         status: 400,
         message: "Unable to validate parameters".into(),
         detail: String::new(),
         validations: vec![Validation { field: "cpu".into(), detail: "at most 8".into() }],
-    })
+    }));
+    let err = env.call("start_workspace", json!({ "parameters": { "cpu": "99" } })).await.err().clone();
+    (err, template)
 }
 
 /// SPEC 3.6: the rewrite is for a start that must move to the active
@@ -52,9 +58,7 @@ fn bad_cpu() -> ControlError {
 /// instructions.
 #[tokio::test(start_paused = true)]
 async fn a_400_on_a_start_that_moves_to_the_active_version_is_the_manual_update_error() {
-    let (env, template) = outdated(true);
-    env.backend.fail_next_build(bad_cpu());
-    let err = env.call("start_workspace", json!({ "parameters": { "cpu": "99" } })).await.err().clone();
+    let (err, template) = refused_start(true).await;
     assert_eq!(err["code"], "TEMPLATE_PARAMETERS_REQUIRED", "{err}");
     assert!(err["error"].as_str().unwrap().contains("read_template"), "{err}");
     assert_eq!(err["template_id"], template.id.as_str());
@@ -65,9 +69,7 @@ async fn a_400_on_a_start_that_moves_to_the_active_version_is_the_manual_update_
 /// would send the model to the wrong parameters.
 #[tokio::test(start_paused = true)]
 async fn a_400_on_a_start_that_keeps_the_version_is_an_ordinary_api_error() {
-    let (env, template) = outdated(false);
-    env.backend.fail_next_build(bad_cpu());
-    let err = env.call("start_workspace", json!({ "parameters": { "cpu": "99" } })).await.err().clone();
+    let (err, template) = refused_start(false).await;
     assert_ne!(err["code"], "TEMPLATE_PARAMETERS_REQUIRED", "{err}");
     assert_eq!(err["error"], "Unable to validate parameters");
     assert!(!err["error"].as_str().unwrap().contains("read_template"), "{err}");

@@ -7,16 +7,14 @@
 //! every request stands alone, as the newest clients send them.
 
 use std::net::{SocketAddr, TcpListener};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use serde_json::json;
 
 use super::median;
-use super::stdio::{ROUNDS, ServeHost, TOOL};
+use super::stdio::{ROUNDS, ServeChild, ServeHost, TOOL};
 
 /// What one run of the HTTP benchmark found.
 #[derive(Debug, Clone, Copy)]
@@ -33,9 +31,8 @@ pub struct HttpFigures {
 
 /// A `toolshed serve --http` child on a loopback port.
 struct Server {
-    child: std::process::Child,
+    _serve: ServeChild,
     addr: SocketAddr,
-    _data: tempfile::TempDir,
 }
 
 impl Server {
@@ -43,25 +40,10 @@ impl Server {
     /// all one caller, which may have `connections` calls at once instead
     /// of 32.
     fn start(connections: usize) -> anyhow::Result<Server> {
-        let data = tempfile::tempdir()?;
         // A free port: bound, read, released, then given to serve.
         let addr = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-        let child = Command::new(std::env::current_exe()?)
-            .args(["serve", "--http", &addr.to_string(), "--calls-per-caller", &connections.to_string(), "--data-dir"])
-            .arg(data.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting toolshed serve --http")?;
-        Ok(Server { child, addr, _data: data })
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let serve = ServeChild::start(&["--http", &addr.to_string(), "--calls-per-caller", &connections.to_string()], false)?;
+        Ok(Server { _serve: serve, addr })
     }
 }
 

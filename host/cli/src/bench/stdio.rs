@@ -116,28 +116,53 @@ impl ServeHost {
     }
 }
 
+/// `toolshed serve` (this executable) as a child with a data directory of
+/// its own, ended and reaped when dropped.
+pub(crate) struct ServeChild {
+    pub(crate) child: std::process::Child,
+    _data: tempfile::TempDir,
+}
+
+impl ServeChild {
+    /// Starts `serve ARGS` with its standard input and output piped or not.
+    pub(crate) fn start(args: &[&str], piped: bool) -> anyhow::Result<ServeChild> {
+        let data = tempfile::tempdir()?;
+        let stdio = || if piped { Stdio::piped() } else { Stdio::null() };
+        let child = Command::new(std::env::current_exe()?)
+            .arg("serve")
+            .args(args)
+            .arg("--data-dir")
+            .arg(data.path())
+            .stdin(stdio())
+            .stdout(stdio())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting toolshed serve")?;
+        Ok(ServeChild { child, _data: data })
+    }
+}
+
+impl Drop for ServeChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A `toolshed serve` child speaking newline-delimited JSON-RPC on stdio.
 struct Server {
-    child: std::process::Child,
+    serve: ServeChild,
     input: std::process::ChildStdin,
     output: BufReader<std::process::ChildStdout>,
     next_id: u64,
 }
 
 impl Server {
-    fn start(data_dir: &std::path::Path) -> anyhow::Result<Server> {
-        let mut child = Command::new(std::env::current_exe()?)
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .context("starting toolshed serve")?;
-        let input = child.stdin.take().context("serve's stdin")?;
-        let output = BufReader::new(child.stdout.take().context("serve's stdout")?);
-        Ok(Server { child, input, output, next_id: 0 })
+    fn start() -> anyhow::Result<Server> {
+        let mut serve = ServeChild::start(&[], true)?;
+        let input = serve.child.stdin.take().context("serve's stdin")?;
+        let output = BufReader::new(serve.child.stdout.take().context("serve's stdout")?);
+        Ok(Server { serve, input, output, next_id: 0 })
     }
 
     fn send(&mut self, method: &str, params: Value) -> anyhow::Result<u64> {
@@ -214,13 +239,6 @@ impl Server {
     }
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// How many times each side is measured, alternately; each figure is the
 /// median, so a burst of other work on a shared machine moves neither much.
 pub(crate) const ROUNDS: usize = 5;
@@ -233,10 +251,9 @@ pub(crate) const ROUNDS: usize = 5;
 ///
 /// When `serve` cannot be started, or a call fails on either side.
 pub fn measure(calls: usize, in_flight: usize) -> anyhow::Result<StdioFigures> {
-    let served = tempfile::tempdir()?;
-    let mut server = Server::start(served.path())?;
+    let mut server = Server::start()?;
     server.initialize()?;
-    let pid = server.child.id();
+    let pid = server.serve.child.id();
 
     let own = ServeHost::open()?;
 
