@@ -275,15 +275,16 @@ pub fn start_workspace<C: Capabilities>(host: &C, args: StartWorkspaceArgs) -> R
         Ok(build) => build,
         Err(ControlError::Api(api)) => {
             // The rewrite is for a start that moves to a new version: the
-            // backend says whether starts use the active version, and the
-            // workspace's last build must be on another one. A 400 against
-            // the version the workspace already has is an ordinary error.
+            // workspace's last build is on another one, and the backend says
+            // starts use the active version (asked last, since over a remote
+            // backend it costs the most). A 400 against the version the
+            // workspace already has is an ordinary error.
             let moving_to_active = api.status == 400
-                && host.start_uses_active_version(&workspace.id)
-                && match (host.template(&workspace.template_id).ok(), &previous_version) {
-                    (Some(t), Some(v)) => &t.active_version_id != v,
+                && match (&previous_version, host.template(&workspace.template_id).ok()) {
+                    (Some(v), Some(t)) => &t.active_version_id != v,
                     _ => false,
-                };
+                }
+                && host.start_uses_active_version(&workspace.id);
             if moving_to_active {
                 return Err(manual_update_error(&api, &workspace.template_id));
             }

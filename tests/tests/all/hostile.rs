@@ -228,13 +228,16 @@ async fn a_replaced_version_is_freed_once_no_call_uses_it() {
     let env = TestEnv::on(runtime.clone(), &[]);
     env.host.install("versioned", fixtures::VERSIONED_V1.to_vec()).await.unwrap();
     assert_eq!(runtime.live_components(), 1);
-    let in_flight = env.call("version", json!({}));
-    let swap = async {
-        tokio::task::yield_now().await;
-        env.host.install("versioned", fixtures::VERSIONED_V2.to_vec()).await.unwrap();
-        runtime.live_components()
-    };
-    let (answer, during) = tokio::join!(in_flight, swap);
+    // One poll starts the call, which takes v1 and parks in its 5 ms sleep;
+    // it is polled again only once v2 is in. Run side by side instead, the
+    // call and v2's smoke call (the same 5 ms sleep) would end on the same
+    // tick of the paused clock, in either order.
+    let mut in_flight = std::pin::pin!(env.call("version", json!({})));
+    let started = std::future::poll_fn(|cx| std::task::Poll::Ready(in_flight.as_mut().poll(cx))).await;
+    assert!(started.is_pending(), "the call waits on its sleep");
+    env.host.install("versioned", fixtures::VERSIONED_V2.to_vec()).await.unwrap();
+    let during = runtime.live_components();
+    let answer = in_flight.await;
     assert_eq!(answer.ok()["version"], "v1");
     assert_eq!(during, 2, "the running call kept v1 alive");
     assert_eq!(runtime.live_components(), 1, "v1 was dropped when its call ended");
