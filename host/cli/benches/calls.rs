@@ -13,7 +13,8 @@ use toolshed_builtin as builtin;
 use toolshed_runtime::CallContext;
 
 fn calls(c: &mut Criterion) {
-    let runtime = serve_runtime(64).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let runtime = serve_runtime(data.path()).unwrap();
     let plugin = Arc::new(runtime.compile("workspace-tools", builtin::WORKSPACE_TOOLS).unwrap());
     let tokio = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let host = hosted(&runtime, &plugin, 100, 0);

@@ -39,7 +39,8 @@ async fn replica(database: &str, data_dir: &std::path::Path) -> anyhow::Result<(
     let mut config = LocalConfig::new(data_dir, "true");
     config.database = Some(database.to_string());
     let backend = LocalBackend::open(config).await?;
-    let runtime = toolshed::bench::serve_runtime(256)?;
+    let compiled = tempfile::tempdir()?;
+    let runtime = toolshed::bench::serve_runtime_with_capacity(compiled.path(), 256)?;
     let (infra, platform, events) = backend.providers();
     let mut builder = Toolshed::builder(runtime).events(events).provide(infra).provide(platform);
     if let Some(locks) = backend.chat_locks() {
@@ -78,7 +79,8 @@ async fn calls_per_second(hosts: &[Arc<Toolshed>], calls: usize) -> anyhow::Resu
 /// parked task).
 async fn parked(database: &str, replicas: usize, n: usize) -> anyhow::Result<(f64, f64)> {
     let store = Arc::new(toolshed_local::store::Store::open(database).await?);
-    let runtime = toolshed::bench::serve_runtime(n as u32 + 64)?;
+    let compiled = tempfile::tempdir()?;
+    let runtime = toolshed::bench::serve_runtime_with_capacity(compiled.path(), n as u32 + 64)?;
     let plugin = Arc::new(runtime.compile("workspace-tools", toolshed_builtin::WORKSPACE_TOOLS)?);
     let arguments: Value = serde_json::from_str(&toolshed::bench::arguments("create_workspace"))?;
     let mut all = Vec::new();

@@ -27,7 +27,8 @@ fn context(i: usize) -> CallContext {
 /// that takes ten minutes; returns (tasks created per second, RSS KiB added
 /// per parked task).
 fn parked(n: usize, journal: Arc<dyn TaskJournal>, tokio: &tokio::runtime::Runtime) -> anyhow::Result<(f64, f64)> {
-    let runtime = toolshed::bench::serve_runtime(n as u32 + 64)?;
+    let compiled = tempfile::tempdir()?;
+    let runtime = toolshed::bench::serve_runtime_with_capacity(compiled.path(), n as u32 + 64)?;
     let plugin = Arc::new(runtime.compile("workspace-tools", toolshed_builtin::WORKSPACE_TOOLS)?);
     let host = Arc::new(toolshed::bench::hosted(&runtime, &plugin, 5, 600_000));
     let arguments: Value = serde_json::from_str(&toolshed::bench::arguments("create_workspace"))?;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Strategy};
 
 /// How often the engine's epoch advances; the unit of guest compute budgets.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -31,15 +31,7 @@ impl Default for PoolSize {
 ///
 /// When the platform cannot reserve the pool's address space.
 pub fn build(pool: &PoolSize) -> wasmtime::Result<(Engine, Arc<AtomicU64>)> {
-    let mut config = Config::new();
-    config.wasm_component_model(true);
-    config.epoch_interruption(true);
-    config.memory_init_cow(true);
-    // Small reservations keep the pool's address space in check at
-    // thousands of slots; the cost is explicit bounds checks.
-    config.memory_reservation(pool.memory_bytes as u64);
-    config.memory_guard_size(64 << 10);
-    config.memory_reservation_for_growth(0);
+    let mut config = sandbox_config(pool);
 
     let mut pooling = PoolingAllocationConfig::default();
     pooling.total_component_instances(pool.concurrent_calls);
@@ -60,24 +52,65 @@ pub fn build(pool: &PoolSize) -> wasmtime::Result<(Engine, Arc<AtomicU64>)> {
     pooling.decommit_batch_size(16);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
 
-    config.max_wasm_stack(512 << 10);
-
     let engine = Engine::new(&config)?;
     let epoch = Arc::new(AtomicU64::new(0));
-    start_epoch_ticker(&engine, epoch.clone());
+    start_epoch_ticker(&engine, Some(epoch.clone()));
     Ok((engine, epoch))
 }
 
-/// Advances the engine's epoch, and `epoch` with it, every [`EPOCH_TICK`]
-/// until the engine is dropped.
-fn start_epoch_ticker(engine: &Engine, epoch: Arc<AtomicU64>) {
+/// An engine for the first tier: Winch, wasmtime's baseline compiler, which
+/// compiles a plugin in a fraction of Cranelift's time into slower code. A
+/// changed plugin serves from it while Cranelift compiles in the background.
+///
+/// The sandbox is the same: epoch interruption, the same memory limits,
+/// async calls. Instances are allocated on demand rather than pooled, since
+/// a first-tier version serves for well under a second, and a second pool
+/// would double the address space reserved.
+///
+/// # Errors
+///
+/// When this platform has no Winch backend (Winch targets x86-64 and
+/// AArch64), or the configuration is refused.
+pub fn build_first_tier(pool: &PoolSize) -> wasmtime::Result<Engine> {
+    let mut config = sandbox_config(pool);
+    config.strategy(Strategy::Winch);
+    // The glue between components (trampolines) is still compiled by
+    // Cranelift; unoptimized, it compiles faster and this code is short-lived.
+    config.cranelift_opt_level(wasmtime::OptLevel::None);
+    let engine = Engine::new(&config)?;
+    // The shared epoch counter is advanced by the main engine's ticker alone,
+    // so compute budgets count ticks once.
+    start_epoch_ticker(&engine, None);
+    Ok(engine)
+}
+
+/// The settings both tiers share: what the sandbox needs.
+fn sandbox_config(pool: &PoolSize) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.memory_init_cow(true);
+    // Small reservations keep the pool's address space in check at
+    // thousands of slots; the cost is explicit bounds checks.
+    config.memory_reservation(pool.memory_bytes as u64);
+    config.memory_guard_size(64 << 10);
+    config.memory_reservation_for_growth(0);
+    config.max_wasm_stack(512 << 10);
+    config
+}
+
+/// Advances the engine's epoch, and `epoch` with it when given, every
+/// [`EPOCH_TICK`] until the engine is dropped.
+fn start_epoch_ticker(engine: &Engine, epoch: Option<Arc<AtomicU64>>) {
     let weak = engine.weak();
     std::thread::Builder::new()
         .name("toolshed-epoch".into())
         .spawn(move || {
             while let Some(engine) = weak.upgrade() {
                 engine.increment_epoch();
-                epoch.fetch_add(1, Ordering::Relaxed);
+                if let Some(epoch) = &epoch {
+                    epoch.fetch_add(1, Ordering::Relaxed);
+                }
                 drop(engine);
                 std::thread::sleep(EPOCH_TICK);
             }

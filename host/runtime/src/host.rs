@@ -16,7 +16,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::locks::ChatLocks;
 use crate::context::CallContext;
 use crate::error::{Category, HostError};
-use crate::plugin::{LoadError, Plugin, Tool};
+use crate::plugin::{LoadError, Plugin, Tier, Tool};
 use crate::reflect::{json_size_estimate, val_to_json};
 use crate::runtime::Runtime;
 use crate::progress::ProgressSink;
@@ -115,6 +115,61 @@ pub struct PluginRefused {
     pub reason: String,
 }
 
+/// A plugin version moved from its baseline code to its optimized code.
+/// The tools are the same, so this is no [`ToolsChanged`]: clients are not
+/// told, and calls running on the baseline code finish there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TieredUp {
+    /// The plugin.
+    pub plugin: String,
+    /// SHA-256 of its component bytes, hex.
+    pub hash: String,
+    /// The generation now serving the optimized code.
+    pub generation: u64,
+    /// How long the optimizing compile took in the background, in ms.
+    pub compile_ms: f64,
+}
+
+/// What is served, shared with the background compiles that move a version
+/// to its optimized code.
+struct Served {
+    current: ArcSwap<Generation>,
+    publish_lock: std::sync::Mutex<()>,
+    tier_ups: broadcast::Sender<TieredUp>,
+    /// Optimizing compiles running in the background.
+    optimizing: watch::Sender<usize>,
+}
+
+impl Served {
+    /// Serves `optimized` in place of the baseline code of the same version,
+    /// if that version still serves: a newer version is never replaced by an
+    /// older one. Returns the generation now serving it.
+    fn tier_up(&self, optimized: Arc<Plugin>) -> Option<u64> {
+        let _serial = self.publish_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.current.load();
+        let served = current.plugins.get(&*optimized.name)?;
+        if served.hash != optimized.hash || served.tier != Tier::Baseline {
+            return None;
+        }
+        let mut plugins = current.plugins.clone();
+        plugins.insert(optimized.name.to_string(), optimized);
+        // The same tools as the version it replaces: no conflict can arise.
+        let next = Generation::with_plugins(current.number + 1, plugins).ok()?;
+        let number = next.number;
+        self.current.store(Arc::new(next));
+        Some(number)
+    }
+}
+
+/// Counts an optimizing compile as running until it ends, however it ends.
+struct OptimizingGuard(Arc<Served>);
+
+impl Drop for OptimizingGuard {
+    fn drop(&mut self) {
+        self.0.optimizing.send_modify(|n| *n -= 1);
+    }
+}
+
 /// One immutable set of plugins. A call runs entirely on the generation it
 /// started on; publishing a plugin makes a new generation.
 #[derive(Default)]
@@ -153,8 +208,7 @@ pub struct Toolshed {
     runtime: Arc<Runtime>,
     shared: Arc<Shared>,
     smoke: Arc<Shared>,
-    current: ArcSwap<Generation>,
-    publish_lock: std::sync::Mutex<()>,
+    served: Arc<Served>,
     changes: broadcast::Sender<ToolsChanged>,
     refusals: broadcast::Sender<PluginRefused>,
     installing: Arc<watch::Sender<usize>>,
@@ -241,8 +295,12 @@ impl Toolshed {
             runtime,
             shared,
             smoke,
-            current: ArcSwap::from_pointee(Generation::default()),
-            publish_lock: std::sync::Mutex::new(()),
+            served: Arc::new(Served {
+                current: ArcSwap::from_pointee(Generation::default()),
+                publish_lock: std::sync::Mutex::new(()),
+                tier_ups: broadcast::channel(64).0,
+                optimizing: watch::channel(0).0,
+            }),
             changes: broadcast::channel(64).0,
             refusals: broadcast::channel(64).0,
             installing: Arc::new(watch::channel(0).0),
@@ -279,13 +337,13 @@ impl Toolshed {
     }
 
     fn swap(&self, plugin: &str, change: impl FnOnce(&mut BTreeMap<String, Arc<Plugin>>)) -> Result<(), (String, String, String)> {
-        let _serial = self.publish_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let current = self.current.load();
+        let _serial = self.served.publish_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.served.current.load();
         let mut plugins = current.plugins.clone();
         change(&mut plugins);
         let next = Generation::with_plugins(current.number + 1, plugins)?;
         let event = ToolsChanged { generation: next.number, plugin: plugin.to_string(), tools: next.tool_names() };
-        self.current.store(Arc::new(next));
+        self.served.current.store(Arc::new(next));
         // Nobody listening is fine.
         let _ = self.changes.send(event);
         Ok(())
@@ -309,17 +367,64 @@ impl Toolshed {
     }
 
     async fn check_and_publish(&self, name: &str, bytes: Vec<u8>) -> Result<Arc<Plugin>, LoadError> {
+        let bytes: Arc<[u8]> = bytes.into();
         let runtime = self.runtime.clone();
-        let owned_name = name.to_string();
-        let plugin = tokio::task::spawn_blocking(move || runtime.compile(&owned_name, &bytes))
-            .await
-            .map_err(|e| LoadError::Invalid { plugin: name.to_string(), reason: format!("the compiler task failed: {e}") })??;
+        let (owned_name, owned_bytes) = (name.to_string(), bytes.clone());
+        let plugin = tokio::task::spawn_blocking(move || match runtime.compile_first_tier(&owned_name, &owned_bytes) {
+            Some(baseline) => baseline,
+            None => runtime.compile(&owned_name, &owned_bytes),
+        })
+        .await
+        .map_err(|e| LoadError::Invalid { plugin: name.to_string(), reason: format!("the compiler task failed: {e}") })??;
         let plugin = Arc::new(plugin);
         if let Some(smoke) = plugin.policy.smoke.clone() {
             self.smoke_test(&plugin, &smoke).await?;
         }
         self.publish(plugin.clone())?;
+        if plugin.tier == Tier::Baseline {
+            self.optimize_in_background(plugin.clone(), bytes);
+        }
         Ok(plugin)
+    }
+
+    /// Compiles `baseline`'s bytes with Cranelift off the async threads, then
+    /// serves the optimized code in its place, quietly, if that version
+    /// still serves. A failed optimizing compile leaves the baseline code
+    /// serving, which is correct, only slower.
+    fn optimize_in_background(&self, baseline: Arc<Plugin>, bytes: Arc<[u8]>) {
+        let (runtime, served) = (self.runtime.clone(), self.served.clone());
+        let name = baseline.name.to_string();
+        drop(baseline);
+        served.optimizing.send_modify(|n| *n += 1);
+        tokio::task::spawn_blocking(move || {
+            let _running = OptimizingGuard(served.clone());
+            let started = std::time::Instant::now();
+            let optimized = match runtime.compile(&name, &bytes) {
+                Ok(optimized) => Arc::new(optimized),
+                Err(e) => {
+                    tracing::warn!(plugin = %name, "the optimizing compile failed; the baseline code keeps serving: {e}");
+                    return;
+                }
+            };
+            let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+            let hash = optimized.hash.clone();
+            if let Some(generation) = served.tier_up(optimized) {
+                tracing::debug!(plugin = %name, compile_ms, "serving the optimized code");
+                let _ = served.tier_ups.send(TieredUp { plugin: name, hash, generation, compile_ms });
+            }
+        });
+    }
+
+    /// Waits until no optimizing compile runs in the background, or
+    /// `patience` has passed; returns whether all ended.
+    pub async fn optimizations_settled(&self, patience: std::time::Duration) -> bool {
+        let mut count = self.served.optimizing.subscribe();
+        tokio::time::timeout(patience, count.wait_for(|n| *n == 0)).await.is_ok()
+    }
+
+    /// A stream of plugin versions moving to their optimized code.
+    pub fn subscribe_tier_ups(&self) -> broadcast::Receiver<TieredUp> {
+        self.served.tier_ups.subscribe()
     }
 
     /// Calls the smoke tool of a new version under the plugin's limits and
@@ -357,7 +462,7 @@ impl Toolshed {
         let mut changes = self.subscribe();
         let mut count = self.installing.subscribe();
         loop {
-            if self.current.load().tools.contains_key(name) {
+            if self.served.current.load().tools.contains_key(name) {
                 return true;
             }
             if *count.borrow_and_update() == 0 {
@@ -382,17 +487,17 @@ impl Toolshed {
 
     /// The number of the generation serving now; it grows with every change.
     pub fn generation(&self) -> u64 {
-        self.current.load().number
+        self.served.current.load().number
     }
 
     /// The plugins served now.
     pub fn plugins(&self) -> Vec<Arc<Plugin>> {
-        self.current.load().plugins.values().cloned().collect()
+        self.served.current.load().plugins.values().cloned().collect()
     }
 
     /// The tools served now, sorted by name.
     pub fn tools(&self) -> Vec<Arc<Tool>> {
-        let current = self.current.load();
+        let current = self.served.current.load();
         let mut tools: Vec<_> = current.tools.values().map(|(t, _)| t.clone()).collect();
         tools.sort_by(|a, b| a.name.cmp(&b.name));
         tools
@@ -409,7 +514,7 @@ impl Toolshed {
         let cx = CallContext { chat_id: "probe".into(), owner_id: "probe".into(), owner_name: "probe".into(), organization_id: "probe".into() };
         let who = CallIdentity { cx, plugin: plugin.name.clone(), tool: "instance".into() };
         let setup = CallSetup { limits: &plugin.policy.limits, epoch: self.runtime.epoch.clone(), progress: None, wait_until: None };
-        let mut store = Store::new(self.runtime.engine(), CallState::new(self.shared.clone(), who, setup));
+        let mut store = Store::new(plugin.pre.engine(), CallState::new(self.shared.clone(), who, setup));
         sandbox::arm(&mut store);
         plugin.pre.instantiate_async(&mut store).await?;
         Ok(())
@@ -417,7 +522,7 @@ impl Toolshed {
 
     /// The plugin serving `tool` now.
     pub fn plugin_for(&self, tool: &str) -> Option<Arc<Plugin>> {
-        self.current.load().tools.get(tool).map(|(_, plugin)| plugin.clone())
+        self.served.current.load().tools.get(tool).map(|(_, plugin)| plugin.clone())
     }
 
     /// The clock calls run on.
@@ -447,7 +552,7 @@ impl Toolshed {
 
     /// Calls `tool` with `arguments`, sending its progress where `options` say.
     pub async fn call_with(&self, cx: &CallContext, tool: &str, arguments: Arguments<'_>, options: CallOptions) -> ToolOutput {
-        let generation = self.current.load_full();
+        let generation = self.served.current.load_full();
         let limits = match generation.tools.get(tool) {
             Some((_, plugin)) => plugin.policy.limits.clone(),
             None => self.runtime.policy().defaults().clone(),
@@ -527,7 +632,7 @@ impl Toolshed {
         let state = CallState::new(shared.clone(), who, setup);
         // Declared before the store, so it is dropped after it.
         let _live = LiveInstance::new(&self.stats.live);
-        let mut store = Store::new(self.runtime.engine(), state);
+        let mut store = Store::new(plugin.pre.engine(), state);
         sandbox::arm(&mut store);
 
         self.stats.instances.fetch_add(1, Ordering::Relaxed);

@@ -55,8 +55,8 @@ pub use capability::{Capability, ChatEvents, NoEvents, Providers};
 pub use chats::{ChatDirectory, ChatRefused};
 pub use clock::{Clock, ScaledClock, SystemClock, TokioClock};
 pub use context::CallContext;
-pub use host::{Arguments, CallOptions, InstallsPending, PluginRefused, Stats, ToolOutput, Toolshed, ToolshedBuilder, ToolsChanged};
-pub use plugin::{LoadError, Plugin, Tool};
+pub use host::{Arguments, CallOptions, InstallsPending, PluginRefused, Stats, TieredUp, ToolOutput, Toolshed, ToolshedBuilder, ToolsChanged};
+pub use plugin::{LoadError, Plugin, Tier, Tool};
 pub use policy::{Limits, Policy};
 pub use runtime::{Runtime, RuntimeBuilder};
 

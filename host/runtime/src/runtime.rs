@@ -12,7 +12,7 @@ use wasmtime::component::{Component, Linker};
 use crate::admission::{Admission, DEFAULT_CONCURRENT_CALLS, DEFAULT_QUEUE_WAIT};
 use crate::capability::{Capability, Providers};
 use crate::engine::{self, PoolSize};
-use crate::plugin::{CacheLimits, CacheStats, CompiledCache, LoadError, Plugin};
+use crate::plugin::{CacheLimits, CacheStats, CompiledCache, LoadError, Plugin, Tier};
 use crate::policy::{Grant, Policy};
 use crate::reflect::Metadata;
 use crate::state::CallState;
@@ -26,6 +26,7 @@ pub struct RuntimeBuilder {
     concurrent_calls: Option<u32>,
     queue_wait: Option<Duration>,
     cache_limits: CacheLimits,
+    first_tier: bool,
 }
 
 impl RuntimeBuilder {
@@ -68,6 +69,16 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Serve a plugin the cache does not hold from Winch, wasmtime's
+    /// baseline compiler, while Cranelift compiles it in the background
+    /// (default: off; `serve` turns it on). A changed plugin then serves
+    /// its first call in a fraction of a Cranelift compile. Where Winch
+    /// cannot run (a platform it does not target), plugins load as without it.
+    pub fn first_tier(mut self, enabled: bool) -> Self {
+        self.first_tier = enabled;
+        self
+    }
+
     /// Builds the runtime.
     ///
     /// # Errors
@@ -78,8 +89,16 @@ impl RuntimeBuilder {
         let capacity = self.concurrent_calls.unwrap_or(DEFAULT_CONCURRENT_CALLS).max(1);
         let pool = PoolSize { concurrent_calls: capacity, memory_bytes: policy.largest_memory() };
         let (engine, epoch) = engine::build(&pool)?;
+        let first_tier = if self.first_tier {
+            engine::build_first_tier(&pool)
+                .inspect_err(|e| tracing::info!("plugins load without a first tier: {e:#}"))
+                .ok()
+        } else {
+            None
+        };
         Ok(Runtime {
             engine,
+            first_tier,
             capabilities: self.capabilities,
             epoch,
             policy,
@@ -95,6 +114,8 @@ impl RuntimeBuilder {
 /// be served by all of them.
 pub struct Runtime {
     engine: Engine,
+    /// Winch's engine, when plugins load through a first tier.
+    first_tier: Option<Engine>,
     capabilities: Vec<Arc<dyn Capability>>,
     pub(crate) epoch: Arc<AtomicU64>,
     policy: Policy,
@@ -127,6 +148,44 @@ impl Runtime {
         RuntimeBuilder::default()
     }
 
+    /// Whether plugins the cache does not hold load through a first tier.
+    pub fn has_first_tier(&self) -> bool {
+        self.first_tier.is_some()
+    }
+
+    /// Compiles plugin `name` with the baseline compiler, when this runtime
+    /// has a first tier and the optimized code is not already at hand (alive
+    /// in this runtime, or in the disk cache). `None` means: compile it with
+    /// [`Runtime::compile`], which will be quick or is the only way.
+    ///
+    /// # Errors
+    ///
+    /// [`LoadError`] when the bytes are not a usable plugin under the policy.
+    pub fn compile_first_tier(&self, name: &str, bytes: &[u8]) -> Option<Result<Plugin, LoadError>> {
+        let engine = self.first_tier.as_ref()?;
+        let hash = crate::plugin::content_hash(bytes);
+        let optimized_alive = self.compiled.lock().unwrap_or_else(|e| e.into_inner()).get(&hash).is_some_and(|w| w.strong_count() > 0);
+        if optimized_alive || self.cache.entry_path(&self.engine, &hash).is_some_and(|path| path.exists()) {
+            return None;
+        }
+        let invalid = |reason: String| LoadError::Invalid { plugin: name.to_string(), reason };
+        let compiled = (|| {
+            let metadata = Metadata::from_component(bytes).map_err(|e| invalid(format!("{e:#}")))?;
+            let component = Component::new(engine, bytes).map_err(|e| invalid(format!("{e:#}")))?;
+            Ok(Arc::new(Compiled { component, metadata }))
+        })();
+        let compiled = match compiled {
+            Ok(compiled) => compiled,
+            Err(e) => return Some(Err(e)),
+        };
+        // Counted among the live components under a key of its own.
+        let mut known = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
+        known.retain(|_, weak| weak.strong_count() > 0);
+        known.insert(format!("{hash}:baseline"), Arc::downgrade(&compiled));
+        drop(known);
+        Some(self.link(engine, name, compiled, hash, Tier::Baseline))
+    }
+
     /// Compiles (or loads from the cache) and links plugin `name`.
     ///
     /// Compiling costs tens of milliseconds of CPU: call this off the async
@@ -151,16 +210,21 @@ impl Runtime {
                 compiled
             }
         };
+        self.link(&self.engine, name, compiled, hash, Tier::Optimized)
+    }
+
+    /// Checks `compiled` against plugin `name`'s policy and links it.
+    fn link(&self, engine: &Engine, name: &str, compiled: Arc<Compiled>, hash: String, tier: Tier) -> Result<Plugin, LoadError> {
         let policy = self.policy.plugin(name);
-        let linker = self.linker_for(&policy.grants).map_err(|e| LoadError::Link { plugin: name.to_string(), reason: format!("{e:#}") })?;
-        Plugin::from_component(&self.engine, &linker, name, compiled, hash, policy, self.provided())
+        let linker = self.linker_for(engine, &policy.grants).map_err(|e| LoadError::Link { plugin: name.to_string(), reason: format!("{e:#}") })?;
+        Plugin::from_component(engine, &linker, name, compiled, hash, policy, self.provided(), tier)
     }
 
     /// A linker with WASI, the runtime interfaces, and exactly the
     /// capabilities `grants` select: an interface a plugin was not granted
     /// does not exist for it.
-    fn linker_for(&self, grants: &[Grant]) -> wasmtime::Result<Linker<CallState>> {
-        let mut linker = Linker::new(&self.engine);
+    fn linker_for(&self, engine: &Engine, grants: &[Grant]) -> wasmtime::Result<Linker<CallState>> {
+        let mut linker = Linker::new(engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         crate::interfaces::add_to_linker(&mut linker)?;
         for capability in &self.capabilities {

@@ -32,5 +32,6 @@ mod stop_workspace;
 mod support;
 mod swap;
 mod tasks;
+mod tiers;
 mod timing;
 mod wait_budget;

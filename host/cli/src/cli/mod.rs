@@ -257,6 +257,19 @@ pub enum TemplateCommand {
     List,
 }
 
+/// The runtime as `serve` and every command that runs plugins builds it:
+/// `policy`, the infra and platform capabilities, the default capacity, and
+/// compiled plugins cached under `data_dir`. `serve` adds the first tier
+/// ([`RuntimeBuilder::first_tier`](toolshed_runtime::RuntimeBuilder::first_tier));
+/// the benchmarks start here too, so they measure what `serve` runs.
+pub fn runtime_builder(policy: Policy, data_dir: &Path) -> toolshed_runtime::RuntimeBuilder {
+    Runtime::builder()
+        .policy(policy)
+        .capability(toolshed_infra::Infra)
+        .capability(toolshed_platform::Platform)
+        .cache_dir(data_dir.join("compiled"))
+}
+
 /// A host over the local backend, with its plugins installing.
 pub struct App {
     /// The local backend: chats, tasks and, unless the tools drive Coder,
@@ -276,13 +289,13 @@ impl App {
     /// Opens the local backend in the data directory and starts installing
     /// the plugins in the background: a slow plugin delays nothing else.
     pub async fn open(global: &Global) -> anyhow::Result<App> {
-        Self::open_as(global, toolshed_local::Orphans::Fail, None).await
+        Self::open_as(global, toolshed_local::Orphans::Fail, None, false).await
     }
 
     /// [`App::open`] for a process that stays up to run tasks, which takes
     /// over the builds of processes that died.
     pub async fn open_runner(global: &Global) -> anyhow::Result<App> {
-        Self::open_as(global, toolshed_local::Orphans::Adopt, None).await
+        Self::open_as(global, toolshed_local::Orphans::Adopt, None, false).await
     }
 
     /// [`App::open_runner`] for `serve`, whose tools drive the backend
@@ -293,23 +306,20 @@ impl App {
             (BackendKind::Coder, _, _) => anyhow::bail!("--backend coder needs --coder-url and --coder-token-file"),
             (BackendKind::Local, _, _) => None,
         };
-        Self::open_as(global, toolshed_local::Orphans::Adopt, coder).await
+        // A server lives long enough for the optimizing compiles to finish.
+        Self::open_as(global, toolshed_local::Orphans::Adopt, coder, true).await
     }
 
-    async fn open_as(global: &Global, orphans: toolshed_local::Orphans, coder: Option<(&str, &Path)>) -> anyhow::Result<App> {
+    /// `first_tier`: serve plugins the cache lacks from Winch while
+    /// Cranelift compiles them; only for processes that stay up, since a
+    /// one-shot command would exit before the optimized code is cached.
+    async fn open_as(global: &Global, orphans: toolshed_local::Orphans, coder: Option<(&str, &Path)>, first_tier: bool) -> anyhow::Result<App> {
         let data_dir = global.data_dir.clone().unwrap_or_else(LocalConfig::default_data_dir);
         let policy = match &global.policy {
             Some(path) => Policy::from_file(path)?,
             None => toolshed_builtin::policy(),
         };
-        let runtime = Arc::new(
-            Runtime::builder()
-                .policy(policy)
-                .capability(toolshed_infra::Infra)
-                .capability(toolshed_platform::Platform)
-                .cache_dir(data_dir.join("compiled"))
-                .build()?,
-        );
+        let runtime = Arc::new(runtime_builder(policy, &data_dir).first_tier(first_tier).build()?);
         let backend = open_backend_as(global, orphans).await?;
         let (mut infra, platform, events) = backend.providers();
         let mut coder_user = None;

@@ -102,6 +102,27 @@ pub enum LoadError {
     },
 }
 
+/// Which compiler made a plugin version's code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// Winch, the baseline compiler: compiled fast, runs slower. A changed
+    /// plugin serves from it until its optimized code is ready.
+    Baseline,
+    /// Cranelift, the optimizing compiler: what a plugin serves from once
+    /// compiled, and what the disk cache keeps.
+    Optimized,
+}
+
+impl Tier {
+    /// The tier's name, as logs and benchmarks print it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::Baseline => "baseline (Winch)",
+            Tier::Optimized => "optimized (Cranelift)",
+        }
+    }
+}
+
 /// A compiled plugin, ready to instantiate once per call.
 pub struct Plugin {
     /// The plugin's name.
@@ -115,6 +136,8 @@ pub struct Plugin {
     /// The toolshed API version it was built for: declared in its
     /// `toolshed:api-version` section, or read off its runtime imports.
     pub api_version: String,
+    /// Which compiler made the code this version runs.
+    pub tier: Tier,
     pub(crate) pre: InstancePre<CallState>,
     /// Keeps the compiled code alive exactly as long as this version is.
     _compiled: Arc<Compiled>,
@@ -135,6 +158,7 @@ impl Plugin {
         hash: String,
         policy: PluginPolicy,
         provided: Vec<&'static str>,
+        tier: Tier,
     ) -> Result<Plugin, LoadError> {
         let (component, docs) = (&compiled.component, &compiled.metadata.docs);
         let api_version = api_version(name, compiled.metadata.api_version.as_deref(), component, engine)?;
@@ -172,7 +196,7 @@ impl Plugin {
         let pre = linker
             .instantiate_pre(component)
             .map_err(|e| LoadError::Link { plugin: name.to_string(), reason: format!("{e:#}") })?;
-        Ok(Plugin { name: name.into(), hash, tools, policy, api_version, pre, _compiled: compiled })
+        Ok(Plugin { name: name.into(), hash, tools, policy, api_version, tier, pre, _compiled: compiled })
     }
 }
 
