@@ -28,6 +28,13 @@ fn bench_json_prints_one_object_with_the_tracked_keys() {
         "calls_per_s",
         "swap_ms",
         "swap_failed_calls",
+        "ratio_swap_compile",
+        "swap_optimized_ms",
+        "swap_background_compile_ms",
+        "baseline_compile_ms",
+        "baseline_us_list_templates",
+        "optimized_us_list_templates",
+        "serve_capacity",
         "stdio_server_cpu_us_per_call",
         "stdio_in_process_cpu_us_per_call",
         "ratio_stdio_cpu",
@@ -42,4 +49,6 @@ fn bench_json_prints_one_object_with_the_tracked_keys() {
         assert!(value.is_finite() && value >= 0.0, "{key} = {value}");
     }
     assert_eq!(report["swap_failed_calls"], 0);
+    // Each swap announces one tool-list change; its move to optimized code none.
+    assert_eq!(report["swap_list_changes"], report["swaps"]);
 }

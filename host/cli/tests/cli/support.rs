@@ -28,7 +28,8 @@ impl Local {
     /// A backend over an existing data directory, as a restarted host would open it.
     pub async fn open(dir: tempfile::TempDir) -> Local {
         let backend = LocalBackend::open(LocalConfig::new(data_dir(dir.path()), TOOLSHED)).await.unwrap();
-        let runtime = toolshed::bench::serve_runtime(16).unwrap();
+        // As the one-shot commands build it: no first tier.
+        let runtime = Arc::new(toolshed::cli::runtime_builder(toolshed_builtin::policy(), &data_dir(dir.path())).concurrent_calls(16).build().unwrap());
         let (infra, platform, events) = backend.providers();
         let host = Arc::new(Toolshed::builder(runtime).clock(Arc::new(ScaledClock::new(20))).events(events).provide(infra).provide(platform).build());
         for (name, bytes) in toolshed_builtin::all() {
