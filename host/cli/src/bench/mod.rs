@@ -570,6 +570,11 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
         hosted_us.insert(tool, (hosted, native));
         ratios.insert(tool, hosted / native);
     }
+    // Each runtime's pool holds address-space mappings for its whole
+    // capacity, and a process may have only so many (vm.max_map_count):
+    // one serve-sized runtime at a time, as in serve.
+    let serve_capacity = runtime.admission().capacity();
+    drop((host, plugin, runtime));
 
     let (compile_ms, cache_load_ms) = cold_start(if options.quick { 2 } else { 5 })?;
     let (wall_s_1k, peak_rss_mib_1k, _) = concurrency(small, build_ms)?;
@@ -630,7 +635,7 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
         ratio_http_calls: http.calls_per_s / http.in_process_calls_per_s,
         http_p50_ms: http.p50_ms,
         http_p99_ms: http.p99_ms,
-        serve_capacity: runtime.admission().capacity(),
+        serve_capacity,
         machine: machine(),
     })
 }
