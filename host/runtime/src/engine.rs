@@ -24,6 +24,32 @@ impl Default for PoolSize {
     }
 }
 
+/// Memory mappings one running call holds, measured at ten thousand waiting
+/// calls: its pooled stack (with its guard page), its linear memory (with
+/// its copy-on-write image), its tables.
+pub const MAPPINGS_PER_CALL: u32 = 6;
+
+/// Mappings left for everything else a host process maps: its threads'
+/// stacks, libraries, heap arenas, the first tier, sockets and files.
+pub const MAPPINGS_RESERVED: u32 = 8_192;
+
+/// How many memory mappings the system lets this process have
+/// (`vm.max_map_count` on Linux), if it says.
+pub fn max_map_count() -> Option<u32> {
+    std::fs::read_to_string("/proc/sys/vm/max_map_count").ok()?.trim().parse().ok()
+}
+
+/// The most calls that can run at once within `max_map_count` mappings, at
+/// most `requested`. Beyond it, the system would refuse a call's stack or
+/// memory mid-flight; within it, the calls past capacity wait in the
+/// admission queue and are told the host is busy.
+pub fn calls_within_mapping_limit(requested: u32, max_map_count: Option<u32>) -> u32 {
+    match max_map_count {
+        Some(limit) => requested.min(limit.saturating_sub(MAPPINGS_RESERVED) / MAPPINGS_PER_CALL).max(1),
+        None => requested,
+    }
+}
+
 /// An engine for plugins: async, component model, pooled instances with
 /// copy-on-write memory images, and epoch interruption.
 ///
@@ -116,4 +142,22 @@ fn start_epoch_ticker(engine: &Engine, epoch: Option<Arc<AtomicU64>>) {
             }
         })
         .expect("spawning the epoch thread");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_capacity_fits_the_mapping_limit_and_never_exceeds_the_request() {
+        // Linux's default limit: 9,556 calls of 6 mappings beside the reserve.
+        assert_eq!(calls_within_mapping_limit(10_000, Some(65_530)), 9_556);
+        assert_eq!(calls_within_mapping_limit(50_000, Some(65_530)), 9_556);
+        // A raised limit lets the request through whole.
+        assert_eq!(calls_within_mapping_limit(50_000, Some(1_048_576)), 50_000);
+        assert_eq!(calls_within_mapping_limit(64, Some(65_530)), 64);
+        // A limit below the reserve still runs one call; no limit known, no clamp.
+        assert_eq!(calls_within_mapping_limit(10_000, Some(100)), 1);
+        assert_eq!(calls_within_mapping_limit(10_000, None), 10_000);
+    }
 }

@@ -57,6 +57,9 @@ impl RuntimeBuilder {
 
     /// How many calls may run at once (default
     /// [`DEFAULT_CONCURRENT_CALLS`](crate::admission::DEFAULT_CONCURRENT_CALLS)).
+    /// Each running call holds a few memory mappings, so on Linux the
+    /// capacity is lowered, with a warning, to what `vm.max_map_count`
+    /// allows ([`engine::calls_within_mapping_limit`]).
     pub fn concurrent_calls(mut self, calls: u32) -> Self {
         self.concurrent_calls = Some(calls);
         self
@@ -86,7 +89,21 @@ impl RuntimeBuilder {
     /// When the engine cannot reserve its pool or the imports cannot be linked.
     pub fn build(self) -> wasmtime::Result<Runtime> {
         let policy = self.policy.unwrap_or_default();
-        let capacity = self.concurrent_calls.unwrap_or(DEFAULT_CONCURRENT_CALLS).max(1);
+        let requested = self.concurrent_calls.unwrap_or(DEFAULT_CONCURRENT_CALLS).max(1);
+        let map_limit = engine::max_map_count();
+        let capacity = engine::calls_within_mapping_limit(requested, map_limit);
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        if capacity < requested {
+            // Once per process: a process that builds runtimes again says it once.
+            WARNED.call_once(|| tracing::warn!(
+                requested,
+                capacity,
+                "vm.max_map_count ({}) leaves room for {capacity} calls at once, not {requested}; calls past it wait or are told the host is busy. \
+                 To run {requested}, raise it to at least {} (sysctl -w vm.max_map_count=...)",
+                map_limit.unwrap_or(0),
+                requested.saturating_mul(engine::MAPPINGS_PER_CALL).saturating_add(engine::MAPPINGS_RESERVED)
+            ));
+        }
         let pool = PoolSize { concurrent_calls: capacity, memory_bytes: policy.largest_memory() };
         let (engine, epoch) = engine::build(&pool)?;
         let first_tier = if self.first_tier {

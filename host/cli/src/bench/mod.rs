@@ -575,6 +575,8 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
     // one serve-sized runtime at a time, as in serve.
     let serve_capacity = runtime.admission().capacity();
     drop((host, plugin, runtime));
+    // As many waiting calls as serve runs at once, up to ten thousand.
+    let large = large.min(serve_capacity as usize);
 
     let (compile_ms, cache_load_ms) = cold_start(if options.quick { 2 } else { 5 })?;
     let (wall_s_1k, peak_rss_mib_1k, _) = concurrency(small, build_ms)?;
