@@ -371,6 +371,13 @@ impl Toolshed {
         let runtime = self.runtime.clone();
         let (owned_name, owned_bytes) = (name.to_string(), bytes.clone());
         let plugin = tokio::task::spawn_blocking(move || match runtime.compile_first_tier(&owned_name, &owned_bytes) {
+            // Winch lacks proposals Cranelift has (tail calls, exceptions,
+            // GC): a plugin it cannot compile loads from Cranelift alone,
+            // and Cranelift's verdict is the one that counts.
+            Some(Err(LoadError::Invalid { reason, .. })) => {
+                tracing::debug!(plugin = %owned_name, "the first tier cannot compile this plugin; compiling it optimized: {reason}");
+                runtime.compile(&owned_name, &owned_bytes)
+            }
             Some(baseline) => baseline,
             None => runtime.compile(&owned_name, &owned_bytes),
         })

@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::sync::broadcast::error::TryRecvError;
 use toolshed_fixtures as fixtures;
 use toolshed_harness::{OutputExt, TestEnv};
-use toolshed_runtime::{Runtime, Tier};
+use toolshed_runtime::{LoadError, Runtime, Tier};
 
 /// Long enough for any optimizing compile of a fixture; a bound, not a wait.
 const PATIENCE: Duration = Duration::from_secs(120);
@@ -119,4 +119,66 @@ async fn a_corrupt_plugin_is_refused_by_the_first_tier_with_the_reason() {
     assert!(matches!(err, toolshed_runtime::LoadError::Invalid { .. }), "{err}");
     assert!(env.host.tools().is_empty());
     assert!(env.host.optimizations_settled(Duration::ZERO).await, "a refused version starts no optimizing compile");
+}
+
+/// A plugin Winch cannot compile, written without our guest tooling: its one
+/// tool, `answer() -> u32`, returns through a tail call (`return_call`), a
+/// proposal Cranelift supports and Winch does not.
+fn tail_calling_plugin() -> Vec<u8> {
+    use wasm_encoder::{
+        Alias, CanonicalFunctionSection, CodeSection, Component, ComponentAliasSection, ComponentExportKind, ComponentExportSection,
+        ComponentInstanceSection, ComponentTypeSection, ExportKind, ExportSection, Function, FunctionSection, InstanceSection,
+        Instruction, Module, ModuleArg, ModuleSection, PrimitiveValType, TypeSection, ValType,
+    };
+    let mut types = TypeSection::new();
+    types.ty().function([], [ValType::I32]);
+    let mut functions = FunctionSection::new();
+    functions.function(0).function(0);
+    let mut exports = ExportSection::new();
+    exports.export("answer", ExportKind::Func, 0);
+    let mut code = CodeSection::new();
+    let mut answer = Function::new([]);
+    answer.instruction(&Instruction::ReturnCall(1)).instruction(&Instruction::End);
+    let mut forty_two = Function::new([]);
+    forty_two.instruction(&Instruction::I32Const(42)).instruction(&Instruction::End);
+    code.function(&answer).function(&forty_two);
+    let mut module = Module::new();
+    module.section(&types).section(&functions).section(&exports).section(&code);
+
+    let mut core_instances = InstanceSection::new();
+    core_instances.instantiate(0, Vec::<(&str, ModuleArg)>::new());
+    let mut aliases = ComponentAliasSection::new();
+    aliases.alias(Alias::CoreInstanceExport { instance: 0, kind: ExportKind::Func, name: "answer" });
+    let mut func_types = ComponentTypeSection::new();
+    func_types.function().params(Vec::<(&str, wasm_encoder::ComponentValType)>::new()).result(Some(PrimitiveValType::U32.into()));
+    let mut lifted = CanonicalFunctionSection::new();
+    lifted.lift(0, 0, []);
+    let mut instances = ComponentInstanceSection::new();
+    instances.export_items([("answer", ComponentExportKind::Func, 0)]);
+    let mut component_exports = ComponentExportSection::new();
+    component_exports.export("toolshed:tail/tools@0.1.0", ComponentExportKind::Instance, 0, None);
+
+    let mut component = Component::new();
+    component
+        .section(&ModuleSection(&module))
+        .section(&core_instances)
+        .section(&aliases)
+        .section(&func_types)
+        .section(&lifted)
+        .section(&instances)
+        .section(&component_exports);
+    component.finish()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_plugin_the_first_tier_cannot_compile_loads_from_optimized_code() {
+    let runtime = tiered_runtime(None);
+    let bytes = tail_calling_plugin();
+    let refused = runtime.compile_first_tier("tail", &bytes).expect("nothing optimized is at hand");
+    assert!(matches!(refused, Err(LoadError::Invalid { .. })), "Winch compiled a tail call");
+    let env = TestEnv::on(runtime, &[]);
+    let plugin = env.host.install("tail", bytes).await.unwrap();
+    assert_eq!(plugin.tier, Tier::Optimized);
+    assert_eq!(env.call("answer", json!({})).await.ok(), &json!(42));
+    assert!(env.host.optimizations_settled(Duration::ZERO).await, "an optimized version needs no background compile");
 }
