@@ -670,7 +670,7 @@ impl Report {
             ("load by compiling (Cranelift)", format!("{:.1} ms (cache miss; entry written)", self.compile_ms), String::new()),
             ("load by compiling (Winch)", format!("{:.1} ms ({:.2}x Cranelift)", self.baseline_compile_ms, self.baseline_compile_ms / self.compile_ms), String::new()),
             (
-                "list_templates (100): Winch / Cranelift",
+                "list_templates (100) Winch / Cranelift",
                 format!(
                     "{:.2}x ({:.1} / {:.1} us)",
                     self.baseline_us_list_templates / self.optimized_us_list_templates,
