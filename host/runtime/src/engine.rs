@@ -100,9 +100,6 @@ pub fn build(pool: &PoolSize) -> wasmtime::Result<(Engine, Arc<AtomicU64>)> {
 pub fn build_first_tier(pool: &PoolSize) -> wasmtime::Result<Engine> {
     let mut config = sandbox_config(pool);
     config.strategy(Strategy::Winch);
-    // The glue between components (trampolines) is still compiled by
-    // Cranelift; unoptimized, it compiles faster and this code is short-lived.
-    config.cranelift_opt_level(wasmtime::OptLevel::None);
     let engine = Engine::new(&config)?;
     // The shared epoch counter is advanced by the main engine's ticker alone,
     // so compute budgets count ticks once.

@@ -135,29 +135,57 @@ pub struct TieredUp {
 struct Served {
     current: ArcSwap<Generation>,
     publish_lock: std::sync::Mutex<()>,
+    changes: broadcast::Sender<ToolsChanged>,
     tier_ups: broadcast::Sender<TieredUp>,
     /// Optimizing compiles running in the background.
     optimizing: watch::Sender<usize>,
 }
 
 impl Served {
-    /// Serves `optimized` in place of the baseline code of the same version,
-    /// if that version still serves: a newer version is never replaced by an
-    /// older one. Returns the generation now serving it.
-    fn tier_up(&self, optimized: Arc<Plugin>) -> Option<u64> {
+    /// Makes the next generation from the plugins `change` leaves, one swap
+    /// at a time, and returns its number; `change` returns false to leave
+    /// the generation as it is. With `announce`, the plugin that changed,
+    /// the new tool list goes out in generation order.
+    ///
+    /// # Errors
+    ///
+    /// (tool, one plugin, the other) when two plugins would serve one tool.
+    fn swap(
+        &self,
+        announce: Option<&str>,
+        change: impl FnOnce(&mut BTreeMap<String, Arc<Plugin>>) -> bool,
+    ) -> Result<Option<u64>, (String, String, String)> {
         let _serial = self.publish_lock.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.current.load();
-        let served = current.plugins.get(&*optimized.name)?;
-        if served.hash != optimized.hash || served.tier != Tier::Baseline {
-            return None;
-        }
         let mut plugins = current.plugins.clone();
-        plugins.insert(optimized.name.to_string(), optimized);
-        // The same tools as the version it replaces: no conflict can arise.
-        let next = Generation::with_plugins(current.number + 1, plugins).ok()?;
-        let number = next.number;
+        if !change(&mut plugins) {
+            return Ok(None);
+        }
+        let next = Generation::with_plugins(current.number + 1, plugins)?;
+        let (number, event) = (next.number, announce.map(|plugin| ToolsChanged { generation: next.number, plugin: plugin.to_string(), tools: next.tool_names() }));
         self.current.store(Arc::new(next));
-        Some(number)
+        if let Some(event) = event {
+            // Nobody listening is fine.
+            let _ = self.changes.send(event);
+        }
+        Ok(Some(number))
+    }
+
+    /// Serves `optimized` in place of the baseline code of the same version,
+    /// if that version still serves: a newer version is never replaced by an
+    /// older one. Announces nothing, since the tools are the same. Returns
+    /// the generation now serving it.
+    fn tier_up(&self, optimized: Arc<Plugin>) -> Option<u64> {
+        let name = optimized.name.to_string();
+        let replaces_its_baseline = |plugins: &mut BTreeMap<String, Arc<Plugin>>| match plugins.get(&name) {
+            Some(served) if served.hash == optimized.hash && served.tier == Tier::Baseline => {
+                plugins.insert(name.clone(), optimized);
+                true
+            }
+            _ => false,
+        };
+        // The same tools as the version it replaces: no conflict can arise.
+        self.swap(None, replaces_its_baseline).ok().flatten()
     }
 }
 
@@ -209,7 +237,6 @@ pub struct Toolshed {
     shared: Arc<Shared>,
     smoke: Arc<Shared>,
     served: Arc<Served>,
-    changes: broadcast::Sender<ToolsChanged>,
     refusals: broadcast::Sender<PluginRefused>,
     installing: Arc<watch::Sender<usize>>,
     stats: Stats,
@@ -298,10 +325,10 @@ impl Toolshed {
             served: Arc::new(Served {
                 current: ArcSwap::from_pointee(Generation::default()),
                 publish_lock: std::sync::Mutex::new(()),
+                changes: broadcast::channel(64).0,
                 tier_ups: broadcast::channel(64).0,
                 optimizing: watch::channel(0).0,
             }),
-            changes: broadcast::channel(64).0,
             refusals: broadcast::channel(64).0,
             installing: Arc::new(watch::channel(0).0),
             stats: Stats::default(),
@@ -337,16 +364,12 @@ impl Toolshed {
     }
 
     fn swap(&self, plugin: &str, change: impl FnOnce(&mut BTreeMap<String, Arc<Plugin>>)) -> Result<(), (String, String, String)> {
-        let _serial = self.served.publish_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let current = self.served.current.load();
-        let mut plugins = current.plugins.clone();
-        change(&mut plugins);
-        let next = Generation::with_plugins(current.number + 1, plugins)?;
-        let event = ToolsChanged { generation: next.number, plugin: plugin.to_string(), tools: next.tool_names() };
-        self.served.current.store(Arc::new(next));
-        // Nobody listening is fine.
-        let _ = self.changes.send(event);
-        Ok(())
+        self.served
+            .swap(Some(plugin), |plugins| {
+                change(plugins);
+                true
+            })
+            .map(|_| ())
     }
 
     /// Compiles `bytes` as plugin `name` off the async threads, checks it
@@ -484,7 +507,7 @@ impl Toolshed {
 
     /// A stream of tool-list changes, for servers that announce them.
     pub fn subscribe(&self) -> broadcast::Receiver<ToolsChanged> {
-        self.changes.subscribe()
+        self.served.changes.subscribe()
     }
 
     /// A stream of refused plugin versions.

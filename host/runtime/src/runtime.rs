@@ -185,21 +185,12 @@ impl Runtime {
         if optimized_alive || self.cache.entry_path(&self.engine, &hash).is_some_and(|path| path.exists()) {
             return None;
         }
-        let invalid = |reason: String| LoadError::Invalid { plugin: name.to_string(), reason };
-        let compiled = (|| {
-            let metadata = Metadata::from_component(bytes).map_err(|e| invalid(format!("{e:#}")))?;
-            let component = Component::new(engine, bytes).map_err(|e| invalid(format!("{e:#}")))?;
-            Ok(Arc::new(Compiled { component, metadata }))
-        })();
-        let compiled = match compiled {
+        let compiled = match Self::compiled_with(name, bytes, |bytes| Component::new(engine, bytes)) {
             Ok(compiled) => compiled,
             Err(e) => return Some(Err(e)),
         };
         // Counted among the live components under a key of its own.
-        let mut known = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
-        known.retain(|_, weak| weak.strong_count() > 0);
-        known.insert(format!("{hash}:baseline"), Arc::downgrade(&compiled));
-        drop(known);
+        self.remember(format!("{hash}:baseline"), &compiled);
         Some(self.link(engine, name, compiled, hash, Tier::Baseline))
     }
 
@@ -212,22 +203,33 @@ impl Runtime {
     ///
     /// [`LoadError`] when the bytes are not a usable plugin under the policy.
     pub fn compile(&self, name: &str, bytes: &[u8]) -> Result<Plugin, LoadError> {
-        let invalid = |reason: String| LoadError::Invalid { plugin: name.to_string(), reason };
         let hash = crate::plugin::content_hash(bytes);
         let known = self.compiled.lock().unwrap_or_else(|e| e.into_inner()).get(&hash).and_then(Weak::upgrade);
         let compiled = match known {
             Some(known) => known,
             None => {
-                let metadata = Metadata::from_component(bytes).map_err(|e| invalid(format!("{e:#}")))?;
-                let component = self.cache.load_or_compile(&self.engine, bytes, &hash).map_err(|e| invalid(format!("{e:#}")))?;
-                let compiled = Arc::new(Compiled { component, metadata });
-                let mut known = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
-                known.retain(|_, weak| weak.strong_count() > 0);
-                known.insert(hash.clone(), Arc::downgrade(&compiled));
+                let compiled = Self::compiled_with(name, bytes, |bytes| self.cache.load_or_compile(&self.engine, bytes, &hash))?;
+                self.remember(hash.clone(), &compiled);
                 compiled
             }
         };
         self.link(&self.engine, name, compiled, hash, Tier::Optimized)
+    }
+
+    /// Plugin `name`'s docs read from `bytes`, and its component as `compile` makes it.
+    fn compiled_with(name: &str, bytes: &[u8], compile: impl FnOnce(&[u8]) -> wasmtime::Result<Component>) -> Result<Arc<Compiled>, LoadError> {
+        let invalid = |reason: String| LoadError::Invalid { plugin: name.to_string(), reason };
+        let metadata = Metadata::from_component(bytes).map_err(|e| invalid(format!("{e:#}")))?;
+        let component = compile(bytes).map_err(|e| invalid(format!("{e:#}")))?;
+        Ok(Arc::new(Compiled { component, metadata }))
+    }
+
+    /// Counts `compiled` among the live components under `key` for as long
+    /// as something holds it.
+    fn remember(&self, key: String, compiled: &Arc<Compiled>) {
+        let mut known = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
+        known.retain(|_, weak| weak.strong_count() > 0);
+        known.insert(key, Arc::downgrade(compiled));
     }
 
     /// Checks `compiled` against plugin `name`'s policy and links it.
