@@ -137,8 +137,11 @@ struct Served {
     publish_lock: std::sync::Mutex<()>,
     changes: broadcast::Sender<ToolsChanged>,
     tier_ups: broadcast::Sender<TieredUp>,
-    /// Optimizing compiles running in the background.
+    /// Background workers compiling optimized code, one per plugin at most.
     optimizing: watch::Sender<usize>,
+    /// Plugins a worker compiles for, each with the bytes of the newest
+    /// version waiting for it, if one is.
+    waiting: std::sync::Mutex<HashMap<String, Option<Arc<[u8]>>>>,
 }
 
 impl Served {
@@ -187,9 +190,33 @@ impl Served {
         // The same tools as the version it replaces: no conflict can arise.
         self.swap(None, replaces_its_baseline).ok().flatten()
     }
+
+    /// Compiles plugin `name` from `bytes` with Cranelift and serves it in
+    /// place of the same version's baseline code, unless that version no
+    /// longer serves from baseline code by the time the compile would start.
+    fn optimize(&self, runtime: &Runtime, name: &str, bytes: &[u8]) {
+        let hash = crate::plugin::content_hash(bytes);
+        let still_baseline = self.current.load().plugins.get(name).is_some_and(|p| p.hash == hash && p.tier == Tier::Baseline);
+        if !still_baseline {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let optimized = match runtime.compile(name, bytes) {
+            Ok(optimized) => Arc::new(optimized),
+            Err(e) => {
+                tracing::warn!(plugin = %name, "the optimizing compile failed; the baseline code keeps serving: {e}");
+                return;
+            }
+        };
+        let compile_ms = started.elapsed().as_secs_f64() * 1e3;
+        if let Some(generation) = self.tier_up(optimized) {
+            tracing::debug!(plugin = %name, compile_ms, "serving the optimized code");
+            let _ = self.tier_ups.send(TieredUp { plugin: name.to_string(), hash, generation, compile_ms });
+        }
+    }
 }
 
-/// Counts an optimizing compile as running until it ends, however it ends.
+/// Counts an optimizing worker as running until it ends, however it ends.
 struct OptimizingGuard(Arc<Served>);
 
 impl Drop for OptimizingGuard {
@@ -328,6 +355,7 @@ impl Toolshed {
                 changes: broadcast::channel(64).0,
                 tier_ups: broadcast::channel(64).0,
                 optimizing: watch::channel(0).0,
+                waiting: std::sync::Mutex::new(HashMap::new()),
             }),
             refusals: broadcast::channel(64).0,
             installing: Arc::new(watch::channel(0).0),
@@ -421,26 +449,36 @@ impl Toolshed {
     /// serves the optimized code in its place, quietly, if that version
     /// still serves. A failed optimizing compile leaves the baseline code
     /// serving, which is correct, only slower.
+    ///
+    /// One worker per plugin compiles at a time: versions written while it
+    /// runs wait, and a newer one replaces the one waiting, so a flood of
+    /// rewrites costs at most two optimizing compiles beyond the last.
     fn optimize_in_background(&self, baseline: Arc<Plugin>, bytes: Arc<[u8]>) {
-        let (runtime, served) = (self.runtime.clone(), self.served.clone());
         let name = baseline.name.to_string();
         drop(baseline);
+        {
+            let mut waiting = self.served.waiting.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(next) = waiting.get_mut(&name) {
+                *next = Some(bytes);
+                return;
+            }
+            waiting.insert(name.clone(), None);
+        }
+        let (runtime, served) = (self.runtime.clone(), self.served.clone());
         served.optimizing.send_modify(|n| *n += 1);
         tokio::task::spawn_blocking(move || {
             let _running = OptimizingGuard(served.clone());
-            let started = std::time::Instant::now();
-            let optimized = match runtime.compile(&name, &bytes) {
-                Ok(optimized) => Arc::new(optimized),
-                Err(e) => {
-                    tracing::warn!(plugin = %name, "the optimizing compile failed; the baseline code keeps serving: {e}");
-                    return;
+            let mut bytes = bytes;
+            loop {
+                served.optimize(&runtime, &name, &bytes);
+                let mut waiting = served.waiting.lock().unwrap_or_else(|e| e.into_inner());
+                match waiting.get_mut(&name).and_then(Option::take) {
+                    Some(next) => bytes = next,
+                    None => {
+                        waiting.remove(&name);
+                        return;
+                    }
                 }
-            };
-            let compile_ms = started.elapsed().as_secs_f64() * 1e3;
-            let hash = optimized.hash.clone();
-            if let Some(generation) = served.tier_up(optimized) {
-                tracing::debug!(plugin = %name, compile_ms, "serving the optimized code");
-                let _ = served.tier_ups.send(TieredUp { plugin: name, hash, generation, compile_ms });
             }
         });
     }

@@ -182,3 +182,30 @@ async fn a_plugin_the_first_tier_cannot_compile_loads_from_optimized_code() {
     assert_eq!(env.call("answer", json!({})).await.ok(), &json!(42));
     assert!(env.host.optimizations_settled(Duration::ZERO).await, "an optimized version needs no background compile");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_new_versions_optimizes_one_at_a_time_and_ends_on_the_newest() {
+    use wasm_encoder::ComponentSection;
+    const VERSIONS: u64 = 12;
+    let runtime = tiered_runtime(None);
+    let env = TestEnv::on(runtime.clone(), &[]);
+    let mut newest = None;
+    // Written back to back, as a plugin file rewritten in a loop would be:
+    // each version serves from Winch code as soon as it is installed.
+    for nonce in 0..VERSIONS {
+        let mut bytes = crate::support::workspace_tools().to_vec();
+        wasm_encoder::CustomSection { name: "toolshed:test-nonce".into(), data: nonce.to_le_bytes().as_slice().into() }.append_to_component(&mut bytes);
+        let installed = env.host.install("workspace-tools", bytes).await.unwrap();
+        assert_eq!(installed.tier, Tier::Baseline);
+        newest = Some(installed);
+    }
+    assert!(env.host.optimizations_settled(PATIENCE).await);
+    let newest = newest.unwrap();
+    let serving = env.host.plugin_for("list_templates").unwrap();
+    assert_eq!((serving.hash.as_str(), serving.tier), (newest.hash.as_str(), Tier::Optimized));
+    // One Cranelift compile per version would be a compile for every write;
+    // versions superseded while one compiled were never compiled.
+    let compiles = runtime.cache_stats().compiled();
+    assert!(compiles < VERSIONS, "{compiles} optimizing compiles for {VERSIONS} versions written back to back");
+    assert!(!env.call("list_templates", json!({})).await.is_error);
+}
