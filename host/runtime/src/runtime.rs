@@ -59,7 +59,8 @@ impl RuntimeBuilder {
     /// [`DEFAULT_CONCURRENT_CALLS`](crate::admission::DEFAULT_CONCURRENT_CALLS)).
     /// Each running call holds a few memory mappings, so on Linux the
     /// capacity is lowered, with a warning, to what `vm.max_map_count`
-    /// allows ([`engine::calls_within_mapping_limit`]).
+    /// allows ([`engine::calls_within_mapping_limit`]); the default is
+    /// lowered the same way, quietly.
     pub fn concurrent_calls(mut self, calls: u32) -> Self {
         self.concurrent_calls = Some(calls);
         self
@@ -92,17 +93,20 @@ impl RuntimeBuilder {
         let requested = self.concurrent_calls.unwrap_or(DEFAULT_CONCURRENT_CALLS).max(1);
         let map_limit = engine::max_map_count();
         let capacity = engine::calls_within_mapping_limit(requested, map_limit);
-        static WARNED: std::sync::Once = std::sync::Once::new();
         if capacity < requested {
-            // Once per process: a process that builds runtimes again says it once.
-            WARNED.call_once(|| tracing::warn!(
-                requested,
-                capacity,
+            let message = format!(
                 "vm.max_map_count ({}) leaves room for {capacity} calls at once, not {requested}; calls past it wait or are told the host is busy. \
                  To run {requested}, raise it to at least {} (sysctl -w vm.max_map_count=...)",
                 map_limit.unwrap_or(0),
                 requested.saturating_mul(engine::MAPPINGS_PER_CALL).saturating_add(engine::MAPPINGS_RESERVED)
-            ));
+            );
+            // A capacity asked for is worth a warning, once per process; the
+            // default fitted to a stock kernel is how things should be.
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            match self.concurrent_calls {
+                Some(_) => WARNED.call_once(|| tracing::warn!(requested, capacity, "{message}")),
+                None => tracing::debug!(requested, capacity, "{message}"),
+            }
         }
         let pool = PoolSize { concurrent_calls: capacity, memory_bytes: policy.largest_memory() };
         let (engine, epoch) = engine::build(&pool)?;
