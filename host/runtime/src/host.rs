@@ -139,9 +139,50 @@ struct Served {
     tier_ups: broadcast::Sender<TieredUp>,
     /// Background workers compiling optimized code, one per plugin at most.
     optimizing: watch::Sender<usize>,
-    /// Plugins a worker compiles for, each with the bytes of the newest
-    /// version waiting for it, if one is.
-    waiting: std::sync::Mutex<HashMap<String, Option<Arc<[u8]>>>>,
+    /// The bytes of versions waiting for their plugin's worker.
+    waiting: OneAtATime<Arc<[u8]>>,
+}
+
+/// Work per key, one at a time: while a key's work runs, what is offered
+/// for it waits, and a newer offer replaces the one waiting.
+struct OneAtATime<T> {
+    /// Keys with work running, each with the newest item waiting, if any.
+    running: std::sync::Mutex<HashMap<String, Option<T>>>,
+}
+
+impl<T> Default for OneAtATime<T> {
+    fn default() -> Self {
+        Self { running: std::sync::Mutex::new(HashMap::new()) }
+    }
+}
+
+impl<T> OneAtATime<T> {
+    /// Offers `item` for `key`. Returns it when no work runs for `key`: the
+    /// caller starts that work now, and calls [`OneAtATime::next`] when it ends.
+    fn offer(&self, key: &str, item: T) -> Option<T> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        match running.get_mut(key) {
+            Some(waiting) => {
+                *waiting = Some(item);
+                None
+            }
+            None => {
+                running.insert(key.to_string(), None);
+                Some(item)
+            }
+        }
+    }
+
+    /// The work for `key` ended: the newest item offered meanwhile, to do
+    /// next, or `None`, and `key` is free.
+    fn next(&self, key: &str) -> Option<T> {
+        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        let next = running.get_mut(key).and_then(Option::take);
+        if next.is_none() {
+            running.remove(key);
+        }
+        next
+    }
 }
 
 impl Served {
@@ -355,7 +396,7 @@ impl Toolshed {
                 changes: broadcast::channel(64).0,
                 tier_ups: broadcast::channel(64).0,
                 optimizing: watch::channel(0).0,
-                waiting: std::sync::Mutex::new(HashMap::new()),
+                waiting: OneAtATime::default(),
             }),
             refusals: broadcast::channel(64).0,
             installing: Arc::new(watch::channel(0).0),
@@ -456,14 +497,7 @@ impl Toolshed {
     fn optimize_in_background(&self, baseline: Arc<Plugin>, bytes: Arc<[u8]>) {
         let name = baseline.name.to_string();
         drop(baseline);
-        {
-            let mut waiting = self.served.waiting.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(next) = waiting.get_mut(&name) {
-                *next = Some(bytes);
-                return;
-            }
-            waiting.insert(name.clone(), None);
-        }
+        let Some(bytes) = self.served.waiting.offer(&name, bytes) else { return };
         let (runtime, served) = (self.runtime.clone(), self.served.clone());
         served.optimizing.send_modify(|n| *n += 1);
         tokio::task::spawn_blocking(move || {
@@ -471,13 +505,9 @@ impl Toolshed {
             let mut bytes = bytes;
             loop {
                 served.optimize(&runtime, &name, &bytes);
-                let mut waiting = served.waiting.lock().unwrap_or_else(|e| e.into_inner());
-                match waiting.get_mut(&name).and_then(Option::take) {
+                match served.waiting.next(&name) {
                     Some(next) => bytes = next,
-                    None => {
-                        waiting.remove(&name);
-                        return;
-                    }
+                    None => return,
                 }
             }
         });
@@ -761,4 +791,22 @@ fn exact_size(val: &Val, tool: &Tool) -> usize {
         _ => return json_size_estimate(val),
     };
     serde_json::to_string(&rendered).map_or(usize::MAX, |s| s.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OneAtATime;
+
+    #[test]
+    fn one_at_a_time_runs_the_first_offer_queues_only_the_newest_and_frees_the_key() {
+        let work = OneAtATime::default();
+        assert_eq!(work.offer("a", 1), Some(1), "nothing runs for a: start it");
+        assert_eq!(work.offer("a", 2), None, "1 runs: 2 waits");
+        assert_eq!(work.offer("a", 3), None, "3 replaces 2");
+        assert_eq!(work.offer("b", 10), Some(10), "keys are apart");
+        assert_eq!(work.next("a"), Some(3), "after 1, the newest waiting");
+        assert_eq!(work.next("a"), None, "nothing waits: a is free");
+        assert_eq!(work.offer("a", 4), Some(4), "a free key starts at once");
+        assert_eq!(work.next("b"), None);
+    }
 }

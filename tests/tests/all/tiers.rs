@@ -184,11 +184,10 @@ async fn a_plugin_the_first_tier_cannot_compile_loads_from_optimized_code() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_of_new_versions_optimizes_one_at_a_time_and_ends_on_the_newest() {
+async fn a_flood_of_new_versions_ends_on_the_newest_optimized_and_settles() {
     use wasm_encoder::ComponentSection;
     const VERSIONS: u64 = 12;
-    let runtime = tiered_runtime(None);
-    let env = TestEnv::on(runtime.clone(), &[]);
+    let env = TestEnv::on(tiered_runtime(None), &[]);
     let mut newest = None;
     // Written back to back, as a plugin file rewritten in a loop would be:
     // each version serves from Winch code as soon as it is installed.
@@ -203,9 +202,7 @@ async fn a_flood_of_new_versions_optimizes_one_at_a_time_and_ends_on_the_newest(
     let newest = newest.unwrap();
     let serving = env.host.plugin_for("list_templates").unwrap();
     assert_eq!((serving.hash.as_str(), serving.tier), (newest.hash.as_str(), Tier::Optimized));
-    // One Cranelift compile per version would be a compile for every write;
-    // versions superseded while one compiled were never compiled.
-    let compiles = runtime.cache_stats().compiled();
-    assert!(compiles < VERSIONS, "{compiles} optimizing compiles for {VERSIONS} versions written back to back");
+    // Which versions were skipped depends on timing; the coalescing itself
+    // is pinned by host::tests::one_at_a_time_*.
     assert!(!env.call("list_templates", json!({})).await.is_error);
 }
