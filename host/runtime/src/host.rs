@@ -139,9 +139,12 @@ struct Served {
     tier_ups: broadcast::Sender<TieredUp>,
     /// Background workers compiling optimized code, one per plugin at most.
     optimizing: watch::Sender<usize>,
-    /// The bytes of versions waiting for their plugin's worker.
-    waiting: OneAtATime<Arc<[u8]>>,
+    /// The versions (content hash, bytes) waiting for their plugin's worker.
+    waiting: OneAtATime<Version>,
 }
+
+/// A plugin version to optimize: its content hash and its bytes.
+type Version = (String, Arc<[u8]>);
 
 /// Work per key, one at a time: while a key's work runs, what is offered
 /// for it waits, and a newer offer replaces the one waiting.
@@ -232,17 +235,17 @@ impl Served {
         self.swap(None, replaces_its_baseline).ok().flatten()
     }
 
-    /// Compiles plugin `name` from `bytes` with Cranelift and serves it in
-    /// place of the same version's baseline code, unless that version no
-    /// longer serves from baseline code by the time the compile would start.
-    fn optimize(&self, runtime: &Runtime, name: &str, bytes: &[u8]) {
-        let hash = crate::plugin::content_hash(bytes);
+    /// Compiles plugin `name` from `bytes` (whose content hash is `hash`)
+    /// with Cranelift and serves it in place of the same version's baseline
+    /// code, unless that version no longer serves from baseline code by the
+    /// time the compile would start.
+    fn optimize(&self, runtime: &Runtime, name: &str, (hash, bytes): Version) {
         let still_baseline = self.current.load().plugins.get(name).is_some_and(|p| p.hash == hash && p.tier == Tier::Baseline);
         if !still_baseline {
             return;
         }
         let started = std::time::Instant::now();
-        let optimized = match runtime.compile(name, bytes) {
+        let optimized = match runtime.compile(name, &bytes) {
             Ok(optimized) => Arc::new(optimized),
             Err(e) => {
                 tracing::warn!(plugin = %name, "the optimizing compile failed; the baseline code keeps serving: {e}");
@@ -495,18 +498,24 @@ impl Toolshed {
     /// runs wait, and a newer one replaces the one waiting, so a flood of
     /// rewrites costs at most two optimizing compiles beyond the last.
     fn optimize_in_background(&self, baseline: Arc<Plugin>, bytes: Arc<[u8]>) {
-        let name = baseline.name.to_string();
+        let (name, hash) = (baseline.name.to_string(), baseline.hash.clone());
         drop(baseline);
-        let Some(bytes) = self.served.waiting.offer(&name, bytes) else { return };
+        let Some(version) = self.served.waiting.offer(&name, (hash, bytes)) else { return };
         let (runtime, served) = (self.runtime.clone(), self.served.clone());
         served.optimizing.send_modify(|n| *n += 1);
         tokio::task::spawn_blocking(move || {
             let _running = OptimizingGuard(served.clone());
-            let mut bytes = bytes;
+            let mut version = version;
             loop {
-                served.optimize(&runtime, &name, &bytes);
+                // A compile that panics must not end the worker: the plugin's
+                // key would stay taken, and no later version of it would ever
+                // be optimized.
+                let compiled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| served.optimize(&runtime, &name, version)));
+                if compiled.is_err() {
+                    tracing::warn!(plugin = %name, "the optimizing compile panicked; the baseline code keeps serving");
+                }
                 match served.waiting.next(&name) {
-                    Some(next) => bytes = next,
+                    Some(next) => version = next,
                     None => return,
                 }
             }
