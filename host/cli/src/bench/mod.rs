@@ -83,11 +83,20 @@ pub struct Report {
     /// Quick calls per second on all cores.
     pub calls_per_s: f64,
     /// Median time from a new .wasm written to the first call it serves,
-    /// in ms: served from the baseline tier, as `serve` does.
+    /// in ms, while four callers keep the host busy: served from the
+    /// baseline tier, as `serve` does.
     pub swap_ms: f64,
-    /// Swap / load by compiling: the hot swap against the Cranelift
-    /// compile time of the same plugin (`compile_ms`, the baseline).
+    /// The swap under load against the Cranelift compile time of the same
+    /// plugin on an idle host (`compile_ms`).
     pub ratio_swap_compile: f64,
+    /// The swap on an idle host, in ms.
+    pub swap_idle_ms: f64,
+    /// The swap on an idle host against the Cranelift compile on an idle
+    /// host (`compile_ms`, the baseline): the like-for-like ratio.
+    pub ratio_swap_idle_compile: f64,
+    /// The swap under load against the Cranelift compile under the same
+    /// load (`swap_background_compile_ms`, the baseline).
+    pub ratio_swap_compile_loaded: f64,
     /// Median time from the file written to its optimized code serving, in ms.
     pub swap_optimized_ms: f64,
     /// Median time of the optimizing compile in the background, in ms.
@@ -398,10 +407,11 @@ pub struct SwapFigures {
     pub list_changes: u64,
 }
 
-/// Swaps a watched plugin `swaps` times under a steady load, on a runtime
-/// built as `serve` builds it (so a new version serves first from the
-/// baseline tier), waiting each time for its optimized code to serve too.
-pub fn swap_latency(swaps: usize) -> anyhow::Result<SwapFigures> {
+/// Swaps a watched plugin `swaps` times while `callers` tasks call it
+/// without pause (none: an idle host), on a runtime built as `serve` builds
+/// it (so a new version serves first from the baseline tier), waiting each
+/// time for its optimized code to serve too.
+pub fn swap_latency(swaps: usize, callers: usize) -> anyhow::Result<SwapFigures> {
     let dir = tempfile::tempdir()?;
     let data = tempfile::tempdir()?;
     let runtime = serve_runtime(data.path())?;
@@ -412,7 +422,7 @@ pub fn swap_latency(swaps: usize) -> anyhow::Result<SwapFigures> {
         let _watch = toolshed_runtime::plugin::watch(host.clone(), dir.path())?;
         let stop = Arc::new(AtomicBool::new(false));
         let (failed, calls) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let load: Vec<_> = (0..4)
+        let load: Vec<_> = (0..callers)
             .map(|i| {
                 let (host, stop, failed, calls) = (host.clone(), stop.clone(), failed.clone(), calls.clone());
                 tokio::spawn(async move {
@@ -582,7 +592,8 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
     let (wall_s_1k, peak_rss_mib_1k, _) = concurrency(small, build_ms)?;
     let (wall_s_10k, peak_rss_mib_10k, rss_kib_per_waiting_call) = concurrency(large, build_ms)?;
     let calls_per_s = throughput(seconds)?;
-    let swap = swap_latency(swaps)?;
+    let swap_idle = swap_latency(swaps, 0)?;
+    let swap = swap_latency(swaps, 4)?;
     let (baseline_compile_ms, baseline_us_list_templates, optimized_us_list_templates) =
         tier_costs(if options.quick { 50 } else { 500 }, if options.quick { 2 } else { 5 })?;
     let stdio_in_flight = 32;
@@ -616,6 +627,9 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
         calls_per_s,
         swap_ms: swap.first_call_ms,
         ratio_swap_compile: swap.first_call_ms / compile_ms,
+        swap_idle_ms: swap_idle.first_call_ms,
+        ratio_swap_idle_compile: swap_idle.first_call_ms / compile_ms,
+        ratio_swap_compile_loaded: swap.first_call_ms / swap.background_compile_ms,
         swap_optimized_ms: swap.optimized_ms,
         swap_background_compile_ms: swap.background_compile_ms,
         swap_failed_calls: swap.failed,
@@ -699,14 +713,24 @@ impl Report {
             ),
             ("quick calls per second", format!("{:.0}", self.calls_per_s), String::new()),
             (
-                "swap: file written to first call",
+                "swap, idle / Cranelift compile, idle",
+                format!("{:.2}x ({:.0} / {:.0} ms)", self.ratio_swap_idle_compile, self.swap_idle_ms, self.compile_ms),
+                "<= 0.25x".into(),
+            ),
+            (
+                "swap under load: file to first call",
                 format!("{:.0} ms, {} failed of {} calls", self.swap_ms, self.swap_failed_calls, self.swap_load_calls),
                 "0 failed".into(),
             ),
             (
-                "swap / Cranelift compile",
-                format!("{:.2}x ({:.0} / {:.0} ms)", self.ratio_swap_compile, self.swap_ms, self.compile_ms),
+                "swap / Cranelift, both under load",
+                format!("{:.2}x ({:.0} / {:.0} ms)", self.ratio_swap_compile_loaded, self.swap_ms, self.swap_background_compile_ms),
                 "<= 0.25x".into(),
+            ),
+            (
+                "swap under load / Cranelift, idle",
+                format!("{:.2}x ({:.0} / {:.0} ms)", self.ratio_swap_compile, self.swap_ms, self.compile_ms),
+                String::new(),
             ),
             (
                 "swap: file written to optimized code",
@@ -744,7 +768,9 @@ impl Report {
         out.push_str(&format!(
             "\nSettings: every row runs on a runtime built as `serve` builds it (the built-in policy, the compiled cache, \
              the Winch first tier, {} calls at once). The in-process rows drive an in-memory backend whose builds take \
-             the wait above instead of the local backend. The MCP rows run `toolshed serve` itself; the HTTP row with \
+             the wait above instead of the local backend. \
+             The swap rows under load have four callers calling list_templates without pause on a runtime with an async thread per \
+             core. The MCP rows run `toolshed serve` itself; the HTTP row with \
              --calls-per-caller {} so one caller may fill every connection.\n",
             self.serve_capacity, self.http_connections
         ));
