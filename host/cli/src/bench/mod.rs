@@ -83,7 +83,7 @@ pub struct Report {
     /// Quick calls per second on all cores.
     pub calls_per_s: f64,
     /// Median time from a new .wasm written to the first call it serves,
-    /// in ms, while four callers keep the host busy: served from the
+    /// in ms, while [`SWAP_LOAD_CALLERS`] callers keep the host busy: served from the
     /// baseline tier, as `serve` does.
     pub swap_ms: f64,
     /// The swap under load against the Cranelift compile time of the same
@@ -407,6 +407,9 @@ pub struct SwapFigures {
     pub list_changes: u64,
 }
 
+/// How many tasks call without pause while the loaded swap rows swap.
+pub const SWAP_LOAD_CALLERS: usize = 4;
+
 /// Swaps a watched plugin `swaps` times while `callers` tasks call it
 /// without pause (none: an idle host), on a runtime built as `serve` builds
 /// it (so a new version serves first from the baseline tier), waiting each
@@ -593,7 +596,7 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
     let (wall_s_10k, peak_rss_mib_10k, rss_kib_per_waiting_call) = concurrency(large, build_ms)?;
     let calls_per_s = throughput(seconds)?;
     let swap_idle = swap_latency(swaps, 0)?;
-    let swap = swap_latency(swaps, 4)?;
+    let swap = swap_latency(swaps, SWAP_LOAD_CALLERS)?;
     let (baseline_compile_ms, baseline_us_list_templates, optimized_us_list_templates) =
         tier_costs(if options.quick { 50 } else { 500 }, if options.quick { 2 } else { 5 })?;
     let stdio_in_flight = 32;
@@ -769,10 +772,10 @@ impl Report {
             "\nSettings: every row runs on a runtime built as `serve` builds it (the built-in policy, the compiled cache, \
              the Winch first tier, {} calls at once). The in-process rows drive an in-memory backend whose builds take \
              the wait above instead of the local backend. \
-             The swap rows under load have four callers calling list_templates without pause on a runtime with an async thread per \
+             The swap rows under load have {} callers calling list_templates without pause on a runtime with an async thread per \
              core. The MCP rows run `toolshed serve` itself; the HTTP row with \
              --calls-per-caller {} so one caller may fill every connection.\n",
-            self.serve_capacity, self.http_connections
+            self.serve_capacity, SWAP_LOAD_CALLERS, self.http_connections
         ));
         out
     }
