@@ -122,7 +122,18 @@ fn lookup_text(what: &str, err: QueryError) -> String {
 /// early, with the build still running, when the caller's wait budget would
 /// run out before the next poll.
 pub fn wait_for_build<C: Capabilities>(host: &C, build_id: &str) -> Result<(), BuildFailure> {
-    let started = host.now();
+    wait_for_build_from(host, build_id, host.now(), None)
+}
+
+/// What a wait that pauses between polls parks with, given when the wait
+/// started; the run that resumes from it calls [`wait_for_build_from`] with
+/// that start.
+pub type ResumeState<'a> = &'a dyn Fn(u64) -> Vec<u8>;
+
+/// [`wait_for_build`] for a wait that began at `started`. With `resume`,
+/// it pauses between polls instead of sleeping, so the host may end the run
+/// and hold nothing but that state while the build runs.
+pub fn wait_for_build_from<C: Capabilities>(host: &C, build_id: &str, started: u64, resume: Option<ResumeState<'_>>) -> Result<(), BuildFailure> {
     let deadline = started.saturating_add(WAIT_LIMIT_MS);
     loop {
         let build = host.build(build_id).map_err(|e| BuildFailure::Lookup(lookup_text("get build", e)))?;
@@ -150,6 +161,9 @@ pub fn wait_for_build<C: Capabilities>(host: &C, build_id: &str) -> Result<(), B
         if out_of_budget(host, POLL_INTERVAL_MS) {
             return Err(BuildFailure::StillRunning { waited_ms: waited });
         }
-        host.sleep(POLL_INTERVAL_MS);
+        match resume {
+            Some(state) => host.pause(POLL_INTERVAL_MS, &state(started)),
+            None => host.sleep(POLL_INTERVAL_MS),
+        }
     }
 }

@@ -18,6 +18,15 @@ pub trait Capabilities {
     fn now(&self) -> u64;
     /// Waits `ms` milliseconds of host time.
     fn sleep(&self, ms: u64);
+    /// Waits `ms` milliseconds of host time without holding the sandbox:
+    /// inside a component this run ends, and the host calls the tool again
+    /// afterwards with the same arguments, where [`Capabilities::resumed`]
+    /// returns `state`. A host that keeps the tool running (the native
+    /// baseline) sleeps and returns, so a caller must handle both: go on
+    /// after the call, and resume from `state` on entry.
+    fn pause(&self, ms: u64, state: &[u8]);
+    /// The state the previous run of this call paused with, if any.
+    fn resumed(&self) -> Option<Vec<u8>>;
     /// Takes the chat-scoped lock named `key`, or says why it was refused.
     fn lock(&self, key: &str) -> Result<Self::Guard, String>;
     /// Tells the front end the chat's bindings changed.

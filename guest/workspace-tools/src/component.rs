@@ -4,7 +4,7 @@ use crate::capabilities::Capabilities;
 use crate::wit::exports::toolshed::tools::workspace_tools::{self as api, Guest};
 use crate::wit::toolshed::infra::{agent_connect, control, db, types};
 use crate::wit::toolshed::builds::{logs, versions};
-use crate::wit::toolshed::runtime::{call, clock, events, locks};
+use crate::wit::toolshed::runtime::{call, clock, events, locks, park};
 
 /// The host as the tool logic sees it inside the component.
 struct ComponentHost;
@@ -17,6 +17,14 @@ impl Capabilities for ComponentHost {
     }
     fn sleep(&self, ms: u64) {
         clock::sleep(ms)
+    }
+    fn pause(&self, ms: u64, state: &[u8]) {
+        park::park(ms, state);
+        // The host ends the run inside park; it never returns here.
+        unreachable!("park returned");
+    }
+    fn resumed(&self) -> Option<Vec<u8>> {
+        park::resumed()
     }
     fn lock(&self, key: &str) -> Result<Self::Guard, String> {
         locks::acquire(key).map_err(|e| format!("{e:?}"))

@@ -1,7 +1,7 @@
 //! `create_workspace`, `start_workspace` and `stop_workspace` (SPEC 4.3-4.7).
 
 use crate::agents::{self, ConnectPhase};
-use crate::builds::wait_for_build;
+use crate::builds::{wait_for_build, wait_for_build_from};
 use crate::capabilities::Capabilities;
 use crate::errors::{api_error, api_error_text, error, query_failed, validations};
 use crate::existing::{self, Existing, full_name};
@@ -54,10 +54,67 @@ fn create_again(args: &CreateWorkspaceArgs) -> String {
     format!("create_workspace {call}")
 }
 
-/// Creates the chat's workspace, or returns the one it already has.
+/// Where a create_workspace call that parked goes on: the build it waits
+/// for, the workspace it made, and when the wait began.
+#[derive(Clone)]
+struct CreateWait {
+    build_id: String,
+    workspace_name: String,
+    started: u64,
+}
+
+impl CreateWait {
+    fn encode(&self) -> Vec<u8> {
+        serde_json::json!({ "build_id": self.build_id, "workspace_name": self.workspace_name, "started": self.started })
+            .to_string()
+            .into_bytes()
+    }
+
+    fn decode(state: &[u8]) -> Option<Self> {
+        let value: serde_json::Value = serde_json::from_slice(state).ok()?;
+        Some(Self {
+            build_id: value["build_id"].as_str()?.to_string(),
+            workspace_name: value["workspace_name"].as_str()?.to_string(),
+            started: value["started"].as_u64()?,
+        })
+    }
+
+    /// Waits for the build, parking between polls, then waits for the agent.
+    fn finish<C: Capabilities>(self, host: &C, again: &str) -> Result<CreateWorkspaceResult, ToolError> {
+        let park = |started| CreateWait { started, ..self.clone() }.encode();
+        if let Err(failure) = wait_for_build_from(host, &self.build_id, self.started, Some(&park)) {
+            return Err(failure.into_tool_error("workspace build failed", &self.build_id, again));
+        }
+        let mut result = CreateWorkspaceResult {
+            created: true,
+            workspace_name: self.workspace_name,
+            build_id: Some(self.build_id.clone()),
+            status: None,
+            message: None,
+            agent_status: None,
+            agent_error: None,
+            startup_scripts: None,
+            lifecycle_state: None,
+        };
+        agents::wait_until_ready(host, &self.build_id, ConnectPhase::Full).settled(&self.build_id, again)?.apply_to_create(&mut result);
+        host.chat_updated();
+        Ok(result)
+    }
+}
+
+/// Creates the chat's workspace, or returns the one it already has. While
+/// the build runs the call parks between polls, holding no sandbox; each
+/// later run takes the chat's lock back and goes on waiting.
 pub fn create_workspace<C: Capabilities>(host: &C, args: CreateWorkspaceArgs) -> Result<CreateWorkspaceResult, ToolError> {
     check_template_id(&args.template_id, ": call list_templates to find a template")?;
     let again = create_again(&args);
+    if let Some(state) = host.resumed() {
+        let wait = CreateWait::decode(&state).ok_or_else(|| {
+            error(ErrorCategory::InternalError, "RESUME_STATE_INVALID", "create_workspace was resumed with a state it did not write; make the same call again")
+        })?;
+        let _guard = host.lock(WORKSPACE_LOCK).map_err(lock_refused)?;
+        return wait.finish(host, &again);
+    }
     let allowlist = host.template_allowlist().map_err(|e| query_failed("read template allowlist", e))?;
     if !allowed(&allowlist, &args.template_id) {
         let mut err = error(
@@ -129,23 +186,7 @@ pub fn create_workspace<C: Capabilities>(host: &C, args: CreateWorkspaceArgs) ->
     let build_id = created.build.id.clone();
     bind(host, Some(&created.workspace.id), &build_id);
     host.chat_updated();
-    if let Err(failure) = wait_for_build(host, &build_id) {
-        return Err(failure.into_tool_error("workspace build failed", &build_id, &again));
-    }
-    let mut result = CreateWorkspaceResult {
-        created: true,
-        workspace_name: full_name(&created.workspace),
-        build_id: Some(build_id.clone()),
-        status: None,
-        message: None,
-        agent_status: None,
-        agent_error: None,
-        startup_scripts: None,
-        lifecycle_state: None,
-    };
-    agents::wait_until_ready(host, &build_id, ConnectPhase::Full).settled(&build_id, &again)?.apply_to_create(&mut result);
-    host.chat_updated();
-    Ok(result)
+    CreateWait { build_id, workspace_name: full_name(&created.workspace), started: host.now() }.finish(host, &again)
 }
 
 /// The chat's bound workspace, or an error telling the model to create one.

@@ -730,34 +730,49 @@ impl Toolshed {
         options: CallOptions,
     ) -> Result<ToolOutput, HostError> {
         let limits = &plugin.policy.limits;
-        // Wait for a free instance slot before taking one; a full host
-        // answers "busy" instead of failing inside the pool.
-        let _admitted = self.runtime.admission().admit().await?;
-        let who = CallIdentity { cx: cx.clone(), plugin: plugin.name.clone(), tool: tool.name.as_str().into() };
         let wait_until = options.wait_budget.map(|budget| shared.clock.now_ms().saturating_add(budget.as_millis() as u64));
-        let setup = CallSetup { limits, epoch: self.runtime.epoch.clone(), progress: options.progress, wait_until };
-        let state = CallState::new(shared.clone(), who, setup);
-        // Declared before the store, so it is dropped after it.
-        let _live = LiveInstance::new(&self.stats.live);
-        let mut store = Store::new(plugin.pre.engine(), state);
-        sandbox::arm(&mut store);
+        // A call runs once, or once more after each time it parks; between
+        // runs it holds no instance and no slot, only what it carries.
+        let mut carried = None;
+        let results = loop {
+            // Wait for a free instance slot before taking one; a full host
+            // answers "busy" instead of failing inside the pool.
+            let admitted = self.runtime.admission().admit().await?;
+            let who = CallIdentity { cx: cx.clone(), plugin: plugin.name.clone(), tool: tool.name.as_str().into() };
+            let setup = CallSetup { limits, epoch: self.runtime.epoch.clone(), progress: options.progress.clone(), wait_until };
+            let mut state = CallState::new(shared.clone(), who, setup);
+            if let Some(carried) = carried.take() {
+                state.resume(carried);
+            }
+            // Declared before the store, so it is dropped after it.
+            let live = LiveInstance::new(&self.stats.live);
+            let mut store = Store::new(plugin.pre.engine(), state);
+            sandbox::arm(&mut store);
 
-        self.stats.instances.fetch_add(1, Ordering::Relaxed);
-        let outcome = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            let func = instance
-                .get_func(&mut store, tool.export)
-                .ok_or_else(|| wasmtime::format_err!("the instance does not export {}", tool.name))?;
-            let mut results = vec![Val::Bool(false); usize::from(tool.ok.is_some() || tool.err.is_some())];
-            func.call_async(&mut store, params, &mut results).await?;
-            wasmtime::Result::Ok(results)
-        }
-        .await;
-        let results = match outcome {
-            Ok(results) => results,
-            Err(e) => {
-                let hit = store.data().call.limiter.hit();
-                return Err(sandbox::trap_error(&plugin.name, &tool.name, limits, hit, &e));
+            self.stats.instances.fetch_add(1, Ordering::Relaxed);
+            let outcome: wasmtime::Result<Vec<Val>> = async {
+                let instance = plugin.pre.instantiate_async(&mut store).await?;
+                let func = instance
+                    .get_func(&mut store, tool.export)
+                    .ok_or_else(|| wasmtime::format_err!("the instance does not export {}", tool.name))?;
+                let mut results = vec![Val::Bool(false); usize::from(tool.ok.is_some() || tool.err.is_some())];
+                func.call_async(&mut store, params, &mut results).await?;
+                wasmtime::Result::Ok(results)
+            }
+            .await;
+            match outcome {
+                Ok(results) => break results,
+                Err(e) => {
+                    let Some(park) = store.data_mut().park.take().filter(|_| e.is::<crate::park::Parked>()) else {
+                        let hit = store.data().call.limiter.hit();
+                        return Err(sandbox::trap_error(&plugin.name, &tool.name, limits, hit, &e));
+                    };
+                    // The instance goes back to the pool and the slot to the
+                    // next call before the wait starts.
+                    carried = Some(store.into_data().park_out(park.state));
+                    drop((live, admitted));
+                    shared.clock.sleep(std::time::Duration::from_millis(park.ms)).await;
+                }
             }
         };
         // Check the size before rendering, so a huge result is never copied twice.

@@ -4,7 +4,7 @@
 //! compiles plugins (caching the code on disk), checks their imports against
 //! a [`Policy`], and links each with exactly what it was granted: WASI,
 //! denied everything; the runtime interfaces (clock, locks, events, log,
-//! call); and the [`Capability`] families the embedder registers. A
+//! call, park); and the [`Capability`] families the embedder registers. A
 //! [`Toolshed`] serves the tools of its plugins: it reflects each into JSON
 //! Schema, checks JSON arguments against it, runs every call in a fresh
 //! sandboxed instance under the plugin's limits, and swaps plugin versions
@@ -41,6 +41,7 @@ pub mod error;
 mod host;
 pub mod interfaces;
 pub mod locks;
+pub mod park;
 pub mod plugin;
 pub mod policy;
 pub mod progress;

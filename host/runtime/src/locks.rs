@@ -23,11 +23,12 @@ pub const MAX_KEY_BYTES: usize = 256;
 /// The most locks one call may hold at once.
 pub const MAX_HELD_PER_CALL: usize = 16;
 
-/// A lock a guest holds. Dropping it, or dropping the call's store, releases
-/// it, so a guest that traps while holding a lock never blocks the chat.
+/// A guest's handle on a lock its call holds. Dropping the handle releases
+/// the lock. The lock itself belongs to the call ([`CallLocks`]), so it is
+/// released when the call ends however its runs ended, a trap included, and
+/// it stays held while the call is parked between runs.
 pub struct HeldLock {
     key: String,
-    _guard: LockGuard,
 }
 
 impl HeldLock {
@@ -99,49 +100,86 @@ impl LockMisuse {
     }
 }
 
-/// The keys one call holds, checked before every acquire.
-#[derive(Debug, Default)]
+/// The locks one call holds, checked before every acquire.
+#[derive(Default)]
 pub struct CallLocks {
-    held: Vec<String>,
+    held: Vec<CallLock>,
+}
+
+struct CallLock {
+    key: String,
+    _guard: LockGuard,
+    /// Whether the current run holds a handle on it; false for a lock
+    /// carried over a park and not yet taken back.
+    in_hand: bool,
+}
+
+/// What an acquire the checks allow should do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Take {
+    /// Wait for the lock service, as for any lock.
+    New,
+    /// Hand back the lock the call kept while it was parked, at once.
+    Carried,
 }
 
 impl CallLocks {
-    /// Checks that the call may take `key` now.
+    /// Checks that the call may take `key` now, and how.
     ///
     /// # Errors
     ///
     /// [`LockMisuse`] when the key is too long, the call holds too many
-    /// locks, or it holds this key already.
-    pub fn check(&self, key: &str) -> Result<(), LockMisuse> {
+    /// locks, or the current run holds this key already.
+    pub fn check(&self, key: &str) -> Result<Take, LockMisuse> {
         if key.len() > MAX_KEY_BYTES {
             return Err(LockMisuse::KeyTooLong(key.len()));
         }
-        if self.held.iter().any(|k| k == key) {
-            return Err(LockMisuse::AlreadyHeld(key.to_string()));
+        match self.held.iter().find(|lock| lock.key == key) {
+            Some(lock) if lock.in_hand => Err(LockMisuse::AlreadyHeld(key.to_string())),
+            Some(_) => Ok(Take::Carried),
+            None if self.held.len() >= MAX_HELD_PER_CALL => Err(LockMisuse::TooMany),
+            None => Ok(Take::New),
         }
-        if self.held.len() >= MAX_HELD_PER_CALL {
-            return Err(LockMisuse::TooMany);
-        }
-        Ok(())
     }
 
-    /// Records that the call took `key`.
-    pub fn taken(&mut self, key: &str) {
-        self.held.push(key.to_string());
+    /// Records that the call took `key`, held through `guard`, and returns
+    /// the guest's handle on it.
+    pub fn taken(&mut self, key: &str, guard: LockGuard) -> HeldLock {
+        self.held.push(CallLock { key: key.to_string(), _guard: guard, in_hand: true });
+        HeldLock { key: key.to_string() }
     }
 
-    /// Records that the call released `key`.
+    /// Hands the current run the lock `key` the call kept over a park.
+    pub fn take_back(&mut self, key: &str) -> Option<HeldLock> {
+        let lock = self.held.iter_mut().find(|lock| lock.key == key && !lock.in_hand)?;
+        lock.in_hand = true;
+        Some(HeldLock { key: key.to_string() })
+    }
+
+    /// Releases `key`.
     pub fn released(&mut self, key: &str) {
-        if let Some(i) = self.held.iter().position(|k| k == key) {
+        if let Some(i) = self.held.iter().position(|lock| lock.key == key) {
             self.held.swap_remove(i);
         }
     }
-}
 
-impl HeldLock {
-    /// The lock `key`, held through `guard`.
-    pub fn new(key: &str, guard: LockGuard) -> Self {
-        Self { key: key.to_string(), _guard: guard }
+    /// The run ends by parking: its handles go with its instance, and the
+    /// call keeps the locks until a later run takes them back or the call
+    /// ends.
+    pub fn put_down(&mut self) {
+        for lock in &mut self.held {
+            lock.in_hand = false;
+        }
+    }
+
+    /// How many locks the call holds, carried ones included.
+    pub fn len(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Whether the call holds no locks.
+    pub fn is_empty(&self) -> bool {
+        self.held.is_empty()
     }
 }
 
@@ -161,9 +199,9 @@ struct Locks {
 
 impl LockTable {
     /// Waits for the lock `key` of `plugin` in chat `chat_id`, then holds it.
-    pub async fn acquire(&self, plugin: &Arc<str>, chat_id: &str, key: &str) -> HeldLock {
+    pub async fn acquire(&self, plugin: &Arc<str>, chat_id: &str, key: &str) -> LockGuard {
         let name = LockName { plugin: plugin.clone(), chat: chat_id.to_string(), key: key.to_string() };
-        HeldLock::new(key, LockGuard::new(self.lock(&name).await))
+        LockGuard::new(self.lock(&name).await)
     }
 
     /// Waits for the lock `name`, then holds it until the guard drops.
@@ -233,15 +271,31 @@ mod tests {
     #[test]
     fn a_call_may_not_take_a_key_twice_too_many_keys_or_a_long_key() {
         let mut call = CallLocks::default();
-        call.check("a").unwrap();
-        call.taken("a");
+        assert_eq!(call.check("a"), Ok(Take::New));
+        call.taken("a", LockGuard::new(()));
         assert_eq!(call.check("a"), Err(LockMisuse::AlreadyHeld("a".into())));
         assert_eq!(call.check(&"k".repeat(MAX_KEY_BYTES + 1)), Err(LockMisuse::KeyTooLong(MAX_KEY_BYTES + 1)));
         for i in 1..MAX_HELD_PER_CALL {
-            call.taken(&i.to_string());
+            call.taken(&i.to_string(), LockGuard::new(()));
         }
         assert_eq!(call.check("one more"), Err(LockMisuse::TooMany));
         call.released("a");
-        call.check("a").unwrap();
+        assert_eq!(call.check("a"), Ok(Take::New));
+    }
+
+    #[tokio::test]
+    async fn a_parked_call_keeps_its_locks_and_takes_them_back_once() {
+        let table = LockTable::default();
+        let plugin: Arc<str> = "p".into();
+        let mut call = CallLocks::default();
+        call.taken("ws", table.acquire(&plugin, "chat", "ws").await);
+        call.put_down();
+        assert!(!takes(&table, &plugin, "chat").await, "a parked call's lock stays held");
+        assert_eq!(call.check("ws"), Ok(Take::Carried));
+        assert!(call.take_back("ws").is_some());
+        assert_eq!(call.check("ws"), Err(LockMisuse::AlreadyHeld("ws".into())), "taken back once, then held");
+        assert!(call.take_back("ws").is_none());
+        drop(call);
+        assert!(takes(&table, &plugin, "chat").await, "released when the call ends");
     }
 }

@@ -8,6 +8,7 @@ use wasmtime::{ResourceLimiter, Store, Trap, UpdateDeadline};
 use crate::engine::EPOCH_TICK;
 use crate::error::{Category, HostError};
 use crate::locks::LockMisuse;
+use crate::park::ParkMisuse;
 use crate::policy::Limits;
 use crate::state::CallState;
 
@@ -136,6 +137,16 @@ impl CallLimiter {
         Ok(())
     }
 
+    /// Goes on counting from the `import_calls` of the call's earlier runs.
+    pub(crate) fn carry_imports(&mut self, import_calls: u64) {
+        self.import_calls = import_calls;
+    }
+
+    /// How many host imports the call has made, in every run.
+    pub(crate) fn import_calls(&self) -> u64 {
+        self.import_calls
+    }
+
     /// A host import returned: guest computation starts afresh.
     pub fn leave_import(&mut self) {
         self.compute_since = self.epoch.load(Ordering::Relaxed);
@@ -184,6 +195,15 @@ pub fn trap_error(plugin: &str, tool: &str, limits: &Limits, hit: Option<Limit>,
             Category::InternalError,
             misuse.code(),
             format!("plugin {plugin} misused its locks in tool {tool}: {}; the call was stopped", crate::text::clip(&misuse.to_string(), 400)),
+        )
+        .field("plugin", plugin)
+        .field("tool", tool);
+    }
+    if let Some(misuse) = err.downcast_ref::<ParkMisuse>() {
+        return HostError::new(
+            Category::InternalError,
+            misuse.code(),
+            format!("plugin {plugin} misused parking in tool {tool}: {misuse}; the call was stopped"),
         )
         .field("plugin", plugin)
         .field("tool", tool);

@@ -11,6 +11,7 @@ use crate::capability::{ChatEvents, Providers};
 use crate::clock::Clock;
 use crate::context::CallContext;
 use crate::locks::{CallLocks, ChatLocks, LockTable};
+use crate::park::{Carried, ParkRequest};
 use crate::policy::Limits;
 use crate::progress::{ProgressSink, Reporter};
 use crate::sandbox::CallLimiter;
@@ -96,6 +97,12 @@ pub struct CallState {
     pub(crate) log: CallLog,
     /// When the caller stops waiting, in ms on the host clock, if it does.
     pub(crate) wait_until: Option<u64>,
+    /// The state the call's previous run parked with.
+    pub(crate) resumed: Option<Vec<u8>>,
+    /// How many times the call has parked.
+    pub(crate) parks: u32,
+    /// Set when this run parks the call.
+    pub(crate) park: Option<ParkRequest>,
 }
 
 /// How a call is run, beyond who it is.
@@ -120,6 +127,34 @@ impl CallState {
             progress: Reporter::new(setup.progress),
             log: CallLog::default(),
             wait_until: setup.wait_until,
+            resumed: None,
+            parks: 0,
+            park: None,
+        }
+    }
+
+    /// Goes on with a parked call: its state, locks, progress numbering and
+    /// budgets, as its last run left them.
+    pub(crate) fn resume(&mut self, carried: Carried) {
+        self.resumed = Some(carried.state);
+        self.parks = carried.parks;
+        self.locks = carried.locks;
+        self.progress = carried.progress;
+        self.log = carried.log;
+        self.call.limiter.carry_imports(carried.import_calls);
+    }
+
+    /// What the call keeps when this run parks it; the rest, the instance
+    /// and its resources first, is dropped with the store.
+    pub(crate) fn park_out(mut self, state: Vec<u8>) -> Carried {
+        self.locks.put_down();
+        Carried {
+            state,
+            parks: self.parks + 1,
+            locks: self.locks,
+            progress: self.progress,
+            log: self.log,
+            import_calls: self.call.limiter.import_calls(),
         }
     }
 

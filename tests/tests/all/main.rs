@@ -22,6 +22,7 @@ mod fuzz;
 mod hostile;
 mod list_templates;
 mod manual_update;
+mod park;
 mod policy;
 mod provision_registry;
 mod read_template;

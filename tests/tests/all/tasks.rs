@@ -55,18 +55,22 @@ async fn another_owners_task_reads_as_not_found_and_cannot_be_cancelled() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn cancelling_a_task_ends_its_instance_and_marks_it_cancelled() {
+async fn cancelling_a_task_ends_its_call_and_marks_it_cancelled() {
     let (env, template) = env_with_template();
     env.backend.push_plan(BuildPlan::job(JobScript::never_finishes()));
     let (tasks, _) = tasks_of(&env, TaskSettings::default());
     let task = tasks.start(&env.context(), "create_workspace", json!({ "template_id": template.id })).await.unwrap();
     tokio::time::sleep(Duration::from_secs(10)).await;
-    assert_eq!(env.host.stats().live(), 1, "the task's instance runs");
+    assert_eq!(tasks.running(), 1, "the task's call runs");
     let cancelled = tasks.cancel(ids::OWNER, &task.id).await.unwrap().unwrap();
     assert_eq!(cancelled.state, TaskState::Cancelled);
     tokio::time::sleep(Duration::from_millis(10)).await;
-    assert_eq!(env.host.stats().live(), 0, "cancel ended the instance");
+    assert_eq!(env.host.stats().live(), 0, "no instance is left");
     assert_eq!(tasks.running(), 0);
+    // The call, parked between polls when it was cancelled, polls no more.
+    let polls = env.backend.recorder().reads().len();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(env.backend.recorder().reads().len(), polls, "cancel ended the call");
     let ended = tasks.wait(ids::OWNER, &task.id).await.unwrap().unwrap();
     assert_eq!(ended.state, TaskState::Cancelled);
     assert!(ended.result.is_none());

@@ -44,6 +44,12 @@ impl Capabilities for NativeHost {
     fn sleep(&self, ms: u64) {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
+    fn pause(&self, ms: u64, _state: &[u8]) {
+        self.sleep(ms);
+    }
+    fn resumed(&self) -> Option<Vec<u8>> {
+        None
+    }
     fn wait_budget(&self) -> Option<u64> {
         None
     }

@@ -6,7 +6,8 @@ use std::time::Duration;
 use wasmtime::component::Resource;
 
 use crate::call_log::Level;
-use crate::locks::{HeldLock, LockMisuse, LockName};
+use crate::locks::{HeldLock, LockMisuse, LockName, Take};
+use crate::park::{MAX_PARKS_PER_CALL, MAX_STATE_BYTES, ParkMisuse, ParkRequest, Parked};
 use crate::state::CallState;
 
 pub(crate) mod bindings {
@@ -20,6 +21,7 @@ pub(crate) mod bindings {
                 import toolshed:runtime/events@0.2.0;
                 import toolshed:runtime/log@0.2.0;
                 import toolshed:runtime/call@0.2.0;
+                import toolshed:runtime/park@0.2.0;
             }
         ",
         world: "toolshed:runtime-host/host",
@@ -29,7 +31,7 @@ pub(crate) mod bindings {
     });
 }
 
-use bindings::toolshed::runtime::{call, clock, events, locks, log};
+use bindings::toolshed::runtime::{call, clock, events, locks, log, park};
 
 /// The longest single sleep; the call's deadline ends any wait sooner.
 const LONGEST_SLEEP: Duration = Duration::from_secs(24 * 60 * 60);
@@ -47,10 +49,17 @@ impl CallState {
 
     /// Takes lock `key`, or says why not. Checked before waiting: a call
     /// that asks for a key it holds would otherwise wait for itself until
-    /// its deadline.
+    /// its deadline. A lock the call kept while parked is handed back at
+    /// once.
     pub(crate) async fn acquire(&mut self, key: String) -> wasmtime::Result<Result<Resource<HeldLock>, LockMisuse>> {
-        if let Err(misuse) = self.locks.check(&key) {
-            return self.call.import(async |_| Err(misuse)).await;
+        match self.locks.check(&key) {
+            Err(misuse) => return self.call.import(async |_| Err(misuse)).await,
+            Ok(Take::Carried) => {
+                self.call.import(async |_| ()).await?;
+                let held = self.locks.take_back(&key).ok_or_else(|| wasmtime::format_err!("carried lock {key:?} vanished"))?;
+                return Ok(Ok(self.table.push(held)?));
+            }
+            Ok(Take::New) => {}
         }
         let (locks, plugin) = (self.shared.locks.clone(), self.call.plugin().clone());
         let name = |cx: &crate::CallContext| LockName { plugin, chat: cx.chat_id.clone(), key: key.clone() };
@@ -58,14 +67,33 @@ impl CallState {
         // A lock service that fails ends the call: the guarded step must
         // not run unguarded.
         let guard = guard.map_err(wasmtime::Error::new)?;
-        self.locks.taken(&key);
-        Ok(Ok(self.table.push(HeldLock::new(&key, guard))?))
+        let held = self.locks.taken(&key, guard);
+        Ok(Ok(self.table.push(held)?))
     }
 
     pub(crate) async fn release(&mut self, lock: Resource<HeldLock>) -> wasmtime::Result<()> {
         let held = self.table.delete(lock)?;
         self.locks.released(held.key());
         Ok(())
+    }
+
+    /// Ends this run and asks the host to park the call (see
+    /// [`crate::park`]); the error it returns carries no failure.
+    pub(crate) async fn park(&mut self, ms: u64, state: Vec<u8>) -> wasmtime::Result<()> {
+        self.call.import(async |_| ()).await?;
+        if state.len() > MAX_STATE_BYTES {
+            return Err(ParkMisuse::StateTooLarge(state.len()).into());
+        }
+        if self.parks >= MAX_PARKS_PER_CALL {
+            return Err(ParkMisuse::TooMany.into());
+        }
+        self.park = Some(ParkRequest { ms: ms.min(LONGEST_SLEEP.as_millis() as u64), state });
+        Err(Parked.into())
+    }
+
+    pub(crate) async fn resumed(&mut self) -> wasmtime::Result<Option<Vec<u8>>> {
+        let resumed = self.resumed.clone();
+        self.call.import(async |_| resumed).await
     }
 
     pub(crate) async fn chat_updated(&mut self) -> wasmtime::Result<()> {
@@ -142,5 +170,15 @@ impl log::Host for CallState {
 impl call::Host for CallState {
     async fn wait_budget(&mut self) -> wasmtime::Result<Option<u64>> {
         CallState::wait_budget(self).await
+    }
+}
+
+impl park::Host for CallState {
+    async fn park(&mut self, ms: u64, state: Vec<u8>) -> wasmtime::Result<()> {
+        CallState::park(self, ms, state).await
+    }
+
+    async fn resumed(&mut self) -> wasmtime::Result<Option<Vec<u8>>> {
+        CallState::resumed(self).await
     }
 }

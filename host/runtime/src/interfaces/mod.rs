@@ -1,5 +1,5 @@
 //! The runtime interfaces every plugin may import: clock, locks, events,
-//! log and call. One module per API version, as each first shipped; the
+//! log, call and park. One module per API version, as each first shipped; the
 //! newest holds the implementation and older versions delegate to it.
 
 pub(crate) mod latest;
@@ -21,5 +21,11 @@ pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
 }
 
 /// The unversioned names of the runtime interfaces.
-pub const INTERFACES: [&str; 5] =
-    ["toolshed:runtime/clock", "toolshed:runtime/locks", "toolshed:runtime/events", "toolshed:runtime/log", "toolshed:runtime/call"];
+pub const INTERFACES: [&str; 6] = [
+    "toolshed:runtime/clock",
+    "toolshed:runtime/locks",
+    "toolshed:runtime/events",
+    "toolshed:runtime/log",
+    "toolshed:runtime/call",
+    "toolshed:runtime/park",
+];
