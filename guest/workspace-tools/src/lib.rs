@@ -16,6 +16,7 @@ mod errors;
 mod existing;
 mod lifecycle;
 mod naming;
+mod parked;
 mod templates;
 mod ttl;
 

@@ -1,7 +1,8 @@
 //! `create_workspace`, `start_workspace` and `stop_workspace` (SPEC 4.3-4.7).
 
 use crate::agents::{self, ConnectPhase};
-use crate::builds::{wait_for_build, wait_for_build_from};
+use crate::builds::wait_for_build;
+use crate::parked::BuildWait;
 use crate::capabilities::Capabilities;
 use crate::errors::{api_error, api_error_text, error, query_failed, validations};
 use crate::existing::{self, Existing, full_name};
@@ -54,52 +55,23 @@ fn create_again(args: &CreateWorkspaceArgs) -> String {
     format!("create_workspace {call}")
 }
 
-/// Where a create_workspace call that parked goes on: the build it waits
-/// for, the workspace it made, and when the wait began.
-#[derive(Clone)]
-struct CreateWait {
-    build_id: String,
-    workspace_name: String,
-    started: u64,
-}
-
-impl CreateWait {
-    fn encode(&self) -> Vec<u8> {
-        serde_json::json!({ "build_id": self.build_id, "workspace_name": self.workspace_name, "started": self.started })
-            .to_string()
-            .into_bytes()
-    }
-
-    fn decode(state: &[u8]) -> Option<Self> {
-        let value: serde_json::Value = serde_json::from_slice(state).ok()?;
-        Some(Self {
-            build_id: value["build_id"].as_str()?.to_string(),
-            workspace_name: value["workspace_name"].as_str()?.to_string(),
-            started: value["started"].as_u64()?,
-        })
-    }
-
-    /// Waits for the build, parking between polls, then waits for the agent.
-    fn finish<C: Capabilities>(self, host: &C, again: &str) -> Result<CreateWorkspaceResult, ToolError> {
-        let park = |started| CreateWait { started, ..self.clone() }.encode();
-        if let Err(failure) = wait_for_build_from(host, &self.build_id, self.started, Some(&park)) {
-            return Err(failure.into_tool_error("workspace build failed", &self.build_id, again));
-        }
-        let mut result = CreateWorkspaceResult {
-            created: true,
-            workspace_name: self.workspace_name,
-            build_id: Some(self.build_id.clone()),
-            status: None,
-            message: None,
-            agent_status: None,
-            agent_error: None,
-            startup_scripts: None,
-            lifecycle_state: None,
-        };
-        agents::wait_until_ready(host, &self.build_id, ConnectPhase::Full).settled(&self.build_id, again)?.apply_to_create(&mut result);
-        host.chat_updated();
-        Ok(result)
-    }
+/// The end of a create: the build, then the agent.
+fn finish_create<C: Capabilities>(host: &C, wait: BuildWait, again: &str) -> Result<CreateWorkspaceResult, ToolError> {
+    wait.wait(host, "workspace build failed", again)?;
+    let mut result = CreateWorkspaceResult {
+        created: true,
+        workspace_name: wait.workspace_name,
+        build_id: Some(wait.build_id.clone()),
+        status: None,
+        message: None,
+        agent_status: None,
+        agent_error: None,
+        startup_scripts: None,
+        lifecycle_state: None,
+    };
+    agents::wait_until_ready(host, &wait.build_id, ConnectPhase::Full).settled(&wait.build_id, again)?.apply_to_create(&mut result);
+    host.chat_updated();
+    Ok(result)
 }
 
 /// Creates the chat's workspace, or returns the one it already has. While
@@ -108,12 +80,9 @@ impl CreateWait {
 pub fn create_workspace<C: Capabilities>(host: &C, args: CreateWorkspaceArgs) -> Result<CreateWorkspaceResult, ToolError> {
     check_template_id(&args.template_id, ": call list_templates to find a template")?;
     let again = create_again(&args);
-    if let Some(state) = host.resumed() {
-        let wait = CreateWait::decode(&state).ok_or_else(|| {
-            error(ErrorCategory::InternalError, "RESUME_STATE_INVALID", "create_workspace was resumed with a state it did not write; make the same call again")
-        })?;
+    if let Some(wait) = BuildWait::resumed(host, "create_workspace")? {
         let _guard = host.lock(WORKSPACE_LOCK).map_err(lock_refused)?;
-        return wait.finish(host, &again);
+        return finish_create(host, wait, &again);
     }
     let allowlist = host.template_allowlist().map_err(|e| query_failed("read template allowlist", e))?;
     if !allowed(&allowlist, &args.template_id) {
@@ -186,7 +155,8 @@ pub fn create_workspace<C: Capabilities>(host: &C, args: CreateWorkspaceArgs) ->
     let build_id = created.build.id.clone();
     bind(host, Some(&created.workspace.id), &build_id);
     host.chat_updated();
-    CreateWait { build_id, workspace_name: full_name(&created.workspace), started: host.now() }.finish(host, &again)
+    let wait = BuildWait { build_id, workspace_name: full_name(&created.workspace), started: host.now(), new_version: None };
+    finish_create(host, wait, &again)
 }
 
 /// The chat's bound workspace, or an error telling the model to create one.
@@ -276,9 +246,40 @@ pub fn manual_update_error(api: &ApiError, template_id: &str) -> ToolError {
     err
 }
 
+/// The end of a start that made a build: the build, then the agent.
+fn finish_start<C: Capabilities>(host: &C, wait: BuildWait) -> Result<StartWorkspaceResult, ToolError> {
+    wait.wait(host, "workspace start build failed", START_AGAIN)?;
+    let mut result = StartWorkspaceResult {
+        started: true,
+        workspace_name: wait.workspace_name,
+        no_build: None,
+        build_id: Some(wait.build_id.clone()),
+        updated_to_active_version: None,
+        update_reason: None,
+        message: None,
+        agent_status: None,
+        agent_error: None,
+        startup_scripts: None,
+        lifecycle_state: None,
+    };
+    if let Some(after) = wait.new_version {
+        result.updated_to_active_version = Some(true);
+        result.update_reason = Some("the template has a newer active version, and starts use it".into());
+        result.message = Some(format!("The workspace was updated to the active template version ({after}) while starting."));
+    }
+    agents::wait_until_ready(host, &wait.build_id, ConnectPhase::Full).settled(&wait.build_id, START_AGAIN)?.apply_to_start(&mut result);
+    host.chat_updated();
+    Ok(result)
+}
+
 /// Starts the chat's workspace, or waits for the start already under way.
+/// While a build it made runs, the call parks between polls.
 pub fn start_workspace<C: Capabilities>(host: &C, args: StartWorkspaceArgs) -> Result<StartWorkspaceResult, ToolError> {
+    let resumed = BuildWait::resumed(host, "start_workspace")?;
     let _guard = host.lock(WORKSPACE_LOCK).map_err(lock_refused)?;
+    if let Some(wait) = resumed {
+        return finish_start(host, wait);
+    }
     let workspace = chat_workspace(host)?;
     let previous = latest(host, &workspace.id)?;
 
@@ -342,26 +343,28 @@ pub fn start_workspace<C: Capabilities>(host: &C, args: StartWorkspaceArgs) -> R
 
     bind(host, None, &build.id);
     host.chat_updated();
-    if let Err(failure) = wait_for_build(host, &build.id) {
-        return Err(failure.into_tool_error("workspace start build failed", &build.id, START_AGAIN));
-    }
-    let mut result = started(&workspace, Some(build.id.clone()));
-    if let (Some(before), Some(after)) = (&previous_version, &build.template_version_id)
-        && before != after {
-            result.updated_to_active_version = Some(true);
-            result.update_reason = Some("the template has a newer active version, and starts use it".into());
-            result.message = Some(format!(
-                "The workspace was updated to the active template version ({after}) while starting."
-            ));
-        }
-    agents::wait_until_ready(host, &build.id, ConnectPhase::Full).settled(&build.id, START_AGAIN)?.apply_to_start(&mut result);
+    let new_version = match (&previous_version, &build.template_version_id) {
+        (Some(before), Some(after)) if before != after => Some(after.clone()),
+        _ => None,
+    };
+    finish_start(host, BuildWait { build_id: build.id, workspace_name: full_name(&workspace), started: host.now(), new_version })
+}
+
+/// The end of a stop that made a build: the build.
+fn finish_stop<C: Capabilities>(host: &C, wait: BuildWait) -> Result<StopWorkspaceResult, ToolError> {
+    wait.wait(host, "workspace stop build failed", STOP_AGAIN)?;
     host.chat_updated();
-    Ok(result)
+    Ok(StopWorkspaceResult { stopped: true, workspace_name: wait.workspace_name, no_build: None, build_id: Some(wait.build_id) })
 }
 
 /// Stops the chat's workspace; stopping a stopped workspace does nothing.
+/// While a build it made runs, the call parks between polls.
 pub fn stop_workspace<C: Capabilities>(host: &C) -> Result<StopWorkspaceResult, ToolError> {
+    let resumed = BuildWait::resumed(host, "stop_workspace")?;
     let _guard = host.lock(WORKSPACE_LOCK).map_err(lock_refused)?;
+    if let Some(wait) = resumed {
+        return finish_stop(host, wait);
+    }
     let workspace = chat_workspace(host)?;
     let stopped = |build_id: Option<String>| StopWorkspaceResult {
         stopped: true,
@@ -395,9 +398,5 @@ pub fn stop_workspace<C: Capabilities>(host: &C) -> Result<StopWorkspaceResult, 
     };
     bind(host, None, &build.id);
     host.chat_updated();
-    if let Err(failure) = wait_for_build(host, &build.id) {
-        return Err(failure.into_tool_error("workspace stop build failed", &build.id, STOP_AGAIN));
-    }
-    host.chat_updated();
-    Ok(stopped(Some(build.id)))
+    finish_stop(host, BuildWait { build_id: build.id, workspace_name: full_name(&workspace), started: host.now(), new_version: None })
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use toolshed_fixtures as fixtures;
-use toolshed_harness::{BuildPlan, JobScript, OutputExt, TestEnv};
+use toolshed_harness::{BuildPlan, JobScript, OutputExt, TestEnv, Transition};
 use toolshed_runtime::park::{MAX_PARKS_PER_CALL, MAX_STATE_BYTES};
 use toolshed_runtime::{Arguments, CallOptions, ToolOutput};
 
@@ -47,6 +47,27 @@ async fn a_create_waiting_on_its_build_holds_no_instance() {
     let progress = env.backend.recorder().progress(&env.context().chat_id);
     assert!(progress.len() >= 29, "every parked poll reported progress: {}", progress.len());
     assert!(progress.iter().any(|p| p.contains("for 58 s of 10 min")), "waited time counts from the first run: {progress:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_and_a_start_waiting_on_their_builds_hold_no_instance() {
+    let (env, template) = env_with_template();
+    let (workspace, _) = env.backend.add_workspace(&template, Transition::Start, BuildPlan::job(JobScript::succeeded()));
+    for (tool, done) in [("stop_workspace", "stopped"), ("start_workspace", "started")] {
+        env.backend.push_plan(BuildPlan::job(JobScript::succeeds_after(30_000)));
+        let before = env.host.stats().instances();
+        let call = spawn_call(&env, tool, json!({}));
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(!call.is_finished());
+        assert_eq!(env.host.stats().live(), 0, "{tool}: a parked call holds no instance");
+        let out = call.await.unwrap();
+        let out = out.ok();
+        assert_eq!(out[done], true, "{out}");
+        assert_eq!(out["workspace_name"], format!("alice/{}", workspace.name));
+        assert!(out["build_id"].is_string(), "{out}");
+        let runs = env.host.stats().instances() - before;
+        assert!((15..=17).contains(&runs), "{tool}: 30 s polled every two seconds: {runs} runs");
+    }
 }
 
 #[tokio::test(start_paused = true)]
