@@ -200,10 +200,10 @@ fn latest<C: Capabilities>(host: &C, workspace_id: &str) -> Result<Option<(Build
     Ok(Some((build, job.status)))
 }
 
-fn started(workspace: &Workspace, build_id: Option<String>) -> StartWorkspaceResult {
+fn started(workspace_name: String, build_id: Option<String>) -> StartWorkspaceResult {
     StartWorkspaceResult {
         started: true,
-        workspace_name: full_name(workspace),
+        workspace_name,
         no_build: build_id.is_none().then_some(true),
         build_id,
         updated_to_active_version: None,
@@ -249,19 +249,7 @@ pub fn manual_update_error(api: &ApiError, template_id: &str) -> ToolError {
 /// The end of a start that made a build: the build, then the agent.
 fn finish_start<C: Capabilities>(host: &C, wait: BuildWait) -> Result<StartWorkspaceResult, ToolError> {
     wait.wait(host, "workspace start build failed", START_AGAIN)?;
-    let mut result = StartWorkspaceResult {
-        started: true,
-        workspace_name: wait.workspace_name,
-        no_build: None,
-        build_id: Some(wait.build_id.clone()),
-        updated_to_active_version: None,
-        update_reason: None,
-        message: None,
-        agent_status: None,
-        agent_error: None,
-        startup_scripts: None,
-        lifecycle_state: None,
-    };
+    let mut result = started(wait.workspace_name, Some(wait.build_id.clone()));
     if let Some(after) = wait.new_version {
         result.updated_to_active_version = Some(true);
         result.update_reason = Some("the template has a newer active version, and starts use it".into());
@@ -292,14 +280,14 @@ pub fn start_workspace<C: Capabilities>(host: &C, args: StartWorkspaceArgs) -> R
                     return Err(failure.into_tool_error("waiting for in-progress build", &build.id, START_AGAIN));
                 }
                 if build.transition == Transition::Start {
-                    let mut result = started(&workspace, Some(build.id.clone()));
+                    let mut result = started(full_name(&workspace), Some(build.id.clone()));
                     agents::wait_until_ready(host, &build.id, ConnectPhase::Full).settled(&build.id, START_AGAIN)?.apply_to_start(&mut result);
                     host.chat_updated();
                     return Ok(result);
                 }
             }
             JobStatus::Succeeded if build.transition == Transition::Start => {
-                let mut result = started(&workspace, None);
+                let mut result = started(full_name(&workspace), None);
                 agents::wait_until_ready(host, &build.id, ConnectPhase::Full).settled(&build.id, START_AGAIN)?.apply_to_start(&mut result);
                 return Ok(result);
             }
