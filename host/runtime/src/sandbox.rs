@@ -103,6 +103,9 @@ pub struct CallLimiter {
     epoch: Arc<AtomicU64>,
     import_calls: u64,
     compute_since: u64,
+    /// Ticks since `compute_since` the guest spent yielded, waiting for the
+    /// executor to run it again: a busy host's queue, not computation.
+    queued: Arc<AtomicU64>,
     hit: Option<Limit>,
 }
 
@@ -118,6 +121,7 @@ impl CallLimiter {
             epoch,
             import_calls: 0,
             compute_since,
+            queued: Arc::new(AtomicU64::new(0)),
             hit: None,
         }
     }
@@ -150,6 +154,31 @@ impl CallLimiter {
     /// A host import returned: guest computation starts afresh.
     pub fn leave_import(&mut self) {
         self.compute_since = self.epoch.load(Ordering::Relaxed);
+        self.queued.store(0, Ordering::Relaxed);
+    }
+
+    /// One epoch tick reached the running guest: whether its computation
+    /// since the last host import, not counting time it spent yielded in
+    /// the executor's queue, is past its budget.
+    pub fn over_budget(&mut self) -> bool {
+        let now = self.epoch.load(Ordering::Relaxed);
+        let computed = now.saturating_sub(self.compute_since).saturating_sub(self.queued.load(Ordering::Relaxed));
+        if computed > self.compute_ticks {
+            self.hit = Some(Limit::Compute);
+        }
+        self.hit == Some(Limit::Compute)
+    }
+
+    /// A yield to the executor that counts the ticks until the guest runs
+    /// again as queued, not computed. On a host with thousands of calls
+    /// ready, a guest may wait longer than its whole budget to be run again.
+    pub fn yield_to_executor(&self) -> impl Future<Output = ()> + Send + 'static {
+        let (epoch, queued) = (self.epoch.clone(), self.queued.clone());
+        async move {
+            let yielded_at = epoch.load(Ordering::Relaxed);
+            tokio::task::yield_now().await;
+            queued.fetch_add(epoch.load(Ordering::Relaxed).saturating_sub(yielded_at), Ordering::Relaxed);
+        }
     }
 }
 
@@ -175,12 +204,10 @@ pub fn arm(store: &mut Store<CallState>) {
     store.set_epoch_deadline(1);
     store.epoch_deadline_callback(|mut cx| {
         let limiter = &mut cx.data_mut().call.limiter;
-        let now = limiter.epoch.load(Ordering::Relaxed);
-        if now.saturating_sub(limiter.compute_since) > limiter.compute_ticks {
-            limiter.hit = Some(Limit::Compute);
+        if limiter.over_budget() {
             return Ok(UpdateDeadline::Interrupt);
         }
-        Ok(UpdateDeadline::Yield(1))
+        Ok(UpdateDeadline::YieldCustom(1, Box::pin(limiter.yield_to_executor())))
     });
 }
 
@@ -284,6 +311,43 @@ mod tests {
         assert_eq!(err["category"], "resource_unavailable");
         assert_eq!(err["recoverable"], true);
         assert!(err["suggestions"].to_string().contains("make the same call again"), "{err}");
+    }
+
+    fn limiter(epoch: &Arc<AtomicU64>) -> CallLimiter {
+        // 1000 ms of computation: 100 ticks of 10 ms.
+        CallLimiter::new(&limits(), epoch.clone())
+    }
+
+    #[test]
+    fn ticks_spent_computing_past_the_budget_stop_the_guest() {
+        let epoch = Arc::new(AtomicU64::new(0));
+        let mut limiter = limiter(&epoch);
+        epoch.store(100, Ordering::Relaxed);
+        assert!(!limiter.over_budget());
+        epoch.store(101, Ordering::Relaxed);
+        assert!(limiter.over_budget());
+        assert_eq!(limiter.hit(), Some(Limit::Compute));
+    }
+
+    #[tokio::test]
+    async fn ticks_spent_waiting_in_the_executors_queue_are_not_computation() {
+        let epoch = Arc::new(AtomicU64::new(0));
+        let mut limiter = limiter(&epoch);
+        epoch.store(50, Ordering::Relaxed);
+        assert!(!limiter.over_budget());
+        // The guest yields; the executor runs it again 500 ticks later.
+        let resumed = limiter.yield_to_executor();
+        let ticker = epoch.clone();
+        tokio::join!(resumed, async move { ticker.fetch_add(500, Ordering::Relaxed) });
+        epoch.fetch_add(10, Ordering::Relaxed);
+        assert!(!limiter.over_budget(), "60 ticks computed, 500 queued");
+        epoch.fetch_add(41, Ordering::Relaxed);
+        assert!(limiter.over_budget(), "101 ticks computed");
+        // A host import returning starts the budget afresh.
+        limiter.hit = None;
+        limiter.leave_import();
+        epoch.fetch_add(100, Ordering::Relaxed);
+        assert!(!limiter.over_budget());
     }
 
     #[test]
