@@ -63,6 +63,7 @@ pub struct CallOptions {
 pub struct Stats {
     instances: AtomicU64,
     live: AtomicU64,
+    calls: AtomicU64,
 }
 
 impl Stats {
@@ -72,24 +73,30 @@ impl Stats {
         self.instances.load(Ordering::Relaxed)
     }
 
-    /// How many instances exist now: calls running, or not yet dropped.
+    /// How many instances exist now: calls running, or not yet dropped. A
+    /// parked call has none.
     pub fn live(&self) -> u64 {
         self.live.load(Ordering::Relaxed)
     }
+
+    /// How many calls are under way now, running or parked.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
 }
 
-/// Counts an instance as live until the call's store is dropped, however
-/// the call ends (returned, trapped, timed out or cancelled).
-struct LiveInstance<'a>(&'a AtomicU64);
+/// Counts an instance, or a call, as live until it is dropped, however the
+/// call ends (returned, trapped, timed out or cancelled).
+struct Live<'a>(&'a AtomicU64);
 
-impl<'a> LiveInstance<'a> {
+impl<'a> Live<'a> {
     fn new(live: &'a AtomicU64) -> Self {
         live.fetch_add(1, Ordering::Relaxed);
         Self(live)
     }
 }
 
-impl Drop for LiveInstance<'_> {
+impl Drop for Live<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -729,6 +736,7 @@ impl Toolshed {
         params: &[Val],
         options: CallOptions,
     ) -> Result<ToolOutput, HostError> {
+        let _call = Live::new(&self.stats.calls);
         let limits = &plugin.policy.limits;
         let wait_until = options.wait_budget.map(|budget| shared.clock.now_ms().saturating_add(budget.as_millis() as u64));
         // A call runs once, or once more after each time it parks; between
@@ -745,7 +753,7 @@ impl Toolshed {
                 state.resume(carried);
             }
             // Declared before the store, so it is dropped after it.
-            let live = LiveInstance::new(&self.stats.live);
+            let live = Live::new(&self.stats.live);
             let mut store = Store::new(plugin.pre.engine(), state);
             sandbox::arm(&mut store);
 

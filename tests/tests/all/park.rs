@@ -35,6 +35,7 @@ async fn a_create_waiting_on_its_build_holds_no_instance() {
     tokio::time::sleep(Duration::from_secs(20)).await;
     assert!(!call.is_finished());
     assert_eq!(env.host.stats().live(), 0, "a parked call holds no instance");
+    assert_eq!(env.host.stats().calls(), 1, "the call is under way");
     let runs_so_far = env.host.stats().instances();
     assert!(runs_so_far >= 10, "one run per poll, every two seconds: {runs_so_far}");
 
@@ -42,6 +43,7 @@ async fn a_create_waiting_on_its_build_holds_no_instance() {
     let out = out.ok();
     assert_eq!(out["created"], true, "{out}");
     assert!(out["workspace_name"].as_str().unwrap().starts_with("alice/docker-"), "{out}");
+    assert_eq!(env.host.stats().calls(), 0);
     let runs = env.host.stats().instances();
     assert!((30..=32).contains(&runs), "a minute's build polled every two seconds: {runs} runs");
     let progress = env.backend.recorder().progress(&env.context().chat_id);

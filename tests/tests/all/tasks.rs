@@ -66,6 +66,7 @@ async fn cancelling_a_task_ends_its_call_and_marks_it_cancelled() {
     assert_eq!(cancelled.state, TaskState::Cancelled);
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(env.host.stats().live(), 0, "no instance is left");
+    assert_eq!(env.host.stats().calls(), 0, "no call is left");
     assert_eq!(tasks.running(), 0);
     // The call, parked between polls when it was cancelled, polls no more.
     let polls = env.backend.recorder().reads().len();

@@ -367,23 +367,23 @@ async fn http_clients_list_call_get_errors_progress_cancellation_and_list_change
     local.host.remove("registry-tools");
     tokio::time::timeout(Duration::from_secs(30), changed).await.expect("list_changed over the session");
 
-    // Cancellation ends the call's instance.
+    // Cancellation ends the call.
     let slow = local.push("slower", &crate::support::template("slower", "exec sleep 60", "true", "")).await;
     let request = rmcp::model::ClientRequest::CallToolRequest(rmcp::model::Request::new(call("create_workspace", json!({ "template_id": slow.template_id }), Some("cancel"))));
     let handle = session.send_cancellable_request(request, rmcp::service::PeerRequestOptions::no_options()).await.unwrap();
     let waiting = async {
-        while local.host.stats().live() == 0 {
+        while local.host.stats().calls() == 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
     tokio::time::timeout(Duration::from_secs(30), waiting).await.expect("the call started");
     handle.cancel(Some("changed my mind".into())).await.unwrap();
     let ended = async {
-        while local.host.stats().live() > 0 {
+        while local.host.stats().calls() > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(30), ended).await.expect("the cancelled call's instance ended");
+    tokio::time::timeout(Duration::from_secs(30), ended).await.expect("the cancelled call ended");
     local.backend.stop_all_agents().await;
 }
 
@@ -498,7 +498,7 @@ async fn a_call_without_progress_is_answered_as_json_and_one_with_progress_as_a_
 /// answer would have been JSON, and the call's instance ends with the
 /// connection instead of waiting out the build for nobody.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_hangs_up_mid_call_ends_the_calls_instance() {
+async fn a_client_that_hangs_up_mid_call_ends_the_call() {
     use tokio::io::AsyncWriteExt;
     let local = Local::new().await;
     let slow = local.push("slow", &crate::support::template("slow", "exec sleep 60", "true", "")).await;
@@ -515,17 +515,17 @@ async fn a_client_that_hangs_up_mid_call_ends_the_calls_instance() {
     let mut connection = tokio::net::TcpStream::connect(addr).await.unwrap();
     connection.write_all(request.as_bytes()).await.unwrap();
     let started = async {
-        while local.host.stats().live() == 0 {
+        while local.host.stats().calls() == 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
     tokio::time::timeout(Duration::from_secs(30), started).await.expect("the call started");
     drop(connection);
     let ended = async {
-        while local.host.stats().live() > 0 {
+        while local.host.stats().calls() > 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(30), ended).await.expect("the call's instance ended with its connection");
+    tokio::time::timeout(Duration::from_secs(30), ended).await.expect("the call ended with its connection");
     local.backend.stop_all_agents().await;
 }

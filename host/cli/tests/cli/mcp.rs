@@ -102,7 +102,7 @@ fn write_examples(dir: &std::path::Path) -> (std::path::PathBuf, (), ()) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cancelling_a_call_ends_its_instance() {
+async fn cancelling_a_call_ends_it() {
     use crate::support::{Local, template};
     let local = Local::new().await;
     // The build outlasts the test: only the cancellation can end the call in time.
@@ -122,19 +122,19 @@ async fn cancelling_a_call_ends_its_instance() {
 
     // Wait until the call is waiting on its build, then cancel it.
     let waiting = async {
-        while local.host.stats().live() == 0 || recorder.progress.lock().unwrap().is_empty() {
+        while local.host.stats().calls() == 0 || recorder.progress.lock().unwrap().is_empty() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
     tokio::time::timeout(Duration::from_secs(30), waiting).await.expect("the call started waiting");
-    assert_eq!(local.host.stats().live(), 1);
+    assert_eq!(local.host.stats().calls(), 1);
     handle.cancel(Some("the user changed their mind".into())).await.unwrap();
     let ended = async {
-        while local.host.stats().live() != 0 {
+        while local.host.stats().calls() != 0 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    tokio::time::timeout(Duration::from_secs(10), ended).await.expect("the instance ended after the cancellation");
+    tokio::time::timeout(Duration::from_secs(10), ended).await.expect("the call ended after the cancellation");
 }
 
 /// Over pipes, serve polls its standard input and output directly; a file
