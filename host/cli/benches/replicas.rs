@@ -25,7 +25,7 @@ use toolshed_local::scratch::ScratchDatabase;
 use toolshed_local::{LocalBackend, LocalConfig, local_context};
 use toolshed_runtime::locks::{ChatLocks, LockName, LockTable};
 use toolshed_runtime::tasks::{TaskSettings, Tasks};
-use toolshed_runtime::{CallContext, Toolshed};
+use toolshed_runtime::{CallContext, Stats, Toolshed};
 
 fn rss_kib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -111,7 +111,11 @@ async fn parked(database: &str, replicas: usize, n: usize) -> anyhow::Result<(f6
     }
     let rate = n as f64 / started.elapsed().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while all.iter().map(|(host, _)| host.stats().live()).sum::<u64>() < (n + replicas) as u64 {
+    // Every call under way, each first run done, and none running (they
+    // park between polls).
+    let sum = |count: fn(&Stats) -> u64| all.iter().map(|(host, _)| count(host.stats())).sum::<u64>();
+    let total = (n + replicas) as u64;
+    while !(sum(Stats::calls) == total && sum(Stats::instances) >= total && sum(Stats::live) == 0) {
         anyhow::ensure!(Instant::now() < deadline, "not every task reached its build wait");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

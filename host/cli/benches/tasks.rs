@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use toolshed_runtime::CallContext;
+use toolshed_runtime::{CallContext, Stats};
 use toolshed_runtime::tasks::{MemoryJournal, TaskJournal, TaskSettings, Tasks};
 
 fn rss_kib() -> f64 {
@@ -43,14 +43,16 @@ fn parked(n: usize, journal: Arc<dyn TaskJournal>, tokio: &tokio::runtime::Runti
             tasks.start(&context(i), "create_workspace", arguments.clone()).await.map_err(|e| anyhow::anyhow!("{}", e.to_json()))?;
         }
         let rate = n as f64 / started.elapsed().as_secs_f64();
-        // Let every task reach its build wait.
+        // Let every task reach its build wait: every call under way, each
+        // first run done, and none running (they park between polls).
         let deadline = Instant::now() + Duration::from_secs(120);
-        while host.stats().live() < n as u64 + 1 {
+        let waiting = |stats: &Stats| stats.calls() == n as u64 + 1 && stats.instances() >= n as u64 + 1 && stats.live() == 0;
+        while !waiting(host.stats()) {
             if tasks.running() != n + 1 {
                 let ended = tasks.list("owner", 10_000).await?.into_iter().find(|t| t.state.is_terminal());
                 anyhow::bail!("{} of {} tasks are running; one ended with {:?}", tasks.running(), n + 1, ended.and_then(|t| t.result));
             }
-            anyhow::ensure!(Instant::now() < deadline, "{} of {} tasks reached their build wait", host.stats().live(), n + 1);
+            anyhow::ensure!(Instant::now() < deadline, "{} of {} tasks are under way, {} runs so far", host.stats().calls(), n + 1, host.stats().instances());
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
