@@ -134,3 +134,14 @@ async fn the_deadline_covers_parked_time() {
     assert_eq!(err["code"], "LIMIT_DEADLINE", "{err}");
     assert_eq!(env.host.stats().live(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_host_call_budget_carries_from_run_to_run() {
+    let env = crate::support::env_with(&[("parking-budget", fixtures::PARKING)]);
+    // Three host calls a run (resumed, progress, park): the seventh run
+    // passes 20, though no single run comes near it.
+    let out = env.call("park_runs", json!({ "runs": 10, "ms": 1_000, "lock": false })).await;
+    let err = out.err();
+    assert_eq!(err["code"], "LIMIT_IMPORT_CALLS", "{err}");
+    assert_eq!(env.host.stats().instances(), 7);
+}
