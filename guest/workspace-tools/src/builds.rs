@@ -125,15 +125,11 @@ pub fn wait_for_build<C: Capabilities>(host: &C, build_id: &str) -> Result<(), B
     wait_for_build_from(host, build_id, host.now(), None)
 }
 
-/// What a wait that pauses between polls parks with, given when the wait
-/// started; the run that resumes from it calls [`wait_for_build_from`] with
-/// that start.
-pub type ResumeState<'a> = &'a dyn Fn(u64) -> Vec<u8>;
-
-/// [`wait_for_build`] for a wait that began at `started`. With `resume`,
-/// it pauses between polls instead of sleeping, so the host may end the run
-/// and hold nothing but that state while the build runs.
-pub fn wait_for_build_from<C: Capabilities>(host: &C, build_id: &str, started: u64, resume: Option<ResumeState<'_>>) -> Result<(), BuildFailure> {
+/// [`wait_for_build`] for a wait that began at `started`. With
+/// `park_state`, it pauses between polls instead of sleeping, so the host
+/// may end the run and hold nothing but that state while the build runs;
+/// the run that resumes from it calls this again with the same start.
+pub fn wait_for_build_from<C: Capabilities>(host: &C, build_id: &str, started: u64, park_state: Option<&[u8]>) -> Result<(), BuildFailure> {
     let deadline = started.saturating_add(WAIT_LIMIT_MS);
     loop {
         let build = host.build(build_id).map_err(|e| BuildFailure::Lookup(lookup_text("get build", e)))?;
@@ -161,8 +157,8 @@ pub fn wait_for_build_from<C: Capabilities>(host: &C, build_id: &str, started: u
         if out_of_budget(host, POLL_INTERVAL_MS) {
             return Err(BuildFailure::StillRunning { waited_ms: waited });
         }
-        match resume {
-            Some(state) => host.pause(POLL_INTERVAL_MS, &state(started)),
+        match park_state {
+            Some(state) => host.pause(POLL_INTERVAL_MS, state),
             None => host.sleep(POLL_INTERVAL_MS),
         }
     }

@@ -64,8 +64,7 @@ impl BuildWait {
     /// Waits for the build to end, parking between polls. A failure is
     /// `prefix: <why>`, with `again` as the call that waits on.
     pub fn wait<C: Capabilities>(&self, host: &C, prefix: &str, again: &str) -> Result<(), ToolError> {
-        let park = |started| BuildWait { started, ..self.clone() }.encode();
-        wait_for_build_from(host, &self.build_id, self.started, Some(&park)).map_err(|failure| failure.into_tool_error(prefix, &self.build_id, again))
+        wait_for_build_from(host, &self.build_id, self.started, Some(&self.encode())).map_err(|failure| failure.into_tool_error(prefix, &self.build_id, again))
     }
 }
 

@@ -171,16 +171,6 @@ impl CallLocks {
             lock.in_hand = false;
         }
     }
-
-    /// How many locks the call holds, carried ones included.
-    pub fn len(&self) -> usize {
-        self.held.len()
-    }
-
-    /// Whether the call holds no locks.
-    pub fn is_empty(&self) -> bool {
-        self.held.is_empty()
-    }
 }
 
 /// The in-process lock table: one async mutex per (plugin, chat, key).
