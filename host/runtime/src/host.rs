@@ -17,7 +17,7 @@ use crate::locks::ChatLocks;
 use crate::context::CallContext;
 use crate::error::{Category, HostError};
 use crate::plugin::{LoadError, Plugin, Tier, Tool};
-use crate::reflect::{json_size_estimate, val_to_json};
+use crate::reflect::{json_size_estimate, val_into_json, val_to_json};
 use crate::runtime::Runtime;
 use crate::progress::ProgressSink;
 use crate::sandbox::{self, Limit};
@@ -789,22 +789,23 @@ impl Toolshed {
         {
             return Err(Limit::ResultSize.error(&plugin.name, &tool.name, limits));
         }
-        let output = match results.first() {
+        // The results are not needed after this, so their strings move into the JSON.
+        let output = match results.into_iter().next() {
             Some(Val::Result(Ok(value))) => ToolOutput {
                 is_error: false,
                 value: match (value, &tool.ok) {
-                    (Some(v), Some(ty)) => val_to_json(v, ty),
+                    (Some(v), Some(ty)) => val_into_json(*v, ty),
                     _ => Value::Object(Default::default()),
                 },
             },
             Some(Val::Result(Err(value))) => ToolOutput {
                 is_error: true,
                 value: match (value, &tool.err) {
-                    (Some(v), Some(ty)) => val_to_json(v, ty),
+                    (Some(v), Some(ty)) => val_into_json(*v, ty),
                     _ => HostError::new(Category::InternalError, "TOOL_FAILED", format!("{} failed", tool.name)).to_json(),
                 },
             },
-            Some(other) => ToolOutput { is_error: false, value: tool.ok.as_ref().map_or(Value::Null, |ty| val_to_json(other, ty)) },
+            Some(other) => ToolOutput { is_error: false, value: tool.ok.as_ref().map_or(Value::Null, |ty| val_into_json(other, ty)) },
             None => ToolOutput { is_error: false, value: Value::Object(Default::default()) },
         };
         Ok(output)

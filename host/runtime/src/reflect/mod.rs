@@ -12,7 +12,7 @@ mod value;
 
 pub use docs::{Docs, Metadata};
 pub use schema::{UnsupportedType, nullable, schema_for};
-pub use value::{ArgumentError, describe, json_size_estimate, json_to_val, val_to_json};
+pub use value::{ArgumentError, describe, json_size_estimate, json_to_val, val_into_json, val_to_json};
 
 /// The JSON name of a WIT name: kebab-case becomes snake_case.
 pub fn json_name(wit_name: &str) -> String {

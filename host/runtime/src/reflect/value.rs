@@ -204,85 +204,103 @@ pub fn json_to_val(value: &Value, ty: &Type, path: &str) -> Result<Val, Argument
 
 /// Renders a component value of type `ty` as JSON: option fields of records
 /// are omitted when empty, names become snake_case, string-keyed tuple lists
-/// become objects.
+/// become objects. [`val_into_json`] does the same without copying strings.
 pub fn val_to_json(val: &Val, ty: &Type) -> Value {
+    val_into_json(val.clone(), ty)
+}
+
+/// [`val_to_json`] for a value the caller no longer needs: its strings, field
+/// names included, move into the JSON instead of being copied, which is most
+/// of the work for a result made of text.
+pub fn val_into_json(val: Val, ty: &Type) -> Value {
     match (val, ty) {
-        (Val::Bool(b), _) => Value::Bool(*b),
-        (Val::S8(n), _) => (*n).into(),
-        (Val::U8(n), _) => (*n).into(),
-        (Val::S16(n), _) => (*n).into(),
-        (Val::U16(n), _) => (*n).into(),
-        (Val::S32(n), _) => (*n).into(),
-        (Val::U32(n), _) => (*n).into(),
-        (Val::S64(n), _) => (*n).into(),
-        (Val::U64(n), _) => (*n).into(),
-        (Val::Float32(n), _) => serde_json::Number::from_f64(f64::from(*n)).map_or(Value::Null, Value::Number),
-        (Val::Float64(n), _) => serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number),
+        (Val::Bool(b), _) => Value::Bool(b),
+        (Val::S8(n), _) => n.into(),
+        (Val::U8(n), _) => n.into(),
+        (Val::S16(n), _) => n.into(),
+        (Val::U16(n), _) => n.into(),
+        (Val::S32(n), _) => n.into(),
+        (Val::U32(n), _) => n.into(),
+        (Val::S64(n), _) => n.into(),
+        (Val::U64(n), _) => n.into(),
+        (Val::Float32(n), _) => serde_json::Number::from_f64(f64::from(n)).map_or(Value::Null, Value::Number),
+        (Val::Float64(n), _) => serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number),
         (Val::Char(c), _) => Value::String(c.to_string()),
-        (Val::String(s), _) => Value::String(s.clone()),
+        (Val::String(s), _) => Value::String(s),
         (Val::List(items), Type::List(list)) => match map_value_type(ty) {
             Some(value_ty) => {
-                let mut object = Map::new();
+                let mut object = Map::with_capacity(items.len());
                 for item in items {
                     if let Val::Tuple(pair) = item
-                        && let [Val::String(key), value] = pair.as_slice() {
-                            object.insert(key.clone(), val_to_json(value, &value_ty));
-                        }
+                        && let Ok::<[Val; 2], _>([Val::String(key), value]) = pair.try_into()
+                    {
+                        object.insert(key, val_into_json(value, &value_ty));
+                    }
                 }
                 Value::Object(object)
             }
             None => {
                 let item_ty = list.ty();
-                Value::Array(items.iter().map(|v| val_to_json(v, &item_ty)).collect())
+                Value::Array(items.into_iter().map(|v| val_into_json(v, &item_ty)).collect())
             }
         },
         (Val::Record(fields), Type::Record(record)) => {
-            let mut object = Map::new();
-            for ((name, value), field) in fields.iter().zip(record.fields()) {
+            let mut object = Map::with_capacity(fields.len());
+            for ((name, value), field) in fields.into_iter().zip(record.fields()) {
                 match (value, &field.ty) {
                     (Val::Option(None), _) => {}
                     (Val::Option(Some(inner)), Type::Option(opt)) => {
-                        object.insert(json_name(name), val_to_json(inner, &opt.ty()));
+                        object.insert(into_json_name(name), val_into_json(*inner, &opt.ty()));
                     }
                     (value, ty) => {
-                        object.insert(json_name(name), val_to_json(value, ty));
+                        object.insert(into_json_name(name), val_into_json(value, ty));
                     }
                 }
             }
             Value::Object(object)
         }
         (Val::Tuple(items), Type::Tuple(tuple)) => {
-            Value::Array(items.iter().zip(tuple.types()).map(|(v, t)| val_to_json(v, &t)).collect())
+            Value::Array(items.into_iter().zip(tuple.types()).map(|(v, t)| val_into_json(v, &t)).collect())
         }
         (Val::Variant(name, payload), Type::Variant(variant)) => {
-            let mut object = Map::new();
-            object.insert("tag".into(), Value::String(json_name(name)));
+            let mut object = Map::with_capacity(2);
             let case_ty = variant.cases().find(|c| c.name == name).and_then(|c| c.ty);
+            object.insert("tag".into(), Value::String(into_json_name(name)));
             if let (Some(payload), Some(case_ty)) = (payload, case_ty) {
-                object.insert("value".into(), val_to_json(payload, &case_ty));
+                object.insert("value".into(), val_into_json(*payload, &case_ty));
             }
             Value::Object(object)
         }
-        (Val::Enum(name), _) => Value::String(json_name(name)),
-        (Val::Flags(names), _) => Value::Array(names.iter().map(|n| Value::String(json_name(n))).collect()),
+        (Val::Enum(name), _) => Value::String(into_json_name(name)),
+        (Val::Flags(names), _) => Value::Array(names.into_iter().map(|n| Value::String(into_json_name(n))).collect()),
         (Val::Option(None), _) => Value::Null,
-        (Val::Option(Some(inner)), Type::Option(opt)) => val_to_json(inner, &opt.ty()),
+        (Val::Option(Some(inner)), Type::Option(opt)) => val_into_json(*inner, &opt.ty()),
         (Val::Result(result), Type::Result(rt)) => {
             let (key, payload, side_ty) = match result {
                 Ok(v) => ("ok", v, rt.ok()),
                 Err(v) => ("err", v, rt.err()),
             };
             let inner = match (payload, side_ty) {
-                (Some(v), Some(t)) => val_to_json(v, &t),
+                (Some(v), Some(t)) => val_into_json(*v, &t),
                 _ => Value::Null,
             };
-            let mut object = Map::new();
+            let mut object = Map::with_capacity(1);
             object.insert(key.into(), inner);
             Value::Object(object)
         }
         // Values and types always agree for values the component produced.
         _ => Value::Null,
     }
+}
+
+/// [`json_name`] of a name already owned, rewritten in place: `-` and `_`
+/// are both one byte, so the text stays valid and keeps its allocation.
+fn into_json_name(name: String) -> String {
+    if !name.contains('-') {
+        return name;
+    }
+    let bytes = name.into_bytes().into_iter().map(|b| if b == b'-' { b'_' } else { b }).collect();
+    String::from_utf8(bytes).unwrap_or_default()
 }
 
 /// An upper estimate of the JSON size of `val` in bytes, without rendering
