@@ -24,11 +24,16 @@ mod ttl;
 mod component;
 
 /// Types generated from the WIT contract, shared by the logic and the adapter.
+///
+/// They derive serde's traits so the same logic can run natively as a JSON
+/// tool, the baseline the host's overhead is measured against; a wasm build
+/// never calls the derived code, so the linker drops it.
 pub mod wit {
     wit_bindgen::generate!({
         path: "../../wit/tools",
         world: "toolshed:tools/workspace-plugin@0.2.0",
         with: { "toolshed:tools/types@0.2.0": toolshed_guest::types },
+        additional_derives: [serde::Serialize, serde::Deserialize],
         generate_all,
     });
 }

@@ -1,5 +1,6 @@
 //! Criterion benchmarks of one call's cost: a fresh instance, and the three
-//! measured tools hosted against their native baseline.
+//! measured tools hosted against their native baseline (served as a native
+//! JSON tool) and their logic alone.
 //!
 //! `toolshed bench` runs the whole suite (cold start, concurrency, throughput,
 //! hot swap) and prints the table the README shows.
@@ -8,7 +9,7 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use toolshed::bench::native::NativeHost;
-use toolshed::bench::{arguments, hosted, native_tool, serve_runtime};
+use toolshed::bench::{arguments, hosted, native_logic, native_tool, serve_runtime};
 use toolshed_builtin as builtin;
 use toolshed_runtime::CallContext;
 
@@ -28,7 +29,8 @@ fn calls(c: &mut Criterion) {
         let arguments = arguments(tool);
         let mut group = c.benchmark_group(tool);
         group.bench_function("hosted", |b| b.to_async(&tokio).iter(|| host.call(&cx, tool, &arguments)));
-        group.bench_function("native", |b| b.iter(|| native_tool(&native, tool)));
+        group.bench_function("native", |b| b.iter(|| native_tool(&native, tool, &arguments)));
+        group.bench_function("native_logic", |b| b.iter(|| native_logic(&native, tool)));
         group.finish();
     }
 }

@@ -42,24 +42,43 @@ pub struct Report {
     pub instance_floor_us_median: f64,
     /// Instance cost / wasmtime's floor.
     pub ratio_instance_floor: f64,
+    /// Median time wasmtime itself takes to make a Store, instantiate
+    /// workspace-tools with every import a stub and drop it: the plugin's
+    /// shape (its core instances and lowered imports) without the host.
+    pub instance_shape_us_median: f64,
+    /// That shape / wasmtime's floor: the part of the instance cost the host
+    /// cannot remove.
+    pub ratio_instance_shape_floor: f64,
     /// Median hosted call time of list_templates over 100 templates.
     pub hosted_us_list_templates: f64,
-    /// Median native call time of the same.
+    /// Median native call time of the same, served as a native JSON tool (JSON
+    /// text in, JSON value out): the baseline.
     pub native_us_list_templates: f64,
     /// Hosted / native for list_templates over 100 templates.
     pub ratio_list_templates: f64,
+    /// Median native time of the list_templates logic alone, in its own types, with
+    /// no JSON on either side.
+    pub native_logic_us_list_templates: f64,
     /// Median hosted call time of read_template, in µs.
     pub hosted_us_read_template: f64,
-    /// Median native call time of the same, in µs: the baseline.
+    /// Median native call time of the same, served as a native JSON tool, in
+    /// µs: the baseline.
     pub native_us_read_template: f64,
     /// Hosted / native for read_template.
     pub ratio_read_template: f64,
+    /// Median native time of the read_template logic alone, in its own types, with
+    /// no JSON on either side.
+    pub native_logic_us_read_template: f64,
     /// Median hosted call time of create_workspace on an instant build, in µs.
     pub hosted_us_create_workspace: f64,
-    /// Median native call time of the same, in µs: the baseline.
+    /// Median native call time of the same, served as a native JSON tool, in
+    /// µs: the baseline.
     pub native_us_create_workspace: f64,
     /// Hosted / native for create_workspace on an instant build.
     pub ratio_create_workspace: f64,
+    /// Median native time of the create_workspace logic alone, in its own types, with
+    /// no JSON on either side.
+    pub native_logic_us_create_workspace: f64,
     /// Loading workspace-tools by compiling it.
     pub compile_ms: f64,
     /// Loading it from the compiled cache.
@@ -246,6 +265,33 @@ pub async fn instance_floor(runtime: &Runtime, samples: usize) -> anyhow::Result
     Ok(median(times))
 }
 
+/// Median time of wasmtime's own work to instantiate `plugin`'s component:
+/// a fresh Store holding nothing, an instance whose imports are all stubs
+/// (none is called), and dropping both, on `runtime`'s engine and pool. The
+/// difference from [`instance_cost`] is what the host adds per call.
+///
+/// # Errors
+///
+/// When the stub linker cannot cover the component's imports.
+pub async fn instance_shape(runtime: &Runtime, plugin: &Plugin, samples: usize) -> anyhow::Result<f64> {
+    use toolshed_runtime::wasmtime::Store;
+    use toolshed_runtime::wasmtime::component::Linker;
+    let engine = runtime.engine();
+    let mut linker = Linker::<()>::new(engine);
+    linker.define_unknown_imports_as_traps(plugin.component())?;
+    let pre = linker.instantiate_pre(plugin.component())?;
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let started = Instant::now();
+        let mut store = Store::new(engine, ());
+        store.set_epoch_deadline(1 << 20);
+        pre.instantiate_async(&mut store).await?;
+        drop(store);
+        times.push(started.elapsed().as_secs_f64() * 1e6);
+    }
+    Ok(median(times))
+}
+
 /// Median hosted time of `tool` with `arguments` (JSON text in, JSON out).
 pub async fn hosted_call(host: &Toolshed, tool: &str, arguments: &str, samples: usize) -> f64 {
     let cx = context(0);
@@ -270,8 +316,35 @@ pub fn native_call<T>(samples: usize, mut call: impl FnMut() -> T) -> f64 {
     median(times)
 }
 
-/// The native baseline of each measured tool.
-pub fn native_tool(native: &NativeHost, tool: &str) -> bool {
+/// The native baseline of each measured tool, served as a native JSON tool
+/// is served: the arguments parsed from JSON text into the tool's types, the
+/// same logic, and the result rendered as a JSON value, which is what the
+/// hosted path does around the guest.
+///
+/// # Panics
+///
+/// When the tool fails, which the benchmark's scenario never makes it do.
+pub fn native_tool(native: &NativeHost, tool: &str, arguments: &str) -> serde_json::Value {
+    fn serve<A: serde::de::DeserializeOwned, R: Serialize, E: std::fmt::Debug>(
+        tool: &str,
+        arguments: &str,
+        call: impl FnOnce(A) -> Result<R, E>,
+    ) -> serde_json::Value {
+        let args = serde_json::from_str(arguments).unwrap_or_else(|e| panic!("the arguments of {tool} do not parse: {e}"));
+        let result = call(args).unwrap_or_else(|e| panic!("{tool} failed in the benchmark: {e:?}"));
+        serde_json::to_value(result).unwrap_or_else(|e| panic!("the result of {tool} does not render: {e}"))
+    }
+    match tool {
+        "list_templates" => serve(tool, arguments, |args| workspace_tools::list_templates(native, args)),
+        "read_template" => serve(tool, arguments, |args| workspace_tools::read_template(native, args)),
+        "create_workspace" => serve(tool, arguments, |args| workspace_tools::create_workspace(native, args)),
+        other => panic!("no native baseline for {other}"),
+    }
+}
+
+/// The tool's logic alone, natively, on arguments already in its types and
+/// with the result left in them: no JSON on either side.
+pub fn native_logic(native: &NativeHost, tool: &str) -> bool {
     use workspace_tools::wit::exports::toolshed::tools::workspace_tools as api;
     match tool {
         "list_templates" => workspace_tools::list_templates(native, api::ListTemplatesArgs { query: None, page: None }).is_ok(),
@@ -566,6 +639,7 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
     let tokio = current_thread();
     let instance_floor_us_median = tokio.block_on(instance_floor(&runtime, samples))?;
     let instance_us_median = tokio.block_on(instance_cost(&runtime, &plugin, samples));
+    let instance_shape_us_median = tokio.block_on(instance_shape(&runtime, &plugin, samples))?;
 
     let host = hosted(&runtime, &plugin, 100, 0);
     let native = NativeHost::new(100);
@@ -575,10 +649,11 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
         let arguments = arguments(tool);
         // Warm both paths first.
         tokio.block_on(hosted_call(&host, tool, &arguments, 10));
-        native_call(10, || native_tool(&native, tool));
+        native_call(10, || native_tool(&native, tool, &arguments));
         let hosted = tokio.block_on(hosted_call(&host, tool, &arguments, samples));
-        let native = native_call(samples, || native_tool(&native, tool));
-        hosted_us.insert(tool, (hosted, native));
+        let logic = native_call(samples, || native_logic(&native, tool));
+        let native = native_call(samples, || native_tool(&native, tool, &arguments));
+        hosted_us.insert(tool, (hosted, native, logic));
         ratios.insert(tool, hosted / native);
     }
     // Each runtime's pool holds address-space mappings for its whole
@@ -604,15 +679,20 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
         instance_us_median,
         instance_floor_us_median,
         ratio_instance_floor: instance_us_median / instance_floor_us_median,
+        instance_shape_us_median,
+        ratio_instance_shape_floor: instance_shape_us_median / instance_floor_us_median,
         hosted_us_list_templates: hosted_us["list_templates"].0,
         native_us_list_templates: hosted_us["list_templates"].1,
         ratio_list_templates: ratios["list_templates"],
+        native_logic_us_list_templates: hosted_us["list_templates"].2,
         hosted_us_read_template: hosted_us["read_template"].0,
         native_us_read_template: hosted_us["read_template"].1,
         ratio_read_template: ratios["read_template"],
+        native_logic_us_read_template: hosted_us["read_template"].2,
         hosted_us_create_workspace: hosted_us["create_workspace"].0,
         native_us_create_workspace: hosted_us["create_workspace"].1,
         ratio_create_workspace: ratios["create_workspace"],
+        native_logic_us_create_workspace: hosted_us["create_workspace"].2,
         compile_ms,
         cache_load_ms,
         concurrency_small: small,
@@ -666,6 +746,16 @@ impl Report {
                 "<= 2x".into(),
             ),
             (
+                "  of which wasmtime's, stub imports",
+                format!(
+                    "{:.2}x floor ({:.1} us; the host adds {:.1} us)",
+                    self.ratio_instance_shape_floor,
+                    self.instance_shape_us_median,
+                    self.instance_us_median - self.instance_shape_us_median
+                ),
+                String::new(),
+            ),
+            (
                 "list_templates (100) hosted / native",
                 format!("{:.2}x ({:.1} / {:.1} us)", self.ratio_list_templates, self.hosted_us_list_templates, self.native_us_list_templates),
                 "<= 2x".into(),
@@ -679,6 +769,19 @@ impl Report {
                 "create_workspace hosted / native",
                 format!("{:.2}x ({:.1} / {:.1} us)", self.ratio_create_workspace, self.hosted_us_create_workspace, self.native_us_create_workspace),
                 "<= 8x".into(),
+            ),
+            (
+                "  against the logic alone, no JSON",
+                format!(
+                    "list {:.2}x, read {:.2}x, create {:.2}x ({:.1} / {:.1} / {:.1} us)",
+                    self.hosted_us_list_templates / self.native_logic_us_list_templates,
+                    self.hosted_us_read_template / self.native_logic_us_read_template,
+                    self.hosted_us_create_workspace / self.native_logic_us_create_workspace,
+                    self.native_logic_us_list_templates,
+                    self.native_logic_us_read_template,
+                    self.native_logic_us_create_workspace
+                ),
+                String::new(),
             ),
             ("load by compiling (Cranelift)", format!("{:.1} ms (cache miss; entry written)", self.compile_ms), String::new()),
             ("load by compiling (Winch)", format!("{:.1} ms ({:.2}x Cranelift)", self.baseline_compile_ms, self.baseline_compile_ms / self.compile_ms), String::new()),
@@ -767,7 +870,8 @@ impl Report {
         out.push_str(&format!(
             "\nSettings: every row runs on a runtime built as `serve` builds it (the built-in policy, the compiled cache, \
              the Winch first tier, {} calls at once). The in-process rows drive an in-memory backend whose builds take \
-             the wait above instead of the local backend. \
+             the wait above instead of the local backend. The native baseline runs the same tool logic served as a native \
+             JSON tool: arguments parsed from JSON text, the result rendered as a JSON value. \
              The swap rows under load have {} callers calling list_templates without pause on a runtime with an async thread per \
              core. The MCP rows run `toolshed serve` itself; the HTTP row with \
              --calls-per-caller {} so one caller may fill every connection.\n",

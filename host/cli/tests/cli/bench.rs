@@ -12,6 +12,8 @@ fn bench_json_prints_one_object_with_the_tracked_keys() {
         "instance_us_median",
         "instance_floor_us_median",
         "ratio_instance_floor",
+        "instance_shape_us_median",
+        "ratio_instance_shape_floor",
         "ratio_list_templates",
         "hosted_us_list_templates",
         "native_us_list_templates",

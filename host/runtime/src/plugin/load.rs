@@ -144,6 +144,12 @@ pub struct Plugin {
 }
 
 impl Plugin {
+    /// The compiled component, for measuring or inspecting it apart from the
+    /// host's imports.
+    pub fn component(&self) -> &wasmtime::component::Component {
+        self.pre.component()
+    }
+
     /// Checks `component`'s imports against `policy`, reflects its tools and
     /// links it.
     ///
