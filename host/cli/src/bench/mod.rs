@@ -248,21 +248,10 @@ fn minimal_component() -> Vec<u8> {
 ///
 /// When the engine refuses the minimal component.
 pub async fn instance_floor(runtime: &Runtime, samples: usize) -> anyhow::Result<f64> {
-    use toolshed_runtime::wasmtime::Store;
     use toolshed_runtime::wasmtime::component::{Component, Linker};
-    let engine = runtime.engine();
-    let component = Component::new(engine, minimal_component())?;
-    let pre = Linker::<()>::new(engine).instantiate_pre(&component)?;
-    let mut times = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        let started = Instant::now();
-        let mut store = Store::new(engine, ());
-        store.set_epoch_deadline(1 << 20);
-        pre.instantiate_async(&mut store).await?;
-        drop(store);
-        times.push(started.elapsed().as_secs_f64() * 1e6);
-    }
-    Ok(median(times))
+    let component = Component::new(runtime.engine(), minimal_component())?;
+    let pre = Linker::<()>::new(runtime.engine()).instantiate_pre(&component)?;
+    bare_instances(&pre, samples).await
 }
 
 /// Median time of wasmtime's own work to instantiate `plugin`'s component:
@@ -274,16 +263,19 @@ pub async fn instance_floor(runtime: &Runtime, samples: usize) -> anyhow::Result
 ///
 /// When the stub linker cannot cover the component's imports.
 pub async fn instance_shape(runtime: &Runtime, plugin: &Plugin, samples: usize) -> anyhow::Result<f64> {
-    use toolshed_runtime::wasmtime::Store;
-    use toolshed_runtime::wasmtime::component::Linker;
-    let engine = runtime.engine();
-    let mut linker = Linker::<()>::new(engine);
+    let mut linker = toolshed_runtime::wasmtime::component::Linker::<()>::new(runtime.engine());
     linker.define_unknown_imports_as_traps(plugin.component())?;
     let pre = linker.instantiate_pre(plugin.component())?;
+    bare_instances(&pre, samples).await
+}
+
+/// Median time of a Store holding nothing, an instance from `pre`, and
+/// dropping both.
+async fn bare_instances(pre: &toolshed_runtime::wasmtime::component::InstancePre<()>, samples: usize) -> anyhow::Result<f64> {
     let mut times = Vec::with_capacity(samples);
     for _ in 0..samples {
         let started = Instant::now();
-        let mut store = Store::new(engine, ());
+        let mut store = toolshed_runtime::wasmtime::Store::new(pre.engine(), ());
         store.set_epoch_deadline(1 << 20);
         pre.instantiate_async(&mut store).await?;
         drop(store);
