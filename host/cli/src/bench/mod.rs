@@ -636,7 +636,6 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
     let host = hosted(&runtime, &plugin, 100, 0);
     let native = NativeHost::new(100);
     let mut hosted_us = std::collections::HashMap::new();
-    let mut ratios = std::collections::HashMap::new();
     for tool in ["list_templates", "read_template", "create_workspace"] {
         let arguments = arguments(tool);
         // Warm both paths first.
@@ -646,7 +645,6 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
         let logic = native_call(samples, || native_logic(&native, tool));
         let native = native_call(samples, || native_tool(&native, tool, &arguments));
         hosted_us.insert(tool, (hosted, native, logic));
-        ratios.insert(tool, hosted / native);
     }
     // Each runtime's pool holds address-space mappings for its whole
     // capacity, and a process may have only so many (vm.max_map_count):
@@ -675,15 +673,15 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
         ratio_instance_shape_floor: instance_shape_us_median / instance_floor_us_median,
         hosted_us_list_templates: hosted_us["list_templates"].0,
         native_us_list_templates: hosted_us["list_templates"].1,
-        ratio_list_templates: ratios["list_templates"],
+        ratio_list_templates: hosted_us["list_templates"].0 / hosted_us["list_templates"].1,
         native_logic_us_list_templates: hosted_us["list_templates"].2,
         hosted_us_read_template: hosted_us["read_template"].0,
         native_us_read_template: hosted_us["read_template"].1,
-        ratio_read_template: ratios["read_template"],
+        ratio_read_template: hosted_us["read_template"].0 / hosted_us["read_template"].1,
         native_logic_us_read_template: hosted_us["read_template"].2,
         hosted_us_create_workspace: hosted_us["create_workspace"].0,
         native_us_create_workspace: hosted_us["create_workspace"].1,
-        ratio_create_workspace: ratios["create_workspace"],
+        ratio_create_workspace: hosted_us["create_workspace"].0 / hosted_us["create_workspace"].1,
         native_logic_us_create_workspace: hosted_us["create_workspace"].2,
         compile_ms,
         cache_load_ms,

@@ -293,14 +293,10 @@ pub fn val_into_json(val: Val, ty: &Type) -> Value {
     }
 }
 
-/// [`json_name`] of a name already owned, rewritten in place: `-` and `_`
-/// are both one byte, so the text stays valid and keeps its allocation.
+/// [`json_name`] of a name already owned, which is kept as it is when it
+/// has nothing to rewrite.
 fn into_json_name(name: String) -> String {
-    if !name.contains('-') {
-        return name;
-    }
-    let bytes = name.into_bytes().into_iter().map(|b| if b == b'-' { b'_' } else { b }).collect();
-    String::from_utf8(bytes).unwrap_or_default()
+    if name.contains('-') { json_name(&name) } else { name }
 }
 
 /// An upper estimate of the JSON size of `val` in bytes, without rendering
