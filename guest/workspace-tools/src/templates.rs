@@ -13,9 +13,12 @@ const PAGE_SIZE: usize = 10;
 const SUMMARY_DESCRIPTION_CHARS: usize = 200;
 const PARAMETER_DESCRIPTION_CHARS: usize = 300;
 
-/// `text` cut to at most `max` characters.
+/// `text` cut to at most `max` characters, copied in one piece.
 fn cut(text: &str, max: usize) -> String {
-    text.chars().take(max).collect()
+    match text.char_indices().nth(max) {
+        Some((end, _)) => text[..end].to_string(),
+        None => text.to_string(),
+    }
 }
 
 fn non_empty(text: &str) -> Option<String> {
@@ -32,6 +35,8 @@ pub fn list_templates<C: Capabilities>(host: &C, args: ListTemplatesArgs) -> Res
     let chat = host.chat().map_err(|e| query_failed("read chat", e))?;
     let allowlist = host.template_allowlist().map_err(|e| query_failed("read template allowlist", e))?;
     let query = args.query.unwrap_or_default().to_lowercase();
+    // An empty query matches every name, so no name is lowercased for it.
+    let matches = |name: &str| query.is_empty() || name.to_lowercase().contains(&query);
     let mut templates: Vec<Template> = host
         .templates()
         .map_err(|e| query_failed("list templates", e))?
@@ -39,9 +44,10 @@ pub fn list_templates<C: Capabilities>(host: &C, args: ListTemplatesArgs) -> Res
         .filter(|t| !t.deleted && !t.deprecated)
         .filter(|t| t.organization_id == chat.organization_id)
         .filter(|t| allowed(&allowlist, &t.id))
-        .filter(|t| t.name.to_lowercase().contains(&query))
+        .filter(|t| matches(&t.name))
         .collect();
-    templates.sort_by(|a, b| {
+    // The id breaks every tie, so an unstable sort gives the one order.
+    templates.sort_unstable_by(|a, b| {
         b.active_developers
             .cmp(&a.active_developers)
             .then_with(|| a.name.cmp(&b.name))
@@ -150,4 +156,19 @@ pub fn read_template<C: Capabilities>(host: &C, args: ReadTemplateArgs) -> Resul
         },
         parameters,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut;
+
+    #[test]
+    fn cut_counts_characters_not_bytes() {
+        assert_eq!(cut("héllo wörld", 2), "hé");
+        assert_eq!(cut("héllo", 5), "héllo");
+        assert_eq!(cut("héllo", 50), "héllo");
+        assert_eq!(cut("日本語のテキスト", 3), "日本語");
+        assert_eq!(cut("", 0), "");
+        assert_eq!(cut("abc", 0), "");
+    }
 }
