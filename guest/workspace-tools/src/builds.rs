@@ -50,7 +50,7 @@ impl BuildFailure {
 
     /// A tool error saying `prefix: <failure>`, carrying the build id;
     /// `again` is the exact call that waits on (for a build still running).
-    pub fn into_tool_error(self, prefix: &str, build_id: &str, again: &str) -> ToolError {
+    pub fn into_tool_error(self, prefix: &str, build_id: &str, again: Again<'_>) -> ToolError {
         if let BuildFailure::StillRunning { waited_ms } = self {
             return still_in_progress(&format!("the build {build_id} is still running after {}", duration(waited_ms)), build_id, again);
         }
@@ -72,9 +72,15 @@ impl BuildFailure {
     }
 }
 
+/// The exact call that continues a wait, as text. Only an answer that says
+/// to make the call again needs it, so it is written out only then: most
+/// calls never reach that answer.
+pub type Again<'a> = &'a dyn Fn() -> String;
+
 /// The answer for work still under way when the caller's wait budget runs
 /// out: recoverable, with the build and the exact call that waits on.
-pub fn still_in_progress(what: &str, build_id: &str, again: &str) -> ToolError {
+pub fn still_in_progress(what: &str, build_id: &str, again: Again<'_>) -> ToolError {
+    let again = again();
     let mut err = error(
         ErrorCategory::Timeout,
         "STILL_IN_PROGRESS",
@@ -82,7 +88,7 @@ pub fn still_in_progress(what: &str, build_id: &str, again: &str) -> ToolError {
     );
     err.build_id = Some(build_id.to_string());
     err.detail = Some(format!("this call answered before its caller stopped waiting; the build may take up to {}", duration(WAIT_LIMIT_MS)));
-    err.suggestions = Some(vec![again.to_string()]);
+    err.suggestions = Some(vec![again]);
     err
 }
 
@@ -128,8 +134,14 @@ pub fn wait_for_build<C: Capabilities>(host: &C, build_id: &str) -> Result<(), B
 /// [`wait_for_build`] for a wait that began at `started`. With
 /// `park_state`, it pauses between polls instead of sleeping, so the host
 /// may end the run and hold nothing but that state while the build runs;
-/// the run that resumes from it calls this again with the same start.
-pub fn wait_for_build_from<C: Capabilities>(host: &C, build_id: &str, started: u64, park_state: Option<&[u8]>) -> Result<(), BuildFailure> {
+/// the run that resumes from it calls this again with the same start. The
+/// state is encoded only when the call parks.
+pub fn wait_for_build_from<C: Capabilities>(
+    host: &C,
+    build_id: &str,
+    started: u64,
+    park_state: Option<&dyn Fn() -> Vec<u8>>,
+) -> Result<(), BuildFailure> {
     let deadline = started.saturating_add(WAIT_LIMIT_MS);
     loop {
         let build = host.build(build_id).map_err(|e| BuildFailure::Lookup(lookup_text("get build", e)))?;
@@ -158,7 +170,7 @@ pub fn wait_for_build_from<C: Capabilities>(host: &C, build_id: &str, started: u
             return Err(BuildFailure::StillRunning { waited_ms: waited });
         }
         match park_state {
-            Some(state) => host.pause(POLL_INTERVAL_MS, state),
+            Some(state) => host.pause(POLL_INTERVAL_MS, &state()),
             None => host.sleep(POLL_INTERVAL_MS),
         }
     }

@@ -80,7 +80,7 @@ pub struct AgentReport {
 impl AgentReport {
     /// The report, or, when the wait budget ran out, the answer that says
     /// the workspace is built and its agent still starting.
-    pub fn settled(self, build_id: &str, again: &str) -> Result<AgentReport, api::ToolError> {
+    pub fn settled(self, build_id: &str, again: crate::builds::Again<'_>) -> Result<AgentReport, api::ToolError> {
         if self.still_waiting {
             return Err(crate::builds::still_in_progress("the workspace is built and its agent is still starting", build_id, again));
         }

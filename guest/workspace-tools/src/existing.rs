@@ -1,7 +1,7 @@
 //! The existing-workspace check create_workspace makes first (SPEC 4.5).
 
 use crate::agents::{self, ConnectPhase, Connection};
-use crate::builds::wait_for_build;
+use crate::builds::{Again, wait_for_build};
 use crate::capabilities::Capabilities;
 use crate::wit::exports::toolshed::tools::workspace_tools::{
     CreateWorkspaceResult, ToolError, WorkspaceStatus,
@@ -41,7 +41,7 @@ fn already_exists(workspace: &Workspace, build_id: &str) -> CreateWorkspaceResul
 
 /// Decides whether the chat's bound workspace can be used as it is; `again`
 /// is the call that continues a wait the caller's budget cuts short.
-pub fn check<C: Capabilities>(host: &C, workspace_id: Option<&str>, again: &str) -> Existing {
+pub fn check<C: Capabilities>(host: &C, workspace_id: Option<&str>, again: Again<'_>) -> Existing {
     let Some(workspace_id) = workspace_id else { return Existing::Create };
     let Ok(workspace) = host.workspace(workspace_id) else { return Existing::Create };
     if workspace.deleted {

@@ -1,7 +1,7 @@
 //! `create_workspace`, `start_workspace` and `stop_workspace` (SPEC 4.3-4.7).
 
 use crate::agents::{self, ConnectPhase};
-use crate::builds::wait_for_build;
+use crate::builds::{Again, wait_for_build};
 use crate::parked::BuildWait;
 use crate::capabilities::Capabilities;
 use crate::errors::{api_error, api_error_text, error, query_failed, validations};
@@ -40,8 +40,14 @@ fn bind<C: Capabilities>(host: &C, workspace_id: Option<&str>, build_id: &str) {
 
 /// The calls that continue a wait cut short by the caller's wait budget:
 /// each tool is idempotent (SPEC 4.4, 4.5), so calling it again waits on.
-const START_AGAIN: &str = "start_workspace {}";
-const STOP_AGAIN: &str = "stop_workspace {}";
+fn start_again() -> String {
+    "start_workspace {}".into()
+}
+
+/// See [`start_again`].
+fn stop_again() -> String {
+    "stop_workspace {}".into()
+}
 
 /// The exact create_workspace call `args` make, as JSON.
 fn create_again(args: &CreateWorkspaceArgs) -> String {
@@ -56,7 +62,7 @@ fn create_again(args: &CreateWorkspaceArgs) -> String {
 }
 
 /// The end of a create: the build, then the agent.
-fn finish_create<C: Capabilities>(host: &C, wait: BuildWait, again: &str) -> Result<CreateWorkspaceResult, ToolError> {
+fn finish_create<C: Capabilities>(host: &C, wait: BuildWait, again: Again<'_>) -> Result<CreateWorkspaceResult, ToolError> {
     wait.wait(host, "workspace build failed", again)?;
     let mut result = CreateWorkspaceResult {
         created: true,
@@ -79,7 +85,7 @@ fn finish_create<C: Capabilities>(host: &C, wait: BuildWait, again: &str) -> Res
 /// later run takes the chat's lock back and goes on waiting.
 pub fn create_workspace<C: Capabilities>(host: &C, args: CreateWorkspaceArgs) -> Result<CreateWorkspaceResult, ToolError> {
     check_template_id(&args.template_id, ": call list_templates to find a template")?;
-    let again = create_again(&args);
+    let again = || create_again(&args);
     if let Some(wait) = BuildWait::resumed(host, "create_workspace")? {
         let _guard = host.lock(WORKSPACE_LOCK).map_err(lock_refused)?;
         return finish_create(host, wait, &again);
@@ -122,8 +128,8 @@ pub fn create_workspace<C: Capabilities>(host: &C, args: CreateWorkspaceArgs) ->
     }
 
     let ttl_ms = host.workspace_ttl().ok().and_then(|setting| ttl::ttl_ms(&setting));
-    let parameters = args.parameters.unwrap_or_default();
-    let user_name = args.name.filter(|n| !n.is_empty());
+    let parameters = args.parameters.clone().unwrap_or_default();
+    let user_name = args.name.clone().filter(|n| !n.is_empty());
     let (mut name, generated) = match &user_name {
         Some(n) if naming::is_valid(n) => (n.clone(), false),
         Some(n) => (naming::generate(n, host.random()), true),
@@ -248,14 +254,14 @@ pub fn manual_update_error(api: &ApiError, template_id: &str) -> ToolError {
 
 /// The end of a start that made a build: the build, then the agent.
 fn finish_start<C: Capabilities>(host: &C, wait: BuildWait) -> Result<StartWorkspaceResult, ToolError> {
-    wait.wait(host, "workspace start build failed", START_AGAIN)?;
+    wait.wait(host, "workspace start build failed", &start_again)?;
     let mut result = started(wait.workspace_name, Some(wait.build_id.clone()));
     if let Some(after) = wait.new_version {
         result.updated_to_active_version = Some(true);
         result.update_reason = Some("the template has a newer active version, and starts use it".into());
         result.message = Some(format!("The workspace was updated to the active template version ({after}) while starting."));
     }
-    agents::wait_until_ready(host, &wait.build_id, ConnectPhase::Full).settled(&wait.build_id, START_AGAIN)?.apply_to_start(&mut result);
+    agents::wait_until_ready(host, &wait.build_id, ConnectPhase::Full).settled(&wait.build_id, &start_again)?.apply_to_start(&mut result);
     host.chat_updated();
     Ok(result)
 }
@@ -277,18 +283,18 @@ pub fn start_workspace<C: Capabilities>(host: &C, args: StartWorkspaceArgs) -> R
                 bind(host, None, &build.id);
                 host.chat_updated();
                 if let Err(failure) = wait_for_build(host, &build.id) {
-                    return Err(failure.into_tool_error("waiting for in-progress build", &build.id, START_AGAIN));
+                    return Err(failure.into_tool_error("waiting for in-progress build", &build.id, &start_again));
                 }
                 if build.transition == Transition::Start {
                     let mut result = started(full_name(&workspace), Some(build.id.clone()));
-                    agents::wait_until_ready(host, &build.id, ConnectPhase::Full).settled(&build.id, START_AGAIN)?.apply_to_start(&mut result);
+                    agents::wait_until_ready(host, &build.id, ConnectPhase::Full).settled(&build.id, &start_again)?.apply_to_start(&mut result);
                     host.chat_updated();
                     return Ok(result);
                 }
             }
             JobStatus::Succeeded if build.transition == Transition::Start => {
                 let mut result = started(full_name(&workspace), None);
-                agents::wait_until_ready(host, &build.id, ConnectPhase::Full).settled(&build.id, START_AGAIN)?.apply_to_start(&mut result);
+                agents::wait_until_ready(host, &build.id, ConnectPhase::Full).settled(&build.id, &start_again)?.apply_to_start(&mut result);
                 return Ok(result);
             }
             _ => {}
@@ -340,7 +346,7 @@ pub fn start_workspace<C: Capabilities>(host: &C, args: StartWorkspaceArgs) -> R
 
 /// The end of a stop that made a build: the build.
 fn finish_stop<C: Capabilities>(host: &C, wait: BuildWait) -> Result<StopWorkspaceResult, ToolError> {
-    wait.wait(host, "workspace stop build failed", STOP_AGAIN)?;
+    wait.wait(host, "workspace stop build failed", &stop_again)?;
     host.chat_updated();
     Ok(StopWorkspaceResult { stopped: true, workspace_name: wait.workspace_name, no_build: None, build_id: Some(wait.build_id) })
 }
@@ -365,7 +371,7 @@ pub fn stop_workspace<C: Capabilities>(host: &C) -> Result<StopWorkspaceResult, 
         match status {
             JobStatus::Pending | JobStatus::Running => {
                 if let Err(failure) = wait_for_build(host, &build.id) {
-                    return Err(failure.into_tool_error("waiting for in-progress build", &build.id, STOP_AGAIN));
+                    return Err(failure.into_tool_error("waiting for in-progress build", &build.id, &stop_again));
                 }
                 if build.transition == Transition::Stop {
                     return Ok(stopped(Some(build.id)));

@@ -5,7 +5,7 @@
 //! encoded, and the tool's next run reads it back and polls again on the
 //! same schedule. The chat's lock stays with the call while it is parked.
 
-use crate::builds::wait_for_build_from;
+use crate::builds::{Again, wait_for_build_from};
 use crate::capabilities::Capabilities;
 use crate::errors::error;
 use crate::wit::exports::toolshed::tools::workspace_tools::ToolError;
@@ -63,8 +63,8 @@ impl BuildWait {
 
     /// Waits for the build to end, parking between polls. A failure is
     /// `prefix: <why>`, with `again` as the call that waits on.
-    pub fn wait<C: Capabilities>(&self, host: &C, prefix: &str, again: &str) -> Result<(), ToolError> {
-        wait_for_build_from(host, &self.build_id, self.started, Some(&self.encode())).map_err(|failure| failure.into_tool_error(prefix, &self.build_id, again))
+    pub fn wait<C: Capabilities>(&self, host: &C, prefix: &str, again: Again<'_>) -> Result<(), ToolError> {
+        wait_for_build_from(host, &self.build_id, self.started, Some(&|| self.encode())).map_err(|failure| failure.into_tool_error(prefix, &self.build_id, again))
     }
 }
 
