@@ -141,3 +141,19 @@ async fn optional_keys_are_omitted_and_descriptions_cut() {
         assert!(plain_out.get(key).is_none(), "{key} must be omitted: {plain_out}");
     }
 }
+
+/// A backend is not trusted to keep its text short or single-byte: a
+/// description of a million two-, three- and four-byte characters comes
+/// back cut to 200 characters, on a character boundary, and the call
+/// succeeds.
+#[tokio::test(start_paused = true)]
+async fn a_huge_multibyte_description_is_cut_by_characters() {
+    let env = crate::support::env();
+    let template = env.backend.add_template("wide", ids::ORG, 1);
+    let description = "é日🦀".repeat(333_334);
+    env.backend.edit_template(&template.id, |t| t.description = description.clone());
+    let out = env.call("list_templates", json!({})).await;
+    let cut = out.ok()["templates"][0]["description"].as_str().unwrap().to_string();
+    assert_eq!(cut.chars().count(), 200);
+    assert_eq!(cut, description.chars().take(200).collect::<String>());
+}
