@@ -116,7 +116,24 @@ impl TestEnv {
     /// `budget` (`None`: as long as the call takes); its progress is recorded.
     pub async fn call_waiting(&self, cx: &CallContext, tool: &str, arguments: Value, budget: Option<std::time::Duration>) -> ToolOutput {
         let options = CallOptions { progress: Some(self.backend.recorder().progress_sink(cx)), wait_budget: budget };
-        self.host.call_with(cx, tool, Arguments::Json(&arguments), options).await
+        let output = self.host.call_with(cx, tool, Arguments::Json(&arguments), options).await;
+        assert_answer_fits_schema(&self.host, tool, &output);
+        output
+    }
+}
+
+/// Panics unless `output` is what the output schema of `tool` admits: the
+/// schema a client checks structured content against. Every call a suite
+/// makes through [`TestEnv`] is held to it.
+///
+/// # Panics
+///
+/// When the answer does not fit, or the schema does not compile.
+pub fn assert_answer_fits_schema(host: &Toolshed, tool: &str, output: &ToolOutput) {
+    let Some(served) = host.tools().into_iter().find(|t| t.name == tool) else { return };
+    let validator = jsonschema::validator_for(&served.output_schema).unwrap_or_else(|e| panic!("{tool}: the output schema does not compile: {e}"));
+    if let Err(e) = validator.validate(&output.value) {
+        panic!("{tool} answered outside its output schema ({e}): {}", output.value);
     }
 }
 

@@ -37,7 +37,7 @@ pub mod ids;
 mod record;
 mod script;
 
-pub use env::{EPOCH_MS, OutputExt, TestEnv, plugin_on, runtime_under};
+pub use env::{EPOCH_MS, OutputExt, TestEnv, assert_answer_fits_schema, plugin_on, runtime_under};
 pub use fake::{FakeBackend, INACTIVE_DISCONNECT_MS, default_context};
 pub use record::{Attempt, Call, Read, ReadKind, Recorder};
 pub use script::{AgentSpec, BuildPlan, ConnectScript, Heartbeat, JobScript, TaskScript};

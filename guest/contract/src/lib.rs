@@ -40,6 +40,23 @@ pub const LIFECYCLE_STATE: [&str; 9] =
 /// The wire names of `toolshed:infra/types.transition`, in case order.
 pub const TRANSITION: [&str; 3] = ["start", "stop", "delete"];
 
+/// The wire names of `toolshed:tools/types.error-category`, in case order:
+/// the categories of the contract's error object (SPEC §0).
+pub const ERROR_CATEGORY: [&str; 12] = [
+    "file_not_found",
+    "permission_denied",
+    "path_outside_boundary",
+    "validation_failed",
+    "serialization_error",
+    "external_command_failed",
+    "command_rejected",
+    "timeout",
+    "network_error",
+    "resource_unavailable",
+    "internal_error",
+    "user_cancelled",
+];
+
 /// The name at `index` of `table`, or `"unknown"` past its end.
 pub fn name<const N: usize>(table: &[&'static str; N], index: usize) -> &'static str {
     table.get(index).copied().unwrap_or("unknown")

@@ -17,7 +17,7 @@ use crate::locks::ChatLocks;
 use crate::context::CallContext;
 use crate::error::{Category, HostError};
 use crate::plugin::{LoadError, Plugin, Tier, Tool};
-use crate::reflect::{json_size_estimate, val_into_json, val_to_json};
+use crate::reflect::{answer, json_size_estimate, val_into_json, val_to_json};
 use crate::runtime::Runtime;
 use crate::progress::ProgressSink;
 use crate::sandbox::{self, Limit};
@@ -790,22 +790,24 @@ impl Toolshed {
             return Err(Limit::ResultSize.error(&plugin.name, &tool.name, limits));
         }
         // The results are not needed after this, so their strings move into the JSON.
+        // Every answer is held to the tool's output schema here, whatever
+        // the plugin returned: clients check structured content against it.
         let output = match results.into_iter().next() {
             Some(Val::Result(Ok(value))) => ToolOutput {
                 is_error: false,
                 value: match (value, &tool.ok) {
-                    (Some(v), Some(ty)) => val_into_json(*v, ty),
+                    (Some(v), Some(ty)) => answer::conform_result(val_into_json(*v, ty)),
                     _ => Value::Object(Default::default()),
                 },
             },
             Some(Val::Result(Err(value))) => ToolOutput {
                 is_error: true,
                 value: match (value, &tool.err) {
-                    (Some(v), Some(ty)) => val_into_json(*v, ty),
+                    (Some(v), Some(ty)) => answer::conform_error(val_into_json(*v, ty), &plugin.name, &tool.name),
                     _ => HostError::new(Category::InternalError, "TOOL_FAILED", format!("{} failed", tool.name)).to_json(),
                 },
             },
-            Some(other) => ToolOutput { is_error: false, value: tool.ok.as_ref().map_or(Value::Null, |ty| val_into_json(other, ty)) },
+            Some(other) => ToolOutput { is_error: false, value: answer::conform_result(tool.ok.as_ref().map_or(Value::Null, |ty| val_into_json(other, ty))) },
             None => ToolOutput { is_error: false, value: Value::Object(Default::default()) },
         };
         Ok(output)

@@ -261,6 +261,30 @@ async fn a_trap_reaches_the_model_as_one_line_without_a_backtrace() {
     assert_eq!(env.call("ping", json!({})).await.ok()["text"], "pong");
 }
 
+// Error objects
+
+/// SPEC §0: whatever a plugin puts in its error object, what reaches the
+/// client fits the tool's output schema; a code outside the contract's form
+/// is wrapped, with the plugin's answer kept beside it, and a huge one is
+/// cut by the result limit. (`TestEnv::call` also checks every answer
+/// against the schema.)
+#[tokio::test(start_paused = true)]
+async fn an_error_object_outside_the_contract_is_wrapped_before_a_client_sees_it() {
+    let env = hostile_env();
+    for code in ["not upper", "", "LOOKS_FINE\n{\"forged\":true}", "É"] {
+        let out = env.call("forged_error", json!({ "code": code, "bytes": 10 })).await;
+        assert_eq!(out.err()["code"], "MALFORMED_TOOL_ERROR", "{code:?}: {}", out.value);
+        assert_eq!(out.err()["plugin_error"]["code"], code, "the plugin's answer is kept");
+        assert_eq!(out.err()["plugin"], "hostile");
+        assert!(out.message().contains("forged_error"), "{}", out.value);
+    }
+    let fine = env.call("forged_error", json!({ "code": "MY_CODE_2", "bytes": 10 })).await;
+    assert_eq!(fine.err()["code"], "MY_CODE_2", "a well-formed error passes as it is");
+    assert!(fine.err().get("plugin_error").is_none());
+    let huge = env.call("forged_error", json!({ "code": "BIG", "bytes": 4 << 20 })).await;
+    assert_eq!(huge.err()["code"], "LIMIT_RESULT_SIZE", "{}", toolshed_runtime::text::clip(&huge.value.to_string(), 300));
+}
+
 // Chat bindings
 
 #[tokio::test(start_paused = true)]

@@ -77,8 +77,28 @@ fn integers_carry_their_bounds_and_maps_are_objects() {
     assert_eq!(parameters["type"], json!(["object", "null"]));
     assert_eq!(parameters["additionalProperties"]["type"], "string");
     assert_eq!(create.input_schema["required"], json!(["template_id"]));
-    let status = &create.output_schema["properties"]["status"];
+    let status = &create.output_schema["anyOf"][0]["properties"]["status"];
     assert_eq!(status["enum"], json!(["already_exists", "stopped", null]));
+}
+
+/// SPEC §0: a client that checks structured content against the output
+/// schema, even for error results (the TypeScript SDK does), accepts both
+/// the tool's results and its error objects: the schema admits either, and
+/// nothing else.
+#[test]
+fn every_output_schema_admits_the_result_and_the_error_object_and_nothing_else() {
+    let error = json!({ "error": "template_id is required", "category": "validation_failed", "code": "TEMPLATE_ID_REQUIRED", "recoverable": true,
+        "suggestions": ["Call list_templates."], "template_id": "t" });
+    for tool in tools() {
+        let validator = jsonschema::validator_for(&tool.output_schema).unwrap();
+        assert!(validator.is_valid(&error), "{}: the error object is refused", tool.name);
+        for wrong in [json!({}), json!({ "error": "x" }), json!({ "error": "x", "category": "nope", "code": "A", "recoverable": true }), json!("text")] {
+            assert!(!validator.is_valid(&wrong), "{}: admits {wrong}", tool.name);
+        }
+    }
+    let list = tools().into_iter().find(|t| t.name == "list_templates").unwrap();
+    let page = json!({ "templates": [], "count": 0, "page": 1, "total_pages": 1, "total_count": 0 });
+    assert!(jsonschema::validator_for(&list.output_schema).unwrap().is_valid(&page));
 }
 
 fn arbitrary_json() -> impl Strategy<Value = Value> {

@@ -179,7 +179,8 @@ async fn a_plugin_the_first_tier_cannot_compile_loads_from_optimized_code() {
     let env = TestEnv::on(runtime, &[]);
     let plugin = env.host.install("tail", bytes).await.unwrap();
     assert_eq!(plugin.tier, Tier::Optimized);
-    assert_eq!(env.call("answer", json!({})).await.ok(), &json!(42));
+    // A result that is not an object is served under `result` (docs/mcp.md).
+    assert_eq!(env.call("answer", json!({})).await.ok(), &json!({ "result": 42 }));
     assert!(env.host.optimizations_settled(Duration::ZERO).await, "an optimized version needs no background compile");
 }
 

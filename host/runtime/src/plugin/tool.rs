@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 use wasmtime::component::{ComponentExportIndex, Type, Val};
 
-use crate::reflect::{ArgumentError, describe, Docs, UnsupportedType, json_name, json_to_val, nullable, schema_for};
+use crate::reflect::{answer, ArgumentError, describe, Docs, UnsupportedType, json_name, json_to_val, nullable, schema_for};
 
 /// How a tool's JSON arguments map onto the function's parameters.
 #[derive(Clone)]
@@ -30,7 +30,8 @@ pub struct Tool {
     pub description: String,
     /// JSON Schema of the arguments object.
     pub input_schema: Value,
-    /// JSON Schema of a successful result.
+    /// JSON Schema of what the tool answers: its result, or the contract's
+    /// error object (see [`answer`]).
     pub output_schema: Value,
     pub(crate) export: ComponentExportIndex,
     pub(crate) arguments: ArgumentShape,
@@ -76,7 +77,7 @@ impl Tool {
             Some(other) => (Some(other), None),
             None => (None, None),
         };
-        let output_schema = match &ok {
+        let result_schema = match &ok {
             Some(ty) => schema_for(ty, docs, &format!("{func_name}/ok"))?,
             None => json!({ "type": "object", "properties": {}, "additionalProperties": false }),
         };
@@ -88,7 +89,7 @@ impl Tool {
             plugin: plugin.to_string(),
             description: docs.get(func_name).unwrap_or("").trim().to_string(),
             input_schema,
-            output_schema,
+            output_schema: answer::output_schema(result_schema),
             export,
             arguments,
             ok,

@@ -6,6 +6,7 @@
 //! `{"tag": ..., "value": ...}`, `list<tuple<string, T>>` is an object map,
 //! and integers carry their bounds.
 
+pub mod answer;
 mod docs;
 mod schema;
 mod value;
