@@ -11,6 +11,11 @@ pub fn all() -> [(&'static str, &'static [u8]); 2] {
     [("workspace-tools", WORKSPACE_TOOLS), ("registry-tools", REGISTRY_TOOLS)]
 }
 
+/// What `serve` tells an MCP client about the built-in tools when it
+/// initializes.
+pub const INSTRUCTIONS: &str = "Tools to find templates and create, start and stop this chat's development workspace. \
+Errors say what to do next: follow their suggestions, and when one is STILL_IN_PROGRESS, make the call it names to keep waiting.";
+
 /// The policy text for the built-in plugins.
 pub const POLICY_TOML: &str = include_str!("../policy.toml");
 

@@ -104,6 +104,12 @@ pub fn router(host: Arc<Toolshed>, settings: Arc<ServerSettings>, local: SocketA
         .enforce_origin_validation()
         .with_max_request_body_bytes(config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES))
         .with_sse_keep_alive(Some(Duration::from_secs(15)))
+        // The transport's own priming events (before an initialize answer,
+        // and on a session's standalone stream) all carry the id "0", which
+        // the session's first standalone event has too: event ids must be
+        // unique across a session's streams, so the transport sends none.
+        // The session still primes each request's stream, with ids of its own.
+        .with_sse_retry(None)
         // A call that reports no progress is answered as plain JSON: no
         // event-stream framing to write or parse. One that reports progress
         // still streams.

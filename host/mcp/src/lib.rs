@@ -22,14 +22,15 @@ pub mod identity;
 pub mod stdio;
 pub mod tls;
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock, CreateTaskResult, DetailedTask, GetTaskParams,
-    GetTaskResult, InitializeResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, Task as McpTask,
-    TaskPayload, TaskStatus as McpTaskStatus, Tool as McpTool,
+    GetTaskResult, Implementation, InitializeResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, Task as McpTask,
+    ProtocolVersion, TaskPayload, TaskStatus as McpTaskStatus, Tool as McpTool,
 };
 use rmcp::service::{NotificationContext, RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler, ServiceExt};
@@ -40,6 +41,11 @@ use toolshed_runtime::tasks::{TaskRecord, TaskState, Tasks};
 use toolshed_runtime::{Arguments, CallOptions, Tool, ToolOutput, Toolshed};
 
 pub use identity::Principal;
+
+/// The protocol revisions served: every revision rmcp knows but 2025-03-26
+/// (see [`McpServer::supported_protocol_versions`]).
+pub const SUPPORTED_PROTOCOL_VERSIONS: &[ProtocolVersion] =
+    &[ProtocolVersion::V_2024_11_05, ProtocolVersion::V_2025_06_18, ProtocolVersion::V_2025_11_25, ProtocolVersion::V_2026_07_28];
 
 /// How long `tools/list` waits for plugin installs under way.
 pub const LIST_GRACE: Duration = Duration::from_secs(2);
@@ -60,6 +66,13 @@ pub const DEFAULT_CALLS_PER_PRINCIPAL: usize = 32;
 
 /// What every session of a server shares.
 pub struct ServerSettings {
+    /// How the server names itself in `serverInfo`.
+    pub name: String,
+    /// The version it gives there.
+    pub version: String,
+    /// What the server tells a client about its tools when it initializes;
+    /// the embedder writes it, since only it knows which plugins it serves.
+    pub instructions: Option<String>,
     /// Who calls when the transport establishes no one: the local user over
     /// stdio, or over HTTP on loopback without authentication.
     pub principal: Principal,
@@ -112,6 +125,9 @@ impl ServerSettings {
     /// Settings for calls by `principal`, chats checked by `chats`.
     pub fn new(principal: Principal, chats: Option<Arc<dyn ChatDirectory>>) -> Self {
         Self {
+            name: "toolshed".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            instructions: None,
             principal,
             chats,
             calls_per_principal: DEFAULT_CALLS_PER_PRINCIPAL,
@@ -235,8 +251,19 @@ impl ServerHandler for McpServer {
     fn get_info(&self) -> InitializeResult {
         let capabilities = ServerCapabilities::builder().enable_tools().enable_tool_list_changed();
         let capabilities = if self.settings.tasks.is_some() { capabilities.enable_tasks().build() } else { capabilities.build() };
-        InitializeResult::new(capabilities)
-            .with_instructions("Tools to find templates and create, start and stop this chat's development workspace.")
+        let info = InitializeResult::new(capabilities).with_server_info(Implementation::new(&self.settings.name, &self.settings.version));
+        match &self.settings.instructions {
+            Some(instructions) => info.with_instructions(instructions.clone()),
+            None => info,
+        }
+    }
+
+    /// The revisions whose every MUST this server meets. 2025-03-26 is left
+    /// out: it requires receiving JSON-RPC batches, which no other revision
+    /// has and this server does not take. A client asking for it is offered
+    /// the newest revision instead, as version negotiation provides.
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(SUPPORTED_PROTOCOL_VERSIONS)
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
@@ -282,6 +309,12 @@ impl ServerHandler for McpServer {
             .field("limit", self.settings.calls_per_principal);
             return Ok(respond(ToolOutput { is_error: true, value: busy.to_json() }));
         };
+        // A tool of a plugin still installing is waited for, not refused; a
+        // tool that will not come is a protocol error, as the spec answers it.
+        if !self.host.wait_for_tool(&request.name).await {
+            audit(&principal.owner_id, &chat, &request.name, "refused", started);
+            return Err(unknown_tool(&self.host, &request.name));
+        }
         let cx = principal.context(&chat);
         let arguments = Value::Object(request.arguments.unwrap_or_default());
 
@@ -289,7 +322,6 @@ impl ServerHandler for McpServer {
         // than a moment; the call then has no wait budget.
         let takes_tasks = context.client_capabilities().is_some_and(|c| c.supports_tasks());
         if let (Some(tasks), true) = (&self.settings.tasks, takes_tasks) {
-            self.host.wait_for_tool(&request.name).await;
             let task = match tasks.start(&cx, &request.name, arguments).await {
                 Ok(task) => task,
                 Err(refused) => {
@@ -331,11 +363,7 @@ impl ServerHandler for McpServer {
         };
 
         let options = CallOptions { progress: sink, wait_budget: self.settings.wait_budget };
-        let call = async {
-            // A tool of a plugin still installing is waited for, not refused.
-            self.host.wait_for_tool(&request.name).await;
-            self.host.call_with(&cx, &request.name, Arguments::Json(&arguments), options).await
-        };
+        let call = self.host.call_with(&cx, &request.name, Arguments::Json(&arguments), options);
         let outcome = tokio::select! {
             out = call => Some(out),
             // Dropping the call drops its store: the instance ends here.
@@ -373,6 +401,15 @@ impl McpServer {
         let (principal, _) = self.caller(context).await.map_err(|refusal| McpError::invalid_request(refusal.message.to_string(), None))?;
         Ok((tasks, principal))
     }
+}
+
+/// The protocol error for a tool no plugin serves, naming those that are.
+fn unknown_tool(host: &Toolshed, name: &str) -> McpError {
+    let served: Vec<String> = host.tools().iter().map(|t| t.name.clone()).collect();
+    McpError::invalid_params(
+        format!("Unknown tool: {}. Tools served: {}.", toolshed_runtime::text::clip(name, 100), served.join(", ")),
+        Some(serde_json::json!({ "tool": toolshed_runtime::text::clip(name, 100), "tools": served })),
+    )
 }
 
 /// The error for a task id the caller does not own: the same as for one

@@ -198,6 +198,10 @@ pub struct ServeArgs {
     /// How many calls one caller may have running at once.
     #[arg(long, default_value_t = toolshed_mcp::DEFAULT_CALLS_PER_PRINCIPAL)]
     pub calls_per_caller: usize,
+    /// What the server tells a client about its tools when it initializes
+    /// (default: a summary of the built-in tools, or nothing with --plugins).
+    #[arg(long)]
+    pub instructions: Option<String>,
     /// How many seconds a client without tasks waits for a call: tools that
     /// wait longer answer in time with the call that continues (0: no
     /// limit). Clients that declare the tasks extension get a task instead.
@@ -464,7 +468,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve(args) => {
             let mut app = App::open_server(&cli.global, &args).await?;
             app.report_refusals_later();
-            serve(&app, args).await?;
+            serve(&app, args, cli.global.plugins.is_none()).await?;
         }
         Command::Demo => {
             let transcript = demo::run(cli.global.data_dir.clone(), &mut std::io::stdout()).await?;
@@ -569,7 +573,7 @@ fn toml_entry(hash: &str, owner_id: &str, owner_name: &str, organization_id: &st
 }
 
 /// Serves MCP over stdio or HTTP as `args` say.
-async fn serve(app: &App, args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(app: &App, args: ServeArgs, builtin_plugins: bool) -> anyhow::Result<()> {
     // Over Coder, calls act for the token's user unless told otherwise.
     let coder = app.coder_user.as_ref();
     let principal = toolshed_mcp::Principal {
@@ -585,6 +589,7 @@ async fn serve(app: &App, args: ServeArgs) -> anyhow::Result<()> {
     let default_organization = principal.organization_id.clone();
     let mut settings = toolshed_mcp::ServerSettings::new(principal, Some(app.backend.clone()));
     settings.calls_per_principal = args.calls_per_caller.max(1);
+    settings.instructions = args.instructions.clone().or_else(|| builtin_plugins.then(|| toolshed_builtin::INSTRUCTIONS.to_string()));
     // Calls made as tasks run here, and so do tasks whose process stopped.
     let runner = tasks::runner(app);
     let _keeper = runner.keep();

@@ -529,3 +529,102 @@ async fn a_client_that_hangs_up_mid_call_ends_the_call() {
     tokio::time::timeout(Duration::from_secs(30), ended).await.expect("the call ended with its connection");
     local.backend.stop_all_agents().await;
 }
+
+/// The event stream of one request in a session, as (event ids, messages).
+async fn session_stream(addr: SocketAddr, session: &str, body: Value) -> (Vec<String>, Vec<Value>) {
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    let ids = text.lines().filter_map(|l| l.strip_prefix("id:")).map(|id| id.trim().to_string()).collect();
+    let messages = text.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim).filter(|l| !l.is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect();
+    (ids, messages)
+}
+
+/// The spec asks for SSE event ids unique across all the streams of a
+/// session, since a client resumes with the last one it saw: two calls of
+/// one session that stream progress never share an id, and the session
+/// names toolshed as its server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_ids_are_unique_across_the_streams_of_a_session() {
+    toolshed_mcp::tls::ensure_provider();
+    let local = Local::new().await;
+    let t = local.push("app", &crate::support::template("app", "sleep 0.3", "true", "")).await;
+    let addr = server(&local, None, 8, None).await;
+    let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": { "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": { "name": "raw", "version": "1" } } });
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(init.to_string())
+        .send()
+        .await
+        .unwrap();
+    let session = response.headers()["mcp-session-id"].to_str().unwrap().to_string();
+    let text = response.text().await.unwrap();
+    let mut seen: Vec<String> = text.lines().filter_map(|l| l.strip_prefix("id:")).map(|id| id.trim().to_string()).collect();
+    let line = text.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim).find(|l| !l.is_empty()).unwrap_or(text.as_str());
+    let answer: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(answer["result"]["serverInfo"]["name"], "toolshed", "{answer}");
+    assert_eq!(answer["result"]["serverInfo"]["version"], env!("CARGO_PKG_VERSION"), "{answer}");
+    let initialized = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
+    reqwest::Client::new()
+        .post(format!("http://{addr}/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .body(initialized.to_string())
+        .send()
+        .await
+        .unwrap();
+
+    // The session's own stream, for server messages outside any request:
+    // the id of its first event.
+    let mut standalone = reqwest::Client::new()
+        .get(format!("http://{addr}/mcp"))
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header("mcp-protocol-version", "2025-11-25")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(standalone.status(), 200);
+    // A new plugin version: its list_changed goes out on that stream.
+    local.host.install("registry-tools", crate::mcp::distinct(toolshed_builtin::REGISTRY_TOOLS)).await.unwrap();
+    let announced = async {
+        loop {
+            let chunk = standalone.chunk().await.unwrap().expect("the stream stays open");
+            let text = String::from_utf8_lossy(&chunk).to_string();
+            if text.contains("notifications/tools/list_changed") {
+                return text;
+            }
+        }
+    };
+    let announced = tokio::time::timeout(Duration::from_secs(10), announced).await.expect("list_changed on the standalone stream");
+    seen.extend(announced.lines().filter_map(|l| l.strip_prefix("id:")).map(|id| id.trim().to_string()));
+
+    for (id, chat) in [(2, "events-a"), (3, "events-b")] {
+        let call = json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call", "params": { "name": "create_workspace",
+            "arguments": { "template_id": t.template_id }, "_meta": { "progressToken": format!("p-{id}"), "chat_id": chat } } });
+        let (ids, messages) = session_stream(addr, &session, call).await;
+        assert!(messages.iter().any(|m| m["method"] == "notifications/progress"), "the call streamed progress: {messages:?}");
+        assert_eq!(messages.last().unwrap()["result"]["isError"], false, "{messages:?}");
+        assert!(!ids.is_empty(), "the stream carries event ids");
+        seen.extend(ids);
+    }
+    let mut unique = seen.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), seen.len(), "an event id repeats within the session: {seen:?}");
+    local.backend.stop_all_agents().await;
+}

@@ -172,3 +172,64 @@ fn serve_answers_when_its_standard_input_and_output_are_files() {
     assert_eq!(answer["id"], 1, "{answer}");
     assert!(answer["result"]["capabilities"]["tools"].is_object(), "{answer}");
 }
+
+/// A server over `local` on an in-process pipe, with one end for the test.
+fn piped_server(local: &crate::support::Local, chat: &str) -> tokio::io::DuplexStream {
+    let (server_io, client_io) = tokio::io::duplex(1 << 16);
+    let server = toolshed_mcp::McpServer::new(local.host.clone(), crate::support::local_settings(local), Some(chat.into()));
+    tokio::spawn(async move { server.serve(server_io).await.unwrap().waiting().await });
+    client_io
+}
+
+/// As the spec's own example answers it: a tool no plugin serves is a
+/// JSON-RPC error (-32602) naming the tools that are, not a tool result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_tool_is_a_protocol_error_naming_the_tools_served() {
+    let local = crate::support::Local::new().await;
+    let client = ().serve(piped_server(&local, "unknown")).await.unwrap();
+    let refused = client.call_tool(CallToolRequestParams::new("no_such_tool")).await.unwrap_err();
+    let rmcp::ServiceError::McpError(error) = refused else { panic!("{refused:?}") };
+    assert_eq!(error.code, rmcp::model::ErrorCode::INVALID_PARAMS);
+    assert!(error.message.contains("no_such_tool") && error.message.contains("create_workspace"), "{}", error.message);
+    let known = client.call_tool(CallToolRequestParams::new("list_templates")).await.unwrap();
+    assert_eq!(known.is_error, Some(false), "the session goes on");
+}
+
+/// Reads one JSON line from `reader`.
+async fn read_message(reader: &mut tokio::io::Lines<tokio::io::BufReader<tokio::io::ReadHalf<tokio::io::DuplexStream>>>) -> serde_json::Value {
+    let line = tokio::time::timeout(Duration::from_secs(30), reader.next_line()).await.expect("an answer").unwrap().expect("a line");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
+}
+
+/// 2025-03-26 requires a server to receive JSON-RPC batches, which toolshed
+/// does not take: a client asking for it is offered another revision, never
+/// that one; the revisions served are offered as asked; and a batch is
+/// refused as an invalid request without ending the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_revisions_whose_musts_are_met_are_negotiated() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let local = crate::support::Local::new().await;
+    for (asked, expected) in [("2025-03-26", None), ("2025-06-18", Some("2025-06-18")), ("2025-11-25", Some("2025-11-25")), ("2024-11-05", Some("2024-11-05"))] {
+        let (read, mut write) = tokio::io::split(piped_server(&local, "versions"));
+        let mut lines = tokio::io::BufReader::new(read).lines();
+        let initialize = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": { "protocolVersion": asked, "capabilities": {}, "clientInfo": { "name": "raw", "version": "1" } } });
+        write.write_all(format!("{initialize}\n").as_bytes()).await.unwrap();
+        let answer = read_message(&mut lines).await;
+        let negotiated = answer["result"]["protocolVersion"].as_str().unwrap().to_string();
+        match expected {
+            Some(version) => assert_eq!(negotiated, version, "{answer}"),
+            None => assert_ne!(negotiated, asked, "{answer}"),
+        }
+        assert_eq!(answer["result"]["serverInfo"]["name"], "toolshed", "{answer}");
+        if expected.is_none() {
+            write.write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n").await.unwrap();
+            let batch = json!([{ "jsonrpc": "2.0", "id": 2, "method": "ping" }, { "jsonrpc": "2.0", "id": 3, "method": "ping" }]);
+            write.write_all(format!("{batch}\n").as_bytes()).await.unwrap();
+            let refused = read_message(&mut lines).await;
+            assert_eq!(refused["error"]["code"], -32600, "{refused}");
+            write.write_all(b"{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"ping\"}\n").await.unwrap();
+            assert_eq!(read_message(&mut lines).await["id"], 4, "the session goes on after the batch");
+        }
+    }
+}
