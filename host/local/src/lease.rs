@@ -22,7 +22,7 @@
 
 use std::time::Duration;
 
-use super::process::{self, Started};
+use super::process;
 use super::store::{ExpiredJob, JobLease, Store, StoreResult};
 
 /// How long a job's owner holds it, and how often the owner renews.
@@ -83,11 +83,14 @@ pub async fn fail_orphans(store: &Store, cutoff: u64) -> StoreResult<usize> {
     Ok(expired.len())
 }
 
-/// Stops the process group a lapsed job's script ran in, if it is still the
-/// group its owner started.
+/// Stops the process group a lapsed job's script ran in, if this host
+/// started it and it is still the group its owner started. A pid recorded
+/// by another host names nothing here, so it is never signalled.
 pub async fn stop(job: &ExpiredJob) {
-    if let (Some(pid), Some(start)) = (job.pgid, job.proc_start) {
-        process::stop_group(Started { pid, start }, Duration::from_secs(2)).await;
+    let Some(recorded) = &job.process else { return };
+    match recorded.local() {
+        Some(started) => process::stop_group(started, Duration::from_secs(2)).await,
+        None => tracing::info!(job = %job.id, host = %recorded.host, "the build's script ran on another host; it is not signalled from here"),
     }
 }
 

@@ -8,18 +8,26 @@
 //! it renews ([`Lease`]); only a build whose lease lapsed is orphaned, and
 //! whichever process looks next fails it. Nothing a plugin passes in is
 //! trusted: names are checked, paths stay under the data directory, and
-//! every read is scoped to the caller.
+//! every read is scoped to the caller. Nothing a template runs is trusted
+//! either: workspace processes get an allow-listed environment
+//! ([`environment`]) and run in a sandbox ([`sandbox`]) that shows them
+//! their workspace directory and none of the host's data or processes; the
+//! data directory and the store are private to the host's user
+//! ([`private`]).
 
 #![deny(missing_docs)]
 
 pub mod advisory;
 pub mod agent;
+pub mod environment;
 pub mod lease;
 pub mod manifest;
 pub mod paths;
+pub mod private;
 pub mod process;
 mod provisioner;
 pub mod registry;
+pub mod sandbox;
 pub mod scratch;
 pub mod store;
 
@@ -38,6 +46,7 @@ use toolshed_infra::{
 use toolshed_platform::{PlatformError, PlatformProviders, ProvisionRequest, Registry, Task, TaskStatus};
 use toolshed_runtime::{CallContext, ChatDirectory, ChatEvents, ChatRefused};
 pub use lease::{Lease, Orphans};
+pub use sandbox::{Sandbox, SandboxMode};
 use manifest::Manifest;
 use provisioner::Provisioner;
 use store::{Binding, ChatView, JobLease, NewBuild, NewWorkspace, Store, StoreError, WorkspaceRecord};
@@ -96,6 +105,12 @@ pub struct LocalConfig {
     /// What this process does with builds whose process died: a process
     /// that stays up to run tasks adopts them; a one-shot command fails them.
     pub orphans: Orphans,
+    /// Whether workspace processes must run in the bubblewrap sandbox
+    /// (default: when it works here, with a warning when it does not).
+    pub sandbox: SandboxMode,
+    /// How often agents heartbeat and check that their workspace's data is
+    /// still there.
+    pub heartbeat: Duration,
 }
 
 impl LocalConfig {
@@ -111,7 +126,15 @@ impl LocalConfig {
 
     /// A configuration for `data_dir` with the default lease.
     pub fn new(data_dir: impl Into<PathBuf>, agent_program: impl Into<PathBuf>) -> Self {
-        Self { data_dir: data_dir.into(), agent_program: agent_program.into(), database: None, lease: Lease::default(), orphans: Orphans::Fail }
+        Self {
+            data_dir: data_dir.into(),
+            agent_program: agent_program.into(),
+            database: None,
+            lease: Lease::default(),
+            orphans: Orphans::Fail,
+            sandbox: SandboxMode::default(),
+            heartbeat: agent::HEARTBEAT,
+        }
     }
 }
 
@@ -122,6 +145,7 @@ pub struct LocalBackend {
     data_dir: PathBuf,
     events: broadcast::Sender<LocalEvent>,
     locks: Option<Arc<dyn toolshed_runtime::locks::ChatLocks>>,
+    sandbox: Sandbox,
     _keeper: provisioner::Keeper,
 }
 
@@ -137,15 +161,19 @@ pub struct PushedTemplate {
 }
 
 impl LocalBackend {
-    /// Opens the backend in `config.data_dir`: migrates the database, fails
-    /// builds whose owner's lease lapsed, and starts renewing the leases of
-    /// the builds this process will run.
+    /// Opens the backend in `config.data_dir`: makes the data directory
+    /// private (0700, and its logs), decides the sandbox, migrates the
+    /// database, fails builds whose owner's lease lapsed, and starts
+    /// renewing the leases of the builds this process will run.
     ///
     /// # Errors
     ///
-    /// When the data directory or the database cannot be opened.
+    /// When the data directory or the database cannot be opened, or the
+    /// sandbox is required and cannot run.
     pub async fn open(config: LocalConfig) -> anyhow::Result<Arc<LocalBackend>> {
-        std::fs::create_dir_all(&config.data_dir)?;
+        private::dir(&config.data_dir).map_err(|e| anyhow::anyhow!("the data directory {}: {e}", config.data_dir.display()))?;
+        private::dir(&config.data_dir.join("logs"))?;
+        let sandbox = Sandbox::choose(config.sandbox, &config.data_dir).await?;
         let store = Arc::new(match &config.database {
             Some(url) => Store::open(url).await?,
             None => Store::open_file(&config.data_dir.join("toolshed.db")).await?,
@@ -161,10 +189,17 @@ impl LocalBackend {
             events: events.clone(),
             owner: owner.clone(),
             lease: config.lease,
+            sandbox: sandbox.clone(),
+            heartbeat: config.heartbeat,
         });
         provisioner.look_after_orphans(config.orphans).await?;
         let keeper = provisioner.keep(config.orphans);
-        Ok(Arc::new(LocalBackend { store, provisioner, data_dir: config.data_dir, events, locks, _keeper: keeper }))
+        Ok(Arc::new(LocalBackend { store, provisioner, data_dir: config.data_dir, events, locks, sandbox, _keeper: keeper }))
+    }
+
+    /// How workspace processes run, as decided when the backend opened.
+    pub fn sandbox(&self) -> &Sandbox {
+        &self.sandbox
     }
 
     /// The providers of the infra and platform interfaces, and the chat
@@ -524,7 +559,8 @@ impl ChatEvents for LocalBackend {
 #[async_trait]
 impl Registry for LocalBackend {
     async fn start_provisioning(&self, cx: &CallContext, request: ProvisionRequest) -> Result<Task, PlatformError> {
-        let dir = registry::registry_dir(&self.data_dir, &request.project_id, &request.registry_name).map_err(PlatformError::BadResponse)?;
+        let dir = registry::registry_dir(&self.data_dir, &cx.owner_id, &cx.owner_name, &request.project_id, &request.registry_name)
+            .map_err(PlatformError::BadResponse)?;
         let id = uuid::Uuid::new_v4().to_string();
         self.store.insert_registry_task(&id, &cx.owner_id, "running", now_ms()).await.map_err(|e| PlatformError::BadResponse(e.to_string()))?;
         let (store, task_id) = (self.store.clone(), id.clone());

@@ -1,20 +1,24 @@
-//! Running builds: each job is a real `sh -c` process, in a process group
-//! of its own that dies with its owner, with the parameter values in its
-//! environment and its output captured to the build's log.
+//! Running builds: each job is a real `sh -c` process, in the sandbox, in a
+//! process group of its own that dies with its owner, with the allow-listed
+//! environment (the parameter values among it) and its output captured to
+//! the build's log.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncWriteExt, BufReader};
 
+use super::environment::ScriptEnvironment;
 use super::lease::{self, Lease, MAX_JOB_ATTEMPTS, Orphans};
 use super::manifest::Manifest;
-use super::process::{self, Started};
+use super::process::{self, ProcessRecord, Started};
+use super::sandbox::{SHELL, Sandbox};
 use super::store::{JobLease, NewAgent, Store, WorkspaceRecord};
-use super::{INACTIVE_DISCONNECT_MS, LocalEvent, now_ms};
+use super::{INACTIVE_DISCONNECT_MS, LocalEvent, agent, now_ms, private};
 use toolshed_infra::{Build, JobStatus, Transition};
 
 /// The longest line of build output kept; the rest of a longer line is
@@ -35,6 +39,10 @@ pub struct Provisioner {
     /// This process, as the owner of the jobs it runs.
     pub(crate) owner: String,
     pub(crate) lease: Lease,
+    /// Where workspace processes run.
+    pub(crate) sandbox: Sandbox,
+    /// How often agents heartbeat.
+    pub(crate) heartbeat: Duration,
 }
 
 impl Provisioner {
@@ -172,6 +180,9 @@ impl Provisioner {
 
     async fn run(&self, build: &Build, workspace: &WorkspaceRecord, manifest: &Manifest, values: &BTreeMap<String, String>) -> Result<(), String> {
         std::fs::create_dir_all(&workspace.dir).map_err(|e| format!("create {}: {e}", workspace.dir))?;
+        // Absolute and free of symlinks: the path the sandbox binds, and the
+        // one scripts see as their home.
+        let dir = Path::new(&workspace.dir).canonicalize().map_err(|e| format!("find {}: {e}", workspace.dir))?;
         if build.transition != Transition::Start {
             self.stop_agents(&workspace.workspace.id).await;
         }
@@ -179,38 +190,33 @@ impl Provisioner {
             Transition::Start => &manifest.scripts.start,
             Transition::Stop | Transition::Delete => &manifest.scripts.stop,
         };
-        self.run_script(build, workspace, script, values).await?;
+        let environment = ScriptEnvironment::new(&dir, |name| std::env::var(name).ok())
+            .workspace("TOOLSHED_WORKSPACE_NAME", &workspace.workspace.name)
+            .parameters(values);
+        self.run_script(build, &dir, script, environment.clone()).await?;
         if build.transition == Transition::Start {
-            self.start_agent(build, workspace, manifest).await?;
+            self.start_agent(build, &dir, manifest, &environment).await?;
         }
         Ok(())
     }
 
-    async fn run_script(&self, build: &Build, workspace: &WorkspaceRecord, script: &str, values: &BTreeMap<String, String>) -> Result<(), String> {
+    async fn run_script(&self, build: &Build, dir: &Path, script: &str, environment: ScriptEnvironment) -> Result<(), String> {
         let log_path = self.log_path(&build.id);
-        std::fs::create_dir_all(log_path.parent().expect("logs live in a directory")).map_err(|e| e.to_string())?;
-        let mut log = tokio::fs::File::create(&log_path).await.map_err(|e| format!("create log: {e}"))?;
-        let mut command = tokio::process::Command::new("sh");
-        command
-            .arg("-c")
-            .arg(if script.trim().is_empty() { "true" } else { script })
-            .current_dir(&workspace.dir)
-            .env("TOOLSHED_WORKSPACE_DIR", &workspace.dir)
-            .env("TOOLSHED_WORKSPACE_NAME", &workspace.workspace.name)
-            .env("TOOLSHED_TRANSITION", super::store::transition_name(build.transition))
-            .env("TOOLSHED_BUILD_ID", &build.id)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
+        private::dir(log_path.parent().expect("logs live in a directory")).map_err(|e| e.to_string())?;
+        let mut log = tokio::fs::File::from_std(private::create(&log_path).map_err(|e| format!("create log: {e}"))?);
+        let script = if script.trim().is_empty() { "true" } else { script };
+        let mut command = self.sandbox.command(dir, SHELL, &[OsStr::new("-c"), OsStr::new(script)]);
+        environment
+            .workspace("TOOLSHED_TRANSITION", super::store::transition_name(build.transition))
+            .workspace("TOOLSHED_BUILD_ID", &build.id)
+            .apply(&mut command);
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true);
         process::own_group(&mut command);
         process::die_with_parent(&mut command);
-        for (name, value) in values {
-            command.env(format!("TOOLSHED_PARAM_{}", name.to_uppercase().replace('-', "_")), value);
-        }
         let mut child = command.spawn().map_err(|e| format!("start the build script: {e}"))?;
         let started = child.id().and_then(Started::of);
-        let ours = self.store.job_running(&build.job_id, &self.owner, started.map(|s| (s.pid, s.start)), now_ms()).await.map_err(|e| e.to_string())?;
+        let recorded = started.map(ProcessRecord::here);
+        let ours = self.store.job_running(&build.job_id, &self.owner, recorded.as_ref(), now_ms()).await.map_err(|e| e.to_string())?;
         if !ours {
             if let Some(started) = started {
                 process::stop_group(started, STOP_GRACE).await;
@@ -261,16 +267,14 @@ impl Provisioner {
         }
     }
 
-    async fn start_agent(&self, build: &Build, workspace: &WorkspaceRecord, manifest: &Manifest) -> Result<(), String> {
-        let agent_id = uuid::Uuid::new_v4().to_string();
-        let sockets = self.data_dir.join("agents");
-        std::fs::create_dir_all(&sockets).map_err(|e| e.to_string())?;
-        // Socket paths are limited to about 100 bytes: keep them short.
-        let socket = sockets.join(format!("{}.sock", &agent_id[..8]));
+    async fn start_agent(&self, build: &Build, dir: &Path, manifest: &Manifest, environment: &ScriptEnvironment) -> Result<(), String> {
+        let id = uuid::Uuid::new_v4();
+        let agent_id = id.to_string();
+        let socket = agent::socket_path(&self.data_dir, &id).map_err(|e| format!("the agent's socket directory: {e}"))?;
         let socket_text = socket.display().to_string();
         let new = NewAgent { id: &agent_id, build_id: &build.id, name: &manifest.agent, socket: &socket_text };
         self.store.insert_agent(&new, now_ms()).await.map_err(|e| e.to_string())?;
-        let log = std::fs::File::create(self.data_dir.join("logs").join(format!("agent-{agent_id}.log"))).map_err(|e| e.to_string())?;
+        let log = private::create(&self.data_dir.join("logs").join(format!("agent-{agent_id}.log"))).map_err(|e| e.to_string())?;
         let mut command = tokio::process::Command::new(&self.agent_program);
         command
             .arg("agent")
@@ -279,24 +283,32 @@ impl Provisioner {
             .args(["--agent-id", &agent_id, "--socket"])
             .arg(&socket)
             .arg("--dir")
-            .arg(&workspace.dir)
+            .arg(dir)
             .args(["--script", if manifest.scripts.startup.trim().is_empty() { "true" } else { &manifest.scripts.startup }])
-            .stdin(Stdio::null())
-            .env_remove("TOOLSHED_DATABASE")
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
-            .stderr(log);
+            .arg("--heartbeat-ms")
+            .arg(self.heartbeat.as_millis().to_string());
+        if let Sandbox::Bubblewrap(program) = &self.sandbox {
+            command.arg("--bubblewrap").arg(program);
+        }
+        // The agent's environment is its startup script's: the allow-list,
+        // nothing of this process's. The database URL, which may carry a
+        // password, goes through a pipe: arguments are visible to every
+        // user, and an environment to the processes it is passed on to.
+        environment.apply(&mut command);
+        if let Some(url) = &self.database {
+            let pipe = process::secret_pipe(url).map_err(|e| format!("pass the database to the agent: {e}"))?;
+            process::pass_fd(&mut command, pipe, agent::DATABASE_FD);
+            command.arg("--database-fd").arg(agent::DATABASE_FD.to_string());
+        }
+        command.stdin(Stdio::null()).stdout(log.try_clone().map_err(|e| e.to_string())?).stderr(log);
         // The agent serves the workspace after this process ends (a CLI call
         // returns once the workspace is up), so it does not die with us; it
         // leads a group of its own, which stopping the workspace ends.
-        // Through the environment, not the arguments: a database URL may
-        // carry a password, and arguments are visible to every user.
-        if let Some(url) = &self.database {
-            command.env("TOOLSHED_DATABASE", url);
-        }
         process::own_group(&mut command);
         let mut child = command.spawn().map_err(|e| format!("start the agent: {e}"))?;
-        let started = child.id().and_then(Started::of);
-        self.store.set_agent_process(&agent_id, started.map(|s| (s.pid, s.start))).await.map_err(|e| e.to_string())?;
+        drop(command);
+        let recorded = child.id().and_then(Started::of).map(ProcessRecord::here);
+        self.store.set_agent_process(&agent_id, recorded.as_ref()).await.map_err(|e| e.to_string())?;
         // Reap the agent if it exits while this process lives.
         tokio::spawn(async move {
             let _ = child.wait().await;
@@ -304,14 +316,17 @@ impl Provisioner {
         Ok(())
     }
 
-    /// Stops a workspace's agents: each process group, if it is still the
-    /// one we started, and marks them off.
+    /// Stops a workspace's agents: marks each off, then stops its process
+    /// group if this host started it and it is still the one started. An
+    /// agent another host started sees its row off and exits by itself.
     pub async fn stop_agents(&self, workspace_id: &str) {
         for agent in self.store.running_agents(workspace_id, INACTIVE_DISCONNECT_MS).await.unwrap_or_default() {
             // Marked off first: an agent that sees it exits by itself.
             let _ = self.store.agent_disconnected(&agent.agent.id, now_ms()).await;
-            if let (Some(pid), Some(start)) = (agent.pid, agent.proc_start) {
-                process::stop_group(Started { pid, start }, STOP_GRACE).await;
+            match agent.process.as_ref().map(|p| (p, p.local())) {
+                Some((_, Some(started))) => process::stop_group(started, STOP_GRACE).await,
+                Some((recorded, None)) => tracing::info!(agent = %agent.agent.id, host = %recorded.host, "the agent runs on another host; it stops by itself"),
+                None => {}
             }
         }
     }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 use toolshed_infra::{Build, Control, ControlError, CreateWorkspaceRequest, Db, JobStatus, Transition, Workspace};
+use toolshed_local::process::{ProcessRecord, Started};
 use toolshed_local::scratch::ScratchDatabase;
 use toolshed_local::store::{JobLease, NewBuild, NewWorkspace, Store, WorkspaceRecord};
 use toolshed_local::{LocalBackend, LocalConfig, Orphans, local_context};
@@ -74,6 +75,7 @@ on_both_stores!(
     a_lapsed_build_is_taken_over_by_one_host_and_failed_after_its_last_attempt,
     a_lapsed_task_is_claimed_by_one_host_and_any_host_reads_it,
     another_owners_rows_read_as_not_found,
+    a_lapsed_jobs_process_is_stopped_only_by_the_host_that_started_it,
 );
 
 fn template_dir(root: &Path) -> std::path::PathBuf {
@@ -277,6 +279,57 @@ async fn another_owners_rows_read_as_not_found(db: Database) {
     assert!(other_host.job(&stranger, &created.build.job_id).await.is_err());
     assert_eq!(other_host.workspace(&mine, &created.workspace.id).await.unwrap().name, "mine");
     host.stop_all_agents().await;
+}
+
+/// A process in a group of its own, reaped by a thread as soon as it ends,
+/// as a build script's would be by its host.
+fn group_leader() -> (Started, Arc<std::sync::atomic::AtomicBool>) {
+    use std::os::unix::process::CommandExt;
+    let mut child = std::process::Command::new("sleep").arg("30").process_group(0).spawn().unwrap();
+    let started = Started::of(child.id()).unwrap();
+    let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = ended.clone();
+    std::thread::spawn(move || {
+        let _ = child.wait();
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    });
+    (started, ended)
+}
+
+async fn a_lapsed_jobs_process_is_stopped_only_by_the_host_that_started_it(db: Database) {
+    let store = db.store().await;
+    let (here, here_ended) = group_leader();
+    let (there, there_ended) = group_leader();
+    let lease = JobLease { owner: Some("host-a".into()), expires_at: now() + 60_000 };
+    let ours = queue_build(&store, db.data_dir.path(), 0, lease.clone()).await;
+    let theirs = queue_build(&store, db.data_dir.path(), 1, lease).await;
+    assert!(store.job_running(&ours.job_id, "host-a", Some(&ProcessRecord::here(here)), now()).await.unwrap());
+    // The same kind of row, written by a replica on another machine: its
+    // pid and start time happen to name a process here.
+    let elsewhere = ProcessRecord { host: "boot:11111111-1111-4111-8111-111111111111 host:replica-2 pidns:4:4026531836".into(), ..ProcessRecord::here(there) };
+    assert!(store.job_running(&theirs.job_id, "host-a", Some(&elsewhere), now()).await.unwrap());
+
+    // host-a dies: both leases lapse, and this host fails both jobs.
+    assert_eq!(store.renew_leases("host-a", now() - 1).await.unwrap(), 2);
+    let expired = store.fail_expired_jobs(now()).await.unwrap();
+    let recorded: BTreeMap<String, Option<ProcessRecord>> = expired.iter().map(|j| (j.id.clone(), j.process.clone())).collect();
+    assert_eq!(recorded[&ours.job_id].as_ref(), Some(&ProcessRecord::here(here)), "the host is stored with the pid");
+    assert_eq!(recorded[&theirs.job_id].as_ref(), Some(&elsewhere));
+    for job in &expired {
+        toolshed_local::lease::stop(job).await;
+    }
+    // Stopping returns once the process is gone; its reaper notes it a moment later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !here_ended.load(std::sync::atomic::Ordering::SeqCst) {
+        assert!(std::time::Instant::now() < deadline, "this host's own orphaned script was not stopped");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert!(!there_ended.load(std::sync::atomic::Ordering::SeqCst), "a pid another host recorded was signalled");
+    for job in [&ours, &theirs] {
+        assert_eq!(store.job(&job.job_id).await.unwrap().unwrap().0.status, JobStatus::Failed, "both are failed by the lease rules");
+    }
+    // SAFETY: kill takes plain numbers; the process is ours to end.
+    unsafe { libc::kill(there.pid as i32, libc::SIGKILL) };
 }
 
 async fn futures_join_all<F: std::future::Future<Output = T> + Send + 'static, T: Send + 'static>(futures: impl Iterator<Item = F>) -> Vec<T> {

@@ -152,6 +152,16 @@ pub enum Command {
         dir: PathBuf,
         #[arg(long)]
         script: String,
+        /// Read the database URL from this inherited file descriptor: a URL
+        /// may carry a password, and arguments are visible to every user.
+        #[arg(long)]
+        database_fd: Option<i32>,
+        /// Run the startup script under this bubblewrap program.
+        #[arg(long)]
+        bubblewrap: Option<PathBuf>,
+        /// Milliseconds between heartbeats.
+        #[arg(long)]
+        heartbeat_ms: Option<u64>,
     },
 }
 
@@ -552,9 +562,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("made plugin {name} in {}", root.display());
             println!("  cargo test --manifest-path {}/Cargo.toml   # builds the component and runs its harness test", root.display());
         }
-        Command::Agent { db, agent_id, socket, dir, script } => {
-            let database = cli.global.database.clone();
-            toolshed_local::agent::run(toolshed_local::agent::AgentArgs { db, database, agent_id, socket, dir, script }).await?;
+        Command::Agent { db, agent_id, socket, dir, script, database_fd, bubblewrap, heartbeat_ms } => {
+            let database = match database_fd {
+                Some(fd) => Some(toolshed_local::agent::read_database_fd(fd)?),
+                None => cli.global.database.clone(),
+            };
+            let sandbox = bubblewrap.map_or(toolshed_local::Sandbox::EnvironmentOnly, toolshed_local::Sandbox::Bubblewrap);
+            let heartbeat = heartbeat_ms.map_or(toolshed_local::agent::HEARTBEAT, Duration::from_millis);
+            toolshed_local::agent::run(toolshed_local::agent::AgentArgs { db, database, agent_id, socket, dir, script, sandbox, heartbeat }).await?;
         }
     }
     Ok(0)
@@ -646,12 +661,29 @@ pub fn lease() -> toolshed_local::Lease {
     }
 }
 
+/// Whether workspace scripts must run in the bubblewrap sandbox:
+/// `TOOLSHED_SANDBOX` is auto (the default), required or off.
+fn sandbox_mode() -> anyhow::Result<toolshed_local::SandboxMode> {
+    match std::env::var("TOOLSHED_SANDBOX") {
+        Ok(text) if !text.trim().is_empty() => text.parse().map_err(|e: String| anyhow::anyhow!("TOOLSHED_SANDBOX: {e}")),
+        _ => Ok(toolshed_local::SandboxMode::default()),
+    }
+}
+
+/// How often agents heartbeat: tests that delete a data directory shorten
+/// it (`TOOLSHED_HEARTBEAT_MS`) so its agents are seen to exit quickly.
+fn heartbeat() -> Duration {
+    std::env::var("TOOLSHED_HEARTBEAT_MS").ok().and_then(|v| v.parse::<u64>().ok()).map_or(toolshed_local::agent::HEARTBEAT, |ms| Duration::from_millis(ms.max(50)))
+}
+
 async fn open_backend_as(global: &Global, orphans: toolshed_local::Orphans) -> anyhow::Result<Arc<LocalBackend>> {
     let data_dir = global.data_dir.clone().unwrap_or_else(LocalConfig::default_data_dir);
     let mut config = LocalConfig::new(data_dir, std::env::current_exe()?);
     config.database = global.database.clone();
     config.lease = lease();
     config.orphans = orphans;
+    config.sandbox = sandbox_mode()?;
+    config.heartbeat = heartbeat();
     LocalBackend::open(config).await
 }
 

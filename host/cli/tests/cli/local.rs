@@ -74,7 +74,8 @@ fn provision_registry_through_the_cli_creates_an_oci_layout() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stdout));
     let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(result["registry_name"], "my-registry");
-    let registry = data.join("registries/proj/my-registry");
+    let owner = toolshed_local::paths::owner_dir(toolshed_local::LOCAL_OWNER, toolshed_local::LOCAL_OWNER_NAME);
+    let registry = data.join("registries").join(owner).join("proj/my-registry");
     assert_eq!(result["registry_url"], format!("oci:{}", registry.display()));
     assert!(registry.join("oci-layout").is_file() && registry.join("index.json").is_file() && registry.join("blobs/sha256").is_dir());
 }

@@ -12,6 +12,7 @@ mod mcp;
 mod new;
 mod processes;
 mod replicas;
+mod sandbox;
 mod backend;
 mod support;
 mod tasks;

@@ -8,10 +8,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use toolshed_local::process::ProcessRecord;
 
-use crate::support::{TOOLSHED, alive, chat, data_dir, push_with_cli as push, template, toolshed_on as toolshed};
-
-
+use crate::support::{TOOLSHED, alive, chat, data_dir, push_with_cli as push, stop_agents_of, template, toolshed_on as toolshed};
 
 fn create(data: &Path, template_id: &str, name: &str, chat: &str) -> Child {
     toolshed(data)
@@ -60,6 +59,16 @@ async fn a_build_survives_every_cli_command_run_beside_it_over_and_over() {
     assert_eq!(result["created"], true, "{result}");
     assert!(commands >= 14, "only {commands} commands overlapped the build");
     assert_eq!(last_failure, None);
+    stop_agents_of(&data).await;
+}
+
+/// The pid of a process whose command line is `args`, if one runs.
+fn process_running(args: &[&str]) -> Option<i32> {
+    let wanted: Vec<u8> = args.iter().flat_map(|a| a.bytes().chain([0])).collect();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == wanted))
 }
 
 /// The id of a build whose log exists.
@@ -75,17 +84,20 @@ fn build_log(data: &Path) -> Option<String> {
 async fn a_killed_owners_build_is_failed_once_its_lease_lapses_and_its_script_is_stopped() {
     let root = tempfile::tempdir().unwrap();
     let data = data_dir(root.path());
-    let slow = push(&data, root.path(), "forever", &template("forever", "echo $$ > build.pid; exec sleep 600", "true", ""));
+    // The script runs in a PID namespace of its own, where `$$` means
+    // nothing to the host: it is found by a command line no other process has.
+    let forever = format!("600.{}", uuid::Uuid::new_v4().as_u128() % 1_000_000);
+    let slow = push(&data, root.path(), "forever", &template("forever", &format!("exec sleep {forever}"), "true", ""));
     let mut owner = create(&data, &slow, "victim", "crash");
 
-    let owner_dir = toolshed_local::paths::owner_dir(toolshed_local::LOCAL_OWNER, toolshed_local::LOCAL_OWNER_NAME);
-    let pid_file = data.join("workspaces").join(owner_dir).join("victim/build.pid");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !pid_file.exists() || std::fs::read_to_string(&pid_file).unwrap().trim().is_empty() {
+    let script = loop {
+        if let Some(pid) = process_running(&["sleep", &forever]) {
+            break pid;
+        }
         assert!(Instant::now() < deadline, "the build never started");
         tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let script: i32 = std::fs::read_to_string(&pid_file).unwrap().trim().parse().unwrap();
+    };
     assert!(alive(script));
 
     // kill -9 of the process that owns the build.
@@ -129,8 +141,9 @@ async fn a_pid_in_the_database_is_never_signalled_unless_it_is_still_ours() {
     // agent died and its pid was reused.
     let mut bystander = Command::new("sleep").arg("30").spawn().unwrap();
     let stranger = bystander.id() as i64;
-    let real = (agent.pid.unwrap(), agent.proc_start.unwrap());
-    local.backend.store().set_agent_process(&agent_id, Some((stranger, real.1))).await.unwrap();
+    let real = agent.process.unwrap();
+    let reused = ProcessRecord { pid: stranger, ..real.clone() };
+    local.backend.store().set_agent_process(&agent_id, Some(&reused)).await.unwrap();
 
     let stopped = local.call("pids", "stop_workspace", json!({})).await;
     assert!(!stopped.is_error, "{}", stopped.value);
@@ -139,9 +152,39 @@ async fn a_pid_in_the_database_is_never_signalled_unless_it_is_still_ours() {
     bystander.wait().unwrap();
     // The real agent, whose row is now off, stops by itself.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while alive(real.0 as i32) {
+    while alive(real.pid as i32) {
         assert!(Instant::now() < deadline, "the agent outlived its workspace");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pid_recorded_by_another_host_is_never_signalled_and_its_agent_stops_by_itself() {
+    let heartbeat = Duration::from_secs(1);
+    let local = crate::support::Local::open_with(tempfile::tempdir().unwrap(), |config| config.heartbeat = heartbeat).await;
+    let t = local.push("app", &template("app", "true", "true", "")).await;
+    let created = local.call("hosts", "create_workspace", json!({ "template_id": t.template_id, "name": "hosts" })).await;
+    assert!(!created.is_error, "{}", created.value);
+    let agent_id = chat(&local.backend, "hosts").await.agent_id.unwrap();
+    let real = local.backend.store().agent(&agent_id, 0).await.unwrap().unwrap().process.unwrap();
+    assert_eq!(real.host, toolshed_local::process::host_identity(), "the row names the host that started the agent");
+
+    // The same pid and start time, recorded by a host with another boot id:
+    // on this machine they may name any process, so they are never signalled.
+    let elsewhere = ProcessRecord { host: "boot:00000000-0000-4000-8000-000000000000 host:elsewhere pidns:4:4026531836".into(), ..real.clone() };
+    local.backend.store().set_agent_process(&agent_id, Some(&elsewhere)).await.unwrap();
+    // Stopping a signalled agent returns once it is gone (SIGTERM ends it at
+    // once); one left alone lives on until its next heartbeat.
+    local.backend.stop_all_agents().await;
+    assert!(alive(real.pid as i32), "a pid another host recorded was signalled");
+    let agent = local.backend.store().agent(&agent_id, 0).await.unwrap().unwrap();
+    assert_eq!(agent.agent.lifecycle_state, toolshed_infra::LifecycleState::Off, "its row is marked off instead");
+
+    // It sees its row off at its next heartbeat and exits by itself.
+    let marked = Instant::now();
+    while alive(real.pid as i32) {
+        assert!(marked.elapsed() < heartbeat * 15, "the agent never saw its row off");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

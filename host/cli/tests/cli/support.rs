@@ -27,7 +27,14 @@ impl Local {
 
     /// A backend over an existing data directory, as a restarted host would open it.
     pub async fn open(dir: tempfile::TempDir) -> Local {
-        let backend = LocalBackend::open(LocalConfig::new(data_dir(dir.path()), TOOLSHED)).await.unwrap();
+        Self::open_with(dir, |_| {}).await
+    }
+
+    /// [`Local::open`] with the configuration changed by `configure`.
+    pub async fn open_with(dir: tempfile::TempDir, configure: impl FnOnce(&mut LocalConfig)) -> Local {
+        let mut config = LocalConfig::new(data_dir(dir.path()), TOOLSHED);
+        configure(&mut config);
+        let backend = LocalBackend::open(config).await.unwrap();
         // As the one-shot commands build it: no first tier.
         let runtime = Arc::new(toolshed::cli::runtime_builder(toolshed_builtin::policy(), &data_dir(dir.path())).concurrent_calls(16).build().unwrap());
         let (infra, platform, events) = backend.providers();
@@ -57,7 +64,52 @@ impl Drop for Local {
         // The tests that use this run on the multi-threaded runtime.
         let backend = self.backend.clone();
         tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(backend.stop_all_agents()));
+        if !std::thread::panicking() {
+            assert_no_agent_left(self.dir.path());
+        }
     }
+}
+
+/// The pids of `toolshed agent` processes whose command line names `dir`
+/// (an agent's names its database and workspace, both in the data
+/// directory).
+pub fn agents_naming(dir: &Path) -> Vec<i32> {
+    use std::os::unix::ffi::OsStrExt;
+    let needle = dir.as_os_str().as_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+            let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+            args.len() > 1 && args[0].ends_with(b"toolshed") && args[1] == b"agent" && args.iter().any(|a| a.windows(needle.len()).any(|w| w == needle))
+        })
+        .collect()
+}
+
+/// Panics, naming them, if `toolshed agent` processes of `dir` are still
+/// running a few seconds after their workspaces were stopped: a test must
+/// not leave agents behind.
+pub fn assert_no_agent_left(dir: &Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let left = agents_naming(dir);
+        if left.is_empty() {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "agents of {} outlived their test: pids {left:?}", dir.display());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Stops every agent of the SQLite data directory `data` and checks none is
+/// left: the end of a test that started workspaces through `toolshed`
+/// processes.
+pub async fn stop_agents_of(data: &Path) {
+    let mut config = LocalConfig::new(data, TOOLSHED);
+    config.sandbox = toolshed_local::SandboxMode::Off;
+    LocalBackend::open(config).await.unwrap().stop_all_agents().await;
+    assert_no_agent_left(data);
 }
 
 /// The data directory inside a test directory.

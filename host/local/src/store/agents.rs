@@ -4,6 +4,7 @@ use sqlx::Row;
 
 use super::{Store, StoreResult, rows};
 use toolshed_infra::LifecycleState;
+use crate::process::ProcessRecord;
 use crate::store::AgentRecord;
 
 /// A new agent of a build.
@@ -73,13 +74,15 @@ impl Store {
         Ok(row.map(|r| r.try_get("owner_id")).transpose()?)
     }
 
-    /// Records the agent's process and when it started.
-    pub async fn set_agent_process(&self, id: &str, pid: Option<(i64, i64)>) -> StoreResult<()> {
+    /// Records the agent's process: its pid, when it started, and the host
+    /// that started it.
+    pub async fn set_agent_process(&self, id: &str, process: Option<&ProcessRecord>) -> StoreResult<()> {
         self.retry(|| async {
-            sqlx::query("UPDATE agents SET pid = $2, proc_start = $3 WHERE id = $1")
+            sqlx::query("UPDATE agents SET pid = $2, proc_start = $3, host = $4 WHERE id = $1")
                 .bind(id)
-                .bind(pid.map(|p| p.0))
-                .bind(pid.map(|p| p.1))
+                .bind(process.map(|p| p.pid))
+                .bind(process.map(|p| p.start))
+                .bind(process.map(|p| p.host.as_str()))
                 .execute(self.pool())
                 .await?;
             Ok(())
@@ -103,7 +106,7 @@ impl Store {
     /// Records the agent going away.
     pub async fn agent_disconnected(&self, id: &str, now: u64) -> StoreResult<()> {
         self.retry(|| async {
-            sqlx::query("UPDATE agents SET disconnected_at = $2, lifecycle_state = 'off', pid = NULL, proc_start = NULL WHERE id = $1")
+            sqlx::query("UPDATE agents SET disconnected_at = $2, lifecycle_state = 'off', pid = NULL, proc_start = NULL, host = NULL WHERE id = $1")
                 .bind(id)
                 .bind(now as i64)
                 .execute(self.pool())

@@ -8,6 +8,7 @@ use sqlx::{Any, Row, Transaction};
 
 use super::rows::JobLease;
 use super::{Dialect, Store, StoreError, StoreResult, rows};
+use crate::process::ProcessRecord;
 use toolshed_infra::{Build, Job, JobStatus};
 use crate::store::BuildRecord;
 
@@ -28,10 +29,15 @@ pub struct NewBuild<'a> {
 pub struct ExpiredJob {
     /// The job.
     pub id: String,
-    /// The process group its script ran in, if it started.
-    pub pgid: Option<i64>,
-    /// When that process started, to check it is still ours.
-    pub proc_start: Option<i64>,
+    /// The process group its script ran in, if it started: its leader's
+    /// pid, start time and host.
+    pub process: Option<ProcessRecord>,
+}
+
+impl ExpiredJob {
+    fn of(row: &sqlx::any::AnyRow) -> StoreResult<ExpiredJob> {
+        Ok(ExpiredJob { id: row.try_get("id")?, process: rows::process(row)? })
+    }
 }
 
 /// Why an orphaned job failed, for the model.
@@ -156,16 +162,20 @@ impl Store {
         row.as_ref().map(rows::job).transpose()
     }
 
-    /// Marks a job running in process group `pgid`, if `owner` still holds it.
-    pub async fn job_running(&self, id: &str, owner: &str, pgid: Option<(i64, i64)>, now: u64) -> StoreResult<bool> {
+    /// Marks a job running in the process group `group` leads, if `owner`
+    /// still holds it.
+    pub async fn job_running(&self, id: &str, owner: &str, group: Option<&ProcessRecord>, now: u64) -> StoreResult<bool> {
         let done = self
             .retry(|| async {
-                Ok(sqlx::query("UPDATE jobs SET status = 'running', started_at = $3, pid = $4, proc_start = $5 WHERE id = $1 AND owner = $2 AND status = 'pending'")
+                let sql = "UPDATE jobs SET status = 'running', started_at = $3, pid = $4, proc_start = $5, host = $6
+                           WHERE id = $1 AND owner = $2 AND status = 'pending'";
+                Ok(sqlx::query(sql)
                     .bind(id)
                     .bind(owner)
                     .bind(now as i64)
-                    .bind(pgid.map(|p| p.0))
-                    .bind(pgid.map(|p| p.1))
+                    .bind(group.map(|p| p.pid))
+                    .bind(group.map(|p| p.start))
+                    .bind(group.map(|p| p.host.as_str()))
                     .execute(self.pool())
                     .await?)
             })
@@ -249,16 +259,13 @@ impl Store {
         self.retry(|| async {
             let mut tx = self.begin_write().await?;
             let rows = sqlx::query(
-                "SELECT id, pid, proc_start FROM jobs
+                "SELECT id, pid, proc_start, host FROM jobs
                  WHERE status IN ('pending', 'running', 'canceling') AND (lease_expires_at IS NULL OR lease_expires_at < $1)",
             )
             .bind(now as i64)
             .fetch_all(&mut *tx)
             .await?;
-            let expired: Vec<ExpiredJob> = rows
-                .iter()
-                .map(|r| Ok(ExpiredJob { id: r.try_get("id")?, pgid: r.try_get("pid")?, proc_start: r.try_get("proc_start")? }))
-                .collect::<StoreResult<_>>()?;
+            let expired: Vec<ExpiredJob> = rows.iter().map(ExpiredJob::of).collect::<StoreResult<_>>()?;
             for job in &expired {
                 sqlx::query(
                     "UPDATE jobs SET status = 'failed', error = $2, finished_at = $3, lease_expires_at = NULL
@@ -283,11 +290,11 @@ impl Store {
     /// both can be stopped.
     pub async fn adopt_expired_jobs(&self, owner: &str, now: u64, until: u64, max_attempts: u32) -> StoreResult<(Vec<ExpiredJob>, Vec<ExpiredJob>)> {
         let lapsed = if self.dialect() == Dialect::Postgres {
-            "SELECT id, pid, proc_start, attempts FROM jobs
+            "SELECT id, pid, proc_start, host, attempts FROM jobs
              WHERE status IN ('pending', 'running', 'canceling') AND (lease_expires_at IS NULL OR lease_expires_at < $1)
              FOR UPDATE SKIP LOCKED"
         } else {
-            "SELECT id, pid, proc_start, attempts FROM jobs
+            "SELECT id, pid, proc_start, host, attempts FROM jobs
              WHERE status IN ('pending', 'running', 'canceling') AND (lease_expires_at IS NULL OR lease_expires_at < $1)"
         };
         self.retry(|| async {
@@ -295,12 +302,12 @@ impl Store {
             let rows = sqlx::query(lapsed).bind(now as i64).fetch_all(&mut *tx).await?;
             let (mut adopted, mut failed) = (Vec::new(), Vec::new());
             for row in &rows {
-                let job = ExpiredJob { id: row.try_get("id")?, pgid: row.try_get("pid")?, proc_start: row.try_get("proc_start")? };
+                let job = ExpiredJob::of(row)?;
                 let attempts: i64 = row.try_get("attempts")?;
                 if attempts < i64::from(max_attempts) {
                     sqlx::query(
                         "UPDATE jobs SET status = 'pending', owner = $2, lease_expires_at = $3, attempts = attempts + 1,
-                             pid = NULL, proc_start = NULL, started_at = NULL
+                             pid = NULL, proc_start = NULL, host = NULL, started_at = NULL
                          WHERE id = $1",
                     )
                     .bind(&job.id)

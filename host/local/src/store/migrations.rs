@@ -64,6 +64,10 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX tasks_by_owner ON tasks (owner_id, created_at);
      CREATE INDEX tasks_by_state ON tasks (state, lease_expires_at);
      ALTER TABLE jobs ADD COLUMN attempts BIGINT NOT NULL DEFAULT 1",
+    // 4: a recorded pid names a process only on the host that started it:
+    // that host's identity (boot id, host name, PID namespace) beside it.
+    "ALTER TABLE jobs ADD COLUMN host TEXT;
+     ALTER TABLE agents ADD COLUMN host TEXT",
 ];
 
 /// How many steps the code knows.

@@ -84,6 +84,25 @@ impl StoreError {
     }
 }
 
+/// The file a `sqlite://PATH?OPTIONS` URL names, unless it names memory.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let (path, options) = rest.split_once('?').unwrap_or((rest, ""));
+    let memory = path.is_empty() || path == ":memory:" || options.split('&').any(|o| o == "mode=memory");
+    (!memory).then(|| std::path::PathBuf::from(path))
+}
+
+/// Takes group and other permissions off a SQLite database and its
+/// write-ahead log, shared memory and journal, where they exist.
+fn tighten_sqlite_files(path: &Path) -> StoreResult<()> {
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        crate::private::tighten(Path::new(&file), crate::private::FILE_MODE).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
+    }
+    Ok(())
+}
+
 /// What store calls return.
 pub type StoreResult<T> = Result<T, StoreError>;
 
@@ -98,12 +117,16 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating) the SQLite database at `path`, in WAL mode, and
-    /// migrates it.
+    /// migrates it. The file is made 0600 before SQLite opens it, so its
+    /// write-ahead log and shared-memory files, which SQLite creates with
+    /// the database file's mode, are 0600 too; ones an earlier release
+    /// left open are tightened.
     ///
     /// # Errors
     ///
     /// When the file cannot be opened or migrated.
     pub async fn open_file(path: &Path) -> StoreResult<Store> {
+        crate::private::touch(path).map_err(|e| StoreError::Database(sqlx::Error::Io(e)))?;
         let url = format!("sqlite://{}?mode=rwc", path.display());
         Self::open(&url).await
     }
@@ -117,6 +140,9 @@ impl Store {
     pub async fn open(url: &str) -> StoreResult<Store> {
         sqlx::any::install_default_drivers();
         let dialect = if url.starts_with("postgres") { Dialect::Postgres } else { Dialect::Sqlite };
+        if let Some(path) = sqlite_file(url).filter(|_| dialect == Dialect::Sqlite) {
+            tighten_sqlite_files(&path)?;
+        }
         let options: AnyConnectOptions = url.parse()?;
         let pool = AnyPoolOptions::new()
             .max_connections(if dialect == Dialect::Sqlite { 4 } else { 8 })

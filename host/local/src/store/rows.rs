@@ -6,6 +6,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{StoreError, StoreResult};
+use crate::process::ProcessRecord;
 use toolshed_infra::{Agent, Build, Chat, Job, JobStatus, LifecycleState, Template, Transition, Workspace};
 
 pub use toolshed_infra::names::{lifecycle_name, status_name, transition_name};
@@ -58,17 +59,25 @@ pub struct AgentRecord {
     pub agent: Agent,
     /// The build it belongs to.
     pub build_id: String,
-    /// Its process, while it runs.
-    pub pid: Option<i64>,
-    /// When its process started, as the kernel counts it, to tell it from
-    /// a later process with the same id.
-    pub proc_start: Option<i64>,
+    /// Its process while it runs: pid, start time (to tell it from a later
+    /// process with the same id) and the host that started it.
+    pub process: Option<ProcessRecord>,
     /// Its Unix socket.
     pub socket: String,
 }
 
 fn ms(value: Option<i64>) -> Option<u64> {
     value.map(|t| t.max(0) as u64)
+}
+
+/// The process a row records, if it records one whole: a pid with no host
+/// (written before hosts were recorded) is no process any host may signal.
+pub(super) fn process(row: &AnyRow) -> StoreResult<Option<ProcessRecord>> {
+    let (pid, start, host): (Option<i64>, Option<i64>, Option<String>) = (row.try_get("pid")?, row.try_get("proc_start")?, row.try_get("host")?);
+    Ok(match (pid, start, host) {
+        (Some(pid), Some(start), Some(host)) => Some(ProcessRecord { pid, start, host }),
+        _ => None,
+    })
 }
 
 pub(super) fn flag(row: &AnyRow, column: &str) -> StoreResult<bool> {
@@ -153,8 +162,7 @@ pub(super) fn agent(row: &AnyRow, inactive_disconnect_ms: u64) -> StoreResult<Ag
             inactive_disconnect_ms,
         },
         build_id: row.try_get("build_id")?,
-        pid: row.try_get("pid")?,
-        proc_start: row.try_get("proc_start")?,
+        process: process(row)?,
         socket: row.try_get("socket")?,
     })
 }
