@@ -106,10 +106,6 @@ fn platform_error(err: PlatformError, doing: &str) -> ToolError {
     }
 }
 
-/// How long to leave, beyond the next poll, for an answer to reach a caller
-/// before its wait budget runs out.
-pub const BUDGET_MARGIN_MS: u64 = 3_000;
-
 /// The exact call that keeps waiting on `task_id`: the same arguments, with
 /// the task named.
 fn wait_again(args: &ProvisionRegistryArgs, task_id: &str) -> String {
@@ -234,18 +230,9 @@ pub fn provision_registry<P: Platform>(host: &P, args: ProvisionRegistryArgs) ->
         let waited = host.now().saturating_sub(started);
         let status = if matches!(task.status, TaskStatus::Pending) { "pending" } else { "running" };
         host.progress(&format!("registry {registry_name}: provisioning {status} for {} s of {} s", waited / 1_000, WAIT_LIMIT_MS / 1_000));
-        if host.wait_budget().is_some_and(|left| left < POLL_INTERVAL_MS + BUDGET_MARGIN_MS) {
-            let again = wait_again(&args, &task_id);
-            let mut err = error(
-                ErrorCategory::Timeout,
-                "STILL_IN_PROGRESS",
-                format!(
-                    "provisioning task {task_id} is still {status} after {} s; nothing failed. To keep waiting, make this exact call again: {again}",
-                    waited / 1_000
-                ),
-                &[],
-            );
-            err.suggestions = Some(vec![again]);
+        if toolshed_guest::wait_budget::runs_out(host.wait_budget(), POLL_INTERVAL_MS) {
+            let what = format!("provisioning task {task_id} is still {status} after {} s", waited / 1_000);
+            let mut err = toolshed_guest::wait_budget::still_in_progress(&what, wait_again(&args, &task_id));
             err.task_id = Some(task_id);
             return Err(err);
         }

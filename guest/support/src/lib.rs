@@ -24,6 +24,8 @@ mod bindings {
 /// The `toolshed:tools/types` interface: the tool error and its parts.
 pub use bindings::toolshed::tools::types;
 
+pub mod wait_budget;
+
 use types::{ErrorCategory, ToolError};
 
 /// Whether a retry can help, per category (SPEC section 0).

@@ -1,11 +1,47 @@
 //! The chat's workspace agent: its status (SPEC 3.2), which one the chat uses
 //! (3.3), and waiting until it is ready (3.4).
 
-use crate::builds::{duration, out_of_budget};
-use crate::capabilities::{AgentReport, Capabilities};
-use crate::wit::exports::toolshed::tools::workspace_tools::{AgentStatus, StartupScripts};
+use crate::builds::{Again, duration, out_of_budget, still_in_progress};
+use crate::capabilities::Capabilities;
+use crate::wit::exports::toolshed::tools::workspace_tools::{AgentStatus, CreateWorkspaceResult, StartWorkspaceResult, StartupScripts, ToolError};
 use crate::wit::toolshed::infra::db::ChatBinding;
 use crate::wit::toolshed::infra::types::{Agent, LifecycleState};
+
+/// The keys that describe the chat agent's readiness, merged into results.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct AgentReport {
+    pub agent_status: Option<AgentStatus>,
+    pub agent_error: Option<String>,
+    pub startup_scripts: Option<StartupScripts>,
+    pub lifecycle_state: Option<String>,
+    /// The caller's wait budget ran out while the agent was still starting.
+    pub still_waiting: bool,
+}
+
+impl AgentReport {
+    /// The report, or, when the wait budget ran out, the answer that says
+    /// the workspace is built and its agent still starting.
+    pub fn settled(self, build_id: &str, again: Again<'_>) -> Result<AgentReport, ToolError> {
+        if self.still_waiting {
+            return Err(still_in_progress("the workspace is built and its agent is still starting", build_id, again));
+        }
+        Ok(self)
+    }
+
+    pub fn apply_to_create(self, result: &mut CreateWorkspaceResult) {
+        result.agent_status = self.agent_status;
+        result.agent_error = self.agent_error;
+        result.startup_scripts = self.startup_scripts;
+        result.lifecycle_state = self.lifecycle_state;
+    }
+
+    pub fn apply_to_start(self, result: &mut StartWorkspaceResult) {
+        result.agent_status = self.agent_status;
+        result.agent_error = self.agent_error;
+        result.startup_scripts = self.startup_scripts;
+        result.lifecycle_state = self.lifecycle_state;
+    }
+}
 
 /// The whole time spent trying to connect to an agent.
 pub const CONNECT_WAIT_MS: u64 = 2 * 60 * 1_000;

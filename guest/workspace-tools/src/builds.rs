@@ -1,6 +1,7 @@
 //! Waiting for a build's provisioner job (SPEC 3.1).
 
 use crate::capabilities::Capabilities;
+pub use toolshed_guest::wait_budget::{self, duration};
 use crate::errors::error;
 use crate::wit::toolshed::infra::types::{JobStatus, QueryError};
 use toolshed_guest::types::ErrorCategory;
@@ -80,35 +81,15 @@ pub type Again<'a> = &'a dyn Fn() -> String;
 /// The answer for work still under way when the caller's wait budget runs
 /// out: recoverable, with the build and the exact call that waits on.
 pub fn still_in_progress(what: &str, build_id: &str, again: Again<'_>) -> ToolError {
-    let again = again();
-    let mut err = error(
-        ErrorCategory::Timeout,
-        "STILL_IN_PROGRESS",
-        format!("{what}; nothing failed. To keep waiting, make this exact call again: {again}"),
-    );
+    let mut err = wait_budget::still_in_progress(what, again());
     err.build_id = Some(build_id.to_string());
     err.detail = Some(format!("this call answered before its caller stopped waiting; the build may take up to {}", duration(WAIT_LIMIT_MS)));
-    err.suggestions = Some(vec![again]);
     err
 }
 
-/// How long to leave, beyond the next wait, for an answer to reach a caller
-/// before its wait budget runs out.
-pub const BUDGET_MARGIN_MS: u64 = 3_000;
-
 /// Whether waiting `next_ms` more would outlast the caller's wait budget.
 pub fn out_of_budget<C: Capabilities>(host: &C, next_ms: u64) -> bool {
-    host.wait_budget().is_some_and(|left| left < next_ms.saturating_add(BUDGET_MARGIN_MS))
-}
-
-/// `ms` as minutes and seconds, such as "1 min 20 s" or "45 s".
-pub fn duration(ms: u64) -> String {
-    let seconds = ms / 1_000;
-    match (seconds / 60, seconds % 60) {
-        (0, s) => format!("{s} s"),
-        (m, 0) => format!("{m} min"),
-        (m, s) => format!("{m} min {s} s"),
-    }
+    wait_budget::runs_out(host.wait_budget(), next_ms)
 }
 
 fn status_name(status: JobStatus) -> &'static str {

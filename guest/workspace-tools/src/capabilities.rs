@@ -1,8 +1,5 @@
 //! The host capabilities the tools use, as one trait.
 
-use crate::wit::exports::toolshed::tools::workspace_tools::{
-    self as api, CreateWorkspaceResult, StartWorkspaceResult,
-};
 use crate::wit::toolshed::infra::control::{CreateBuildRequest, CreateWorkspaceRequest, CreatedWorkspace};
 use crate::wit::toolshed::infra::db::ChatBinding;
 use crate::wit::toolshed::infra::types::{
@@ -64,40 +61,4 @@ pub trait Capabilities {
     fn can_connect(&self) -> bool;
     /// One attempt to reach an agent within `timeout_ms`.
     fn connect(&self, agent_id: &str, timeout_ms: u64) -> Result<(), String>;
-}
-
-/// The keys that describe the chat agent's readiness, merged into results.
-#[derive(Debug, Default, Clone, PartialEq)]
-pub struct AgentReport {
-    pub agent_status: Option<api::AgentStatus>,
-    pub agent_error: Option<String>,
-    pub startup_scripts: Option<api::StartupScripts>,
-    pub lifecycle_state: Option<String>,
-    /// The caller's wait budget ran out while the agent was still starting.
-    pub still_waiting: bool,
-}
-
-impl AgentReport {
-    /// The report, or, when the wait budget ran out, the answer that says
-    /// the workspace is built and its agent still starting.
-    pub fn settled(self, build_id: &str, again: crate::builds::Again<'_>) -> Result<AgentReport, api::ToolError> {
-        if self.still_waiting {
-            return Err(crate::builds::still_in_progress("the workspace is built and its agent is still starting", build_id, again));
-        }
-        Ok(self)
-    }
-
-    pub fn apply_to_create(self, result: &mut CreateWorkspaceResult) {
-        result.agent_status = self.agent_status;
-        result.agent_error = self.agent_error;
-        result.startup_scripts = self.startup_scripts;
-        result.lifecycle_state = self.lifecycle_state;
-    }
-
-    pub fn apply_to_start(self, result: &mut StartWorkspaceResult) {
-        result.agent_status = self.agent_status;
-        result.agent_error = self.agent_error;
-        result.startup_scripts = self.startup_scripts;
-        result.lifecycle_state = self.lifecycle_state;
-    }
 }
