@@ -19,10 +19,8 @@ pub const EPOCH_MS: u64 = 1_767_225_600_000;
 ///
 /// When the engine cannot be built.
 pub fn runtime_under(policy: Policy) -> Arc<Runtime> {
-    let runtime = Runtime::builder()
+    let runtime = toolshed_standard::runtime()
         .policy(policy)
-        .capability(toolshed_infra::Infra)
-        .capability(toolshed_platform::Platform)
         .concurrent_calls(1_000)
         .build()
         .expect("building the runtime");
@@ -77,8 +75,7 @@ impl TestEnv {
     pub fn on(runtime: Arc<Runtime>, plugins: &[Arc<Plugin>]) -> TestEnv {
         let clock = Arc::new(TokioClock::starting_at(EPOCH_MS));
         let backend = FakeBackend::new(clock.clone());
-        let (infra, platform, events) = backend.providers();
-        let host = Arc::new(Toolshed::builder(runtime).clock(clock).events(events).provide(infra).provide(platform).build());
+        let host = Arc::new(Toolshed::builder(runtime).clock(clock).backend(&Arc::new(backend.clone())).build().unwrap_or_else(|e| panic!("{e}")));
         for plugin in plugins {
             host.publish(plugin.clone()).unwrap_or_else(|e| panic!("{e}"));
         }

@@ -10,7 +10,7 @@ use toolshed_infra::{
     CreatedWorkspace, Db, InfraProviders, Job, QueryError, Template, TemplateParameter, Transition, Validation, Workspace,
 };
 use toolshed_platform::{PlatformError, PlatformProviders, ProvisionRequest, Registry, Task};
-use toolshed_runtime::{CallContext, ChatDirectory, ChatEvents, ChatRefused, Clock};
+use toolshed_runtime::{Backend, CallContext, ChatDirectory, ChatEvents, ChatRefused, Clock, Providers};
 
 use crate::ids;
 use crate::record::{Attempt, Call, ReadKind, Recorder};
@@ -394,12 +394,15 @@ fn next_plan(world: &mut World) -> BuildPlan {
     world.plans.pop_front().unwrap_or_else(|| world.default_plan.clone())
 }
 
-impl FakeBackend {
-    /// The providers of every capability, and the chat events, all answered
-    /// by this backend.
-    pub fn providers(&self) -> (InfraProviders, PlatformProviders, Arc<dyn ChatEvents>) {
-        let this = Arc::new(self.clone());
-        (InfraProviders::new(this.clone()), PlatformProviders::new(this.clone()), this)
+/// Every capability, and the chat events, answered by the fake.
+impl Backend for FakeBackend {
+    fn provide(self: &Arc<Self>, providers: &mut Providers) {
+        providers.insert(InfraProviders::new(self.clone()));
+        providers.insert(PlatformProviders::new(self.clone()));
+    }
+
+    fn chat_events(self: &Arc<Self>) -> Option<Arc<dyn ChatEvents>> {
+        Some(self.clone())
     }
 }
 

@@ -40,6 +40,12 @@ pub const LIFECYCLE_STATE: [&str; 9] =
 /// The wire names of `toolshed:infra/types.transition`, in case order.
 pub const TRANSITION: [&str; 3] = ["start", "stop", "delete"];
 
+/// The wire names of `toolshed:platform/registry.task-status`, in case
+/// order. The WIT spells the last case `cancelled`, where a provisioner
+/// job's status (Coder's word) is `canceled`: each keeps its own package's
+/// spelling.
+pub const TASK_STATUS: [&str; 5] = ["pending", "running", "completed", "failed", "cancelled"];
+
 /// The wire names of `toolshed:tools/types.error-category`, in case order:
 /// the categories of the contract's error object (SPEC §0).
 pub const ERROR_CATEGORY: [&str; 12] = [

@@ -35,6 +35,7 @@ fn the_name_tables_match_the_wit_enums() {
     assert_eq!(enum_cases(&resolve, "toolshed:infra", "lifecycle-state"), toolshed_contract::LIFECYCLE_STATE);
     assert_eq!(enum_cases(&resolve, "toolshed:infra", "transition"), toolshed_contract::TRANSITION);
     assert_eq!(enum_cases(&resolve, "toolshed:tools", "error-category"), toolshed_contract::ERROR_CATEGORY);
+    assert_eq!(enum_cases(&resolve, "toolshed:platform", "task-status"), toolshed_contract::TASK_STATUS);
 }
 
 #[test]

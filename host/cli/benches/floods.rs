@@ -15,7 +15,7 @@ use rmcp::handler::client::ClientHandler;
 use rmcp::model::{CallToolRequestParams, ClientConfig, ProgressNotificationParam};
 use rmcp::service::{NotificationContext, RoleClient};
 use serde_json::json;
-use toolshed_runtime::{Runtime, Toolshed};
+use toolshed_runtime::Toolshed;
 
 #[derive(Clone, Default)]
 struct Arrivals(Arc<Mutex<Vec<(String, Instant)>>>);
@@ -83,8 +83,8 @@ fn main() {
     let tokio = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     tokio.block_on(async {
         let policy = toolshed_runtime::Policy::from_toml("[plugins.hostile]\ngrants = [\"toolshed:runtime/*\", \"toolshed:infra/db\"]\n").unwrap();
-        let runtime = Arc::new(Runtime::builder().policy(policy).capability(toolshed_infra::Infra).build().unwrap());
-        let host = Arc::new(Toolshed::builder(runtime).provide(toolshed_infra::InfraProviders::new(Arc::new(toolshed_infra::EmptyInfra))).build());
+        let runtime = Arc::new(toolshed_standard::runtime().policy(policy).build().unwrap());
+        let host = Arc::new(Toolshed::builder(runtime).provide(toolshed_infra::InfraProviders::new(Arc::new(toolshed_infra::EmptyInfra))).build().unwrap());
         host.install("hostile", toolshed_fixtures::HOSTILE.to_vec()).await.unwrap();
         let (mut quiet, mut flooded) = (Vec::new(), Vec::new());
         for i in 0..trials {

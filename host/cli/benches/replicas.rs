@@ -41,12 +41,7 @@ async fn replica(database: &str, data_dir: &std::path::Path) -> anyhow::Result<(
     let backend = LocalBackend::open(config).await?;
     let compiled = tempfile::tempdir()?;
     let runtime = toolshed::bench::serve_runtime_with_capacity(compiled.path(), 256)?;
-    let (infra, platform, events) = backend.providers();
-    let mut builder = Toolshed::builder(runtime).events(events).provide(infra).provide(platform);
-    if let Some(locks) = backend.chat_locks() {
-        builder = builder.locks(locks);
-    }
-    let host = Arc::new(builder.build());
+    let host = Arc::new(Toolshed::builder(runtime).backend(&backend).build()?);
     host.install("workspace-tools", toolshed_builtin::WORKSPACE_TOOLS.to_vec()).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok((backend, host))
 }

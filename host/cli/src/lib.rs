@@ -2,6 +2,7 @@
 //! the local backend, play the demo and run the benchmarks. The library
 //! target exists for the benchmarks and the command's own tests.
 
+pub mod app;
 pub mod bench;
 pub mod cli;
 pub mod new;

@@ -233,7 +233,7 @@ impl CoderClient {
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
-        crate::tls::ensure_provider();
+        toolshed_runtime::tls::ensure_provider();
         let mut headers = HeaderMap::new();
         headers.insert(TOKEN_HEADER, config.token.header());
         headers.insert(reqwest::header::ACCEPT, HeaderValue::from_static("application/json"));

@@ -19,7 +19,7 @@
 //! let backend = Arc::new(CoderBackend::new(config, Arc::new(MemoryChats::default())).map_err(anyhow::Error::msg)?);
 //! let me = backend.whoami().await?; // checks the URL and the token
 //! let runtime = Arc::new(toolshed_runtime::Runtime::builder().capability(toolshed_infra::Infra).build()?);
-//! let host = toolshed_runtime::Toolshed::builder(runtime).provide(toolshed_infra::InfraProviders::new(backend)).build();
+//! let host = toolshed_runtime::Toolshed::builder(runtime).backend(&backend).build()?;
 //! # let _ = (me, host); Ok(()) }
 //! ```
 //!
@@ -33,7 +33,6 @@
 
 pub mod api;
 pub mod client;
-mod tls;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -42,9 +41,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use toolshed_infra::{
     Agent, AgentConnect, ApiError, Build, BuildLogs, BuildVersions, Chat, ChatBinding, Control, ControlError, CreateBuildRequest, CreateWorkspaceRequest,
-    CreatedWorkspace, Db, Job, QueryError, Template, TemplateParameter, Transition, Validation, Workspace, names,
+    CreatedWorkspace, Db, InfraProviders, Job, QueryError, Template, TemplateParameter, Transition, Validation, Workspace, names,
 };
-use toolshed_runtime::{CallContext, Clock, SystemClock};
+use toolshed_runtime::{Backend, CallContext, Clock, Providers, SystemClock};
 
 pub use client::{ClientConfig, CoderClient, CoderError, RetryPolicy, SessionToken};
 
@@ -267,6 +266,14 @@ fn values(parameters: &[(String, String)]) -> Vec<ParameterValue> {
 
 fn malformed(reason: String) -> QueryError {
     QueryError::Failed(format!("Coder's answer could not be read: {reason}"))
+}
+
+/// A host over Coder gets the infra interfaces from it; chats, tasks and
+/// registries stay with whatever backend keeps them.
+impl Backend for CoderBackend {
+    fn provide(self: &Arc<Self>, providers: &mut Providers) {
+        providers.insert(InfraProviders::new(self.clone()));
+    }
 }
 
 #[async_trait]

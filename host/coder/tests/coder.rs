@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use toolshed_coder::{ClientConfig, CoderBackend, CoderConfig, MemoryChats, RetryPolicy, SessionToken};
 use toolshed_coder_fake::{AgentPlan, BuildPlan, EPOCH_MS, FakeCoder, Fault, Method, ORG, OTHER_ORG, SteppingClock, TOKEN, TemplateIds, USER, context, parameter};
 use toolshed_harness::{OutputExt, plugin_on, runtime_under};
-use toolshed_infra::{ChatBinding, ControlError, CreateWorkspaceRequest, Db, InfraProviders, QueryError, Control};
+use toolshed_infra::{ChatBinding, ControlError, CreateWorkspaceRequest, Db, QueryError, Control};
 use toolshed_runtime::{Arguments, CallContext, CallOptions, ChatEvents, ToolOutput, Toolshed};
 
 #[derive(Default)]
@@ -20,6 +20,15 @@ struct CountedUpdates(AtomicUsize);
 impl ChatEvents for CountedUpdates {
     async fn chat_updated(&self, _cx: &CallContext) {
         self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// The test's front end: it only counts chat updates.
+impl toolshed_runtime::Backend for CountedUpdates {
+    fn provide(self: &Arc<Self>, _: &mut toolshed_runtime::Providers) {}
+
+    fn chat_events(self: &Arc<Self>) -> Option<Arc<dyn ChatEvents>> {
+        Some(self.clone())
     }
 }
 
@@ -55,7 +64,17 @@ async fn env_with(configure: impl FnOnce(&mut CoderConfig)) -> Env {
     let runtime = RUNTIME.get_or_init(|| runtime_under(toolshed_builtin::policy())).clone();
     let plugin = plugin_on(&runtime, "workspace-tools", toolshed_builtin::WORKSPACE_TOOLS);
     let updates = Arc::new(CountedUpdates::default());
-    let host = Arc::new(Toolshed::builder(runtime).clock(clock.clone()).events(updates.clone()).provide(InfraProviders::new(backend.clone())).build());
+    // Coder has no registries; the built-in policy grants them to
+    // registry-tools, which these tests do not serve.
+    let host = Arc::new(
+        Toolshed::builder(runtime)
+            .clock(clock.clone())
+            .backend(&backend)
+            .backend(&updates)
+            .provide(toolshed_platform::PlatformProviders::new(Arc::new(toolshed_platform::NoPlatform)))
+            .build()
+            .unwrap(),
+    );
     host.publish(plugin).unwrap();
     Env { fake, clock, backend, host, template, updates }
 }

@@ -14,8 +14,9 @@ use crate::{
 
 impl InfraView<'_> {
     fn providers(&self) -> wasmtime::Result<InfraProviders> {
-        // A plugin is only linked with infra when its policy grants it; a
-        // host that grants it must also provide a backend.
+        // A plugin is only linked with infra when its policy grants it, and
+        // a host whose policy grants it does not start without a provider
+        // (`ToolshedBuilder::build`); this guards a host built otherwise.
         self.providers.cloned().ok_or_else(|| wasmtime::format_err!("this host grants the infra interfaces but provides no backend for them"))
     }
 }

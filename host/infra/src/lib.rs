@@ -9,7 +9,7 @@
 //! # use std::sync::Arc;
 //! # fn build(backend: Arc<impl toolshed_infra::Db + toolshed_infra::Control + toolshed_infra::AgentConnect + toolshed_infra::BuildLogs + toolshed_infra::BuildVersions>) -> anyhow::Result<()> {
 //! let runtime = Arc::new(toolshed_runtime::Runtime::builder().capability(toolshed_infra::Infra).build()?);
-//! let host = toolshed_runtime::Toolshed::builder(runtime).provide(toolshed_infra::InfraProviders::new(backend)).build();
+//! let host = toolshed_runtime::Toolshed::builder(runtime).provide(toolshed_infra::InfraProviders::new(backend)).build()?;
 //! # Ok(()) }
 //! ```
 //!
@@ -211,5 +211,9 @@ impl Capability for Infra {
 
     fn empty_providers(&self, providers: &mut Providers) {
         providers.insert(InfraProviders::new(Arc::new(EmptyInfra)));
+    }
+
+    fn provided(&self, providers: &Providers) -> bool {
+        providers.get::<InfraProviders>().is_some()
     }
 }

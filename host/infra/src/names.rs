@@ -79,4 +79,22 @@ mod tests {
         assert_eq!(status("exploded"), JobStatus::Unknown);
         assert_eq!(lifecycle("Ready"), None);
     }
+
+    /// The generated enums number their cases in WIT order, as the
+    /// contract's tables do: each array here must list the cases in that
+    /// order, or a name would read back as another case. A round trip alone
+    /// passes for any order.
+    #[test]
+    fn each_array_lists_its_cases_in_wit_order() {
+        for (i, t) in TRANSITIONS.iter().enumerate() {
+            assert_eq!(*t as usize, i, "{t:?}");
+        }
+        for (i, s) in STATUSES.iter().enumerate() {
+            assert_eq!(*s as usize, i, "{s:?}");
+        }
+        for (i, l) in LIFECYCLES.iter().enumerate() {
+            assert_eq!(*l as usize, i, "{l:?}");
+        }
+        assert_eq!((TRANSITIONS.len(), STATUSES.len(), LIFECYCLES.len()), (TRANSITION.len(), JOB_STATUS.len(), LIFECYCLE_STATE.len()));
+    }
 }

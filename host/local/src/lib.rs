@@ -43,8 +43,9 @@ use toolshed_infra::{
     Agent, AgentConnect, ApiError, BuildLogs, BuildVersions, Build, Chat, ChatBinding, Control, ControlError, CreateBuildRequest, CreateWorkspaceRequest,
     CreatedWorkspace, Db, InfraProviders, Job, JobStatus, QueryError, Template, TemplateParameter, Transition, Validation, Workspace,
 };
+use toolshed_platform::names::status_name;
 use toolshed_platform::{PlatformError, PlatformProviders, ProvisionRequest, Registry, Task, TaskStatus};
-use toolshed_runtime::{CallContext, ChatDirectory, ChatEvents, ChatRefused};
+use toolshed_runtime::{Backend, CallContext, ChatDirectory, ChatEvents, ChatRefused, Providers};
 pub use lease::{Lease, Orphans};
 pub use sandbox::{Sandbox, SandboxMode};
 use manifest::Manifest;
@@ -202,23 +203,9 @@ impl LocalBackend {
         &self.sandbox
     }
 
-    /// The providers of the infra and platform interfaces, and the chat
-    /// events, all answered by this backend: what a host built over it needs.
-    pub fn providers(self: &Arc<Self>) -> (InfraProviders, PlatformProviders, Arc<dyn ChatEvents>) {
-        (InfraProviders::new(self.clone()), PlatformProviders::new(self.clone()), self.clone())
-    }
-
     /// A stream of build output and chat updates.
     pub fn subscribe(&self) -> broadcast::Receiver<LocalEvent> {
         self.events.subscribe()
-    }
-
-    /// The chat locks hosts on this backend must share, when they must: on
-    /// PostgreSQL, advisory locks, so two hosts never run one chat's guarded
-    /// step at once. None on SQLite, where the hosts of one data directory
-    /// are one machine's processes and in-process locks are the default.
-    pub fn chat_locks(&self) -> Option<Arc<dyn toolshed_runtime::locks::ChatLocks>> {
-        self.locks.clone()
     }
 
     /// The task journal, in the same database.
@@ -549,6 +536,27 @@ impl ChatDirectory for LocalBackend {
     }
 }
 
+/// A host over the local backend gets the infra and platform interfaces,
+/// the chat events, and, on PostgreSQL, the chat locks every host shares.
+impl Backend for LocalBackend {
+    fn provide(self: &Arc<Self>, providers: &mut Providers) {
+        providers.insert(InfraProviders::new(self.clone()));
+        providers.insert(PlatformProviders::new(self.clone()));
+    }
+
+    fn chat_events(self: &Arc<Self>) -> Option<Arc<dyn ChatEvents>> {
+        Some(self.clone())
+    }
+
+    /// On PostgreSQL, advisory locks, so two hosts never run one chat's
+    /// guarded step at once. None on SQLite, where the hosts of one data
+    /// directory are one machine's processes and in-process locks are the
+    /// default.
+    fn chat_locks(self: &Arc<Self>) -> Option<Arc<dyn toolshed_runtime::locks::ChatLocks>> {
+        self.locks.clone()
+    }
+}
+
 #[async_trait]
 impl ChatEvents for LocalBackend {
     async fn chat_updated(&self, cx: &CallContext) {
@@ -562,12 +570,12 @@ impl Registry for LocalBackend {
         let dir = registry::registry_dir(&self.data_dir, &cx.owner_id, &cx.owner_name, &request.project_id, &request.registry_name)
             .map_err(PlatformError::BadResponse)?;
         let id = uuid::Uuid::new_v4().to_string();
-        self.store.insert_registry_task(&id, &cx.owner_id, "running", now_ms()).await.map_err(|e| PlatformError::BadResponse(e.to_string()))?;
+        self.store.insert_registry_task(&id, &cx.owner_id, status_name(TaskStatus::Running), now_ms()).await.map_err(|e| PlatformError::BadResponse(e.to_string()))?;
         let (store, task_id) = (self.store.clone(), id.clone());
         tokio::spawn(async move {
             let task = match registry::create_layout(&dir) {
-                Ok(()) => store::RegistryTaskRecord { status: "completed".into(), message: None, url: Some(format!("oci:{}", dir.display())) },
-                Err(e) => store::RegistryTaskRecord { status: "failed".into(), message: Some(format!("creating {}: {e}", dir.display())), url: None },
+                Ok(()) => store::RegistryTaskRecord { status: status_name(TaskStatus::Completed).into(), message: None, url: Some(format!("oci:{}", dir.display())) },
+                Err(e) => store::RegistryTaskRecord { status: status_name(TaskStatus::Failed).into(), message: Some(format!("creating {}: {e}", dir.display())), url: None },
             };
             if let Err(e) = store.update_registry_task(&task_id, &task).await {
                 tracing::warn!(task = %task_id, "could not record the registry task's end: {e}");
@@ -583,13 +591,7 @@ impl Registry for LocalBackend {
             .await
             .map_err(|e| PlatformError::BadResponse(e.to_string()))?
             .ok_or_else(|| PlatformError::NotFound(format!("task {}", toolshed_runtime::text::clip(id, 80))))?;
-        let status = match task.status.as_str() {
-            "pending" => TaskStatus::Pending,
-            "completed" => TaskStatus::Completed,
-            "failed" => TaskStatus::Failed,
-            "cancelled" => TaskStatus::Cancelled,
-            _ => TaskStatus::Running,
-        };
+        let status = toolshed_platform::names::status(&task.status).unwrap_or(TaskStatus::Running);
         Ok(Task { id: id.to_string(), status, message: task.message, registry_url: task.url })
     }
 }

@@ -20,7 +20,9 @@ pub mod auth;
 pub mod http;
 pub mod identity;
 pub mod stdio;
-pub mod tls;
+
+/// TLS setup, shared with every crate of the host.
+pub use toolshed_runtime::tls;
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -309,21 +311,30 @@ impl ServerHandler for McpServer {
             .field("limit", self.settings.calls_per_principal);
             return Ok(respond(ToolOutput { is_error: true, value: busy.to_json() }));
         };
-        // A tool of a plugin still installing is waited for, not refused; a
-        // tool that will not come is a protocol error, as the spec answers it.
-        if !self.host.wait_for_tool(&request.name).await {
-            audit(&principal.owner_id, &chat, &request.name, "refused", started);
-            return Err(unknown_tool(&self.host, &request.name));
-        }
         let cx = principal.context(&chat);
         let arguments = Value::Object(request.arguments.unwrap_or_default());
+        // Over HTTP the body that held the arguments bounds their size, so
+        // they need counting only when that bound is over the limit.
+        let body_bytes = context
+            .extensions
+            .get::<::http::request::Parts>()
+            .and_then(|p| p.headers.get(::http::header::CONTENT_LENGTH))
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+        let sized = match body_bytes {
+            Some(bound) => Arguments::JsonWithin(&arguments, bound),
+            None => Arguments::Json(&arguments),
+        };
 
         // A client that takes tasks gets one for a call that runs longer
         // than a moment; the call then has no wait budget.
         let takes_tasks = context.client_capabilities().is_some_and(|c| c.supports_tasks());
         if let (Some(tasks), true) = (&self.settings.tasks, takes_tasks) {
-            let task = match tasks.start(&cx, &request.name, arguments).await {
+            let task = match tasks.start(&cx, &request.name, arguments.clone()).await {
                 Ok(task) => task,
+                Err(refused) if refused.code == toolshed_runtime::error::UNKNOWN_TOOL => {
+                    audit(&principal.owner_id, &chat, &request.name, "refused", started);
+                    return Err(unknown_tool(&self.host, &request.name));
+                }
                 Err(refused) => {
                     audit(&principal.owner_id, &chat, &request.name, "refused", started);
                     return Ok(respond(ToolOutput { is_error: true, value: refused.to_json() }));
@@ -363,7 +374,7 @@ impl ServerHandler for McpServer {
         };
 
         let options = CallOptions { progress: sink, wait_budget: self.settings.wait_budget };
-        let call = self.host.call_with(&cx, &request.name, Arguments::Json(&arguments), options);
+        let call = self.host.call_with(&cx, &request.name, sized, options);
         let outcome = tokio::select! {
             out = call => Some(out),
             // Dropping the call drops its store: the instance ends here.
@@ -376,6 +387,12 @@ impl ServerHandler for McpServer {
             audit(&principal.owner_id, &chat, &request.name, "cancelled", started);
             return Err(McpError::internal_error("the call was cancelled", None));
         };
+        // A tool no plugin serves (the call waited for installs under way)
+        // is a protocol error, as the spec answers it.
+        if out.is_unknown_tool() {
+            audit(&principal.owner_id, &chat, &request.name, "refused", started);
+            return Err(unknown_tool(&self.host, &request.name));
+        }
         audit(&principal.owner_id, &chat, &request.name, if out.is_error { "error" } else { "ok" }, started);
         Ok(respond(out))
     }

@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 
 mod host;
+pub mod names;
 
 use std::sync::Arc;
 
@@ -108,5 +109,9 @@ impl Capability for Platform {
 
     fn empty_providers(&self, providers: &mut Providers) {
         providers.insert(PlatformProviders::new(Arc::new(NoPlatform)));
+    }
+
+    fn provided(&self, providers: &Providers) -> bool {
+        providers.get::<PlatformProviders>().is_some()
     }
 }

@@ -13,13 +13,9 @@
 //!   [`Providers`]: the objects that answer the calls (a backend). The
 //!   capability's host code finds them through [`CallState::split`].
 
-use std::any::{Any, TypeId};
-use std::sync::Arc;
-
-use async_trait::async_trait;
 use wasmtime::component::Linker;
 
-use crate::context::CallContext;
+pub use crate::providers::Providers;
 use crate::state::CallState;
 
 /// A family of host interfaces a plugin may be granted.
@@ -40,47 +36,10 @@ pub trait Capability: Send + Sync + 'static {
     /// Providers that answer as an empty host would: reads find nothing and
     /// requests fail. Smoke calls of new plugin versions run against them.
     fn empty_providers(&self, providers: &mut Providers);
+
+    /// Whether `providers` hold what this capability's host functions
+    /// answer from: a host whose policy grants the capability refuses to
+    /// start without it.
+    fn provided(&self, providers: &Providers) -> bool;
 }
 
-/// The objects that answer a host's capability calls, by type.
-#[derive(Clone, Default)]
-pub struct Providers {
-    entries: Vec<(TypeId, Arc<dyn Any + Send + Sync>)>,
-}
-
-impl Providers {
-    /// No providers.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds (or replaces) the provider of type `T`.
-    pub fn insert<T: Any + Send + Sync>(&mut self, provider: T) -> &mut Self {
-        let id = TypeId::of::<T>();
-        self.entries.retain(|(t, _)| *t != id);
-        self.entries.push((id, Arc::new(provider)));
-        self
-    }
-
-    /// The provider of type `T`, if there is one.
-    pub fn get<T: Any + Send + Sync>(&self) -> Option<&T> {
-        let id = TypeId::of::<T>();
-        self.entries.iter().find(|(t, _)| *t == id).and_then(|(_, p)| p.downcast_ref::<T>())
-    }
-}
-
-/// Where chat-updated events go: the front end showing the chat.
-#[async_trait]
-pub trait ChatEvents: Send + Sync + 'static {
-    /// The chat's bound workspace, build or agent changed.
-    async fn chat_updated(&self, cx: &CallContext);
-}
-
-/// Events that go nowhere.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoEvents;
-
-#[async_trait]
-impl ChatEvents for NoEvents {
-    async fn chat_updated(&self, _cx: &CallContext) {}
-}

@@ -35,6 +35,9 @@ impl Category {
     }
 }
 
+/// The code of the error object for a tool no plugin serves.
+pub const UNKNOWN_TOOL: &str = "UNKNOWN_TOOL";
+
 /// A failure detected by the host, before or around the guest.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
@@ -55,6 +58,13 @@ impl HostError {
     /// A host error of `category` with `code` and `message`.
     pub fn new(category: Category, code: &'static str, message: impl Into<String>) -> Self {
         Self { category, code, message: message.into(), suggestions: Vec::new(), fields: Default::default() }
+    }
+
+    /// The error for tool `name`, which no plugin serves; `served` are the
+    /// tools that are.
+    pub fn unknown_tool(name: &str, served: &[String]) -> Self {
+        HostError::new(Category::ValidationFailed, UNKNOWN_TOOL, format!("there is no tool named {:?}", crate::text::clip(name, 100)))
+            .suggest(format!("Use one of: {}.", served.join(", ")))
     }
 
     /// Adds a suggested next step.

@@ -16,7 +16,7 @@
 //!
 //! # async fn run(bytes: Vec<u8>) -> anyhow::Result<()> {
 //! let runtime = Arc::new(Runtime::builder().cache_dir("/var/cache/toolshed").build()?);
-//! let host = Toolshed::builder(runtime).build();
+//! let host = Toolshed::builder(runtime).build()?;
 //! host.install("my-tools", bytes).await?;
 //! let cx = CallContext { chat_id: "c1".into(), owner_id: "u1".into(), owner_name: "ada".into(), organization_id: "o1".into() };
 //! let out = host.call(&cx, "list_things", "{}").await;
@@ -33,6 +33,7 @@
 pub mod admission;
 pub mod call_log;
 pub mod capability;
+pub mod chat_events;
 pub mod chats;
 pub mod clock;
 pub mod context;
@@ -40,23 +41,28 @@ pub mod engine;
 pub mod error;
 mod host;
 pub mod interfaces;
+pub mod limiter;
 pub mod locks;
 pub mod park;
 pub mod plugin;
 pub mod policy;
 pub mod progress;
+pub mod providers;
 pub mod reflect;
 mod runtime;
 pub mod sandbox;
 pub mod state;
 pub mod tasks;
 pub mod text;
+pub mod tls;
 
-pub use capability::{Capability, ChatEvents, NoEvents, Providers};
+pub use capability::Capability;
+pub use chat_events::{ChatEvents, NoEvents};
+pub use providers::{Backend, Providers};
 pub use chats::{ChatDirectory, ChatRefused};
 pub use clock::{Clock, ScaledClock, SystemClock, TokioClock};
 pub use context::CallContext;
-pub use host::{Arguments, CallOptions, InstallsPending, PluginRefused, Stats, TieredUp, ToolOutput, Toolshed, ToolshedBuilder, ToolsChanged};
+pub use host::{Arguments, CallOptions, InstallsPending, MissingProvider, PluginRefused, Stats, TieredUp, ToolOutput, Toolshed, ToolshedBuilder, ToolsChanged};
 pub use plugin::{LoadError, Plugin, Tier, Tool};
 pub use policy::{Limits, Policy};
 pub use runtime::{Runtime, RuntimeBuilder};

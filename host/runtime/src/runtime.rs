@@ -10,9 +10,10 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, Linker};
 
 use crate::admission::{Admission, DEFAULT_CONCURRENT_CALLS, DEFAULT_QUEUE_WAIT};
-use crate::capability::{Capability, Providers};
+use crate::capability::Capability;
+use crate::providers::Providers;
 use crate::engine::{self, PoolSize};
-use crate::plugin::{CacheLimits, CacheStats, CompiledCache, LoadError, Plugin, Tier};
+use crate::plugin::{CacheLimits, CacheStats, Compiled, CompiledCache, LoadError, Plugin, Tier};
 use crate::policy::{Grant, Policy};
 use crate::reflect::Metadata;
 use crate::state::CallState;
@@ -148,12 +149,6 @@ pub struct Runtime {
     admission: Admission,
 }
 
-/// A compiled component and the docs read from it.
-pub(crate) struct Compiled {
-    pub(crate) component: Component,
-    pub(crate) metadata: Metadata,
-}
-
 impl Runtime {
     /// A runtime with the built-in policy and no disk cache.
     ///
@@ -167,11 +162,6 @@ impl Runtime {
     /// A builder for a runtime with other settings.
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder::default()
-    }
-
-    /// Whether plugins the cache does not hold load through a first tier.
-    pub fn has_first_tier(&self) -> bool {
-        self.first_tier.is_some()
     }
 
     /// Compiles plugin `name` with the baseline compiler, when this runtime
@@ -278,9 +268,16 @@ impl Runtime {
         providers
     }
 
-    /// The capabilities plugins may be granted.
-    pub fn capabilities(&self) -> impl Iterator<Item = &dyn Capability> {
-        self.capabilities.iter().map(|c| c.as_ref())
+    /// The capabilities the policy grants to some plugin that `providers`
+    /// do not answer, each with its granted interfaces.
+    pub(crate) fn unprovided(&self, providers: &Providers) -> Vec<(String, Vec<&'static str>)> {
+        self.capabilities
+            .iter()
+            .filter_map(|capability| {
+                let granted: Vec<&'static str> = capability.interfaces().iter().copied().filter(|i| self.policy.grants_anywhere(i)).collect();
+                (!granted.is_empty() && !capability.provided(providers)).then(|| (capability.name().to_string(), granted))
+            })
+            .collect()
     }
 
     /// How many compiled components are alive: held by a served version, a

@@ -7,14 +7,15 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::call_log::{CallLog, Origin};
-use crate::capability::{ChatEvents, Providers};
+use crate::chat_events::ChatEvents;
+use crate::providers::Providers;
 use crate::clock::Clock;
 use crate::context::CallContext;
 use crate::locks::{CallLocks, ChatLocks, LockTable};
 use crate::park::{Carried, ParkRequest};
 use crate::policy::Limits;
 use crate::progress::{ProgressSink, Reporter};
-use crate::sandbox::CallLimiter;
+use crate::limiter::CallLimiter;
 
 /// What every call on a host shares: the clock, the locks, where events go,
 /// and the providers of the capabilities.

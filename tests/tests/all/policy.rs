@@ -66,3 +66,23 @@ async fn templates_of_an_organization_the_owner_is_not_in_are_invisible_to_every
     assert_eq!(create.err()["code"], "TEMPLATE_NOT_FOUND", "{}", create.value);
     assert!(env.backend.recorder().creates().is_empty(), "create was never called");
 }
+
+/// A capability the policy grants but no backend provides is found when the
+/// host is built, named, and the host does not start: not later, as a trap
+/// in the first plugin that calls it.
+#[test]
+fn a_host_refuses_to_start_when_a_granted_capability_has_no_provider() {
+    use std::sync::Arc;
+    let runtime = Arc::new(crate::support::builder().build().unwrap());
+    let infra_only = toolshed_runtime::Toolshed::builder(runtime.clone()).provide(toolshed_infra::InfraProviders::new(Arc::new(toolshed_infra::EmptyInfra)));
+    let refused = infra_only.build().err().expect("the platform capability is granted and not provided");
+    assert_eq!(refused.capability, "platform");
+    assert!(refused.to_string().contains("toolshed:platform/registry"), "{refused}");
+    let both = toolshed_runtime::Toolshed::builder(runtime)
+        .provide(toolshed_infra::InfraProviders::new(Arc::new(toolshed_infra::EmptyInfra)))
+        .provide(toolshed_platform::PlatformProviders::new(Arc::new(toolshed_platform::NoPlatform)));
+    assert!(both.build().is_ok());
+    // A policy that grants nothing beyond the runtime needs no provider.
+    let bare = Arc::new(toolshed_standard::runtime().build().unwrap());
+    assert!(toolshed_runtime::Toolshed::builder(bare).build().is_ok());
+}

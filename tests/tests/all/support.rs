@@ -26,7 +26,7 @@ pub fn harness_policy() -> Policy {
 /// A runtime builder with the capabilities and policy the suites use; set
 /// another policy on it to test refusals.
 pub fn builder() -> toolshed_runtime::RuntimeBuilder {
-    Runtime::builder().policy(harness_policy()).capability(toolshed_infra::Infra).capability(toolshed_platform::Platform)
+    toolshed_standard::runtime().policy(harness_policy())
 }
 
 /// One runtime for the whole test process.

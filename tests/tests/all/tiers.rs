@@ -24,9 +24,7 @@ fn tiered_runtime(cache: Option<&Path>) -> Arc<Runtime> {
     if let Some(dir) = cache {
         builder = builder.cache_dir(dir);
     }
-    let runtime = Arc::new(builder.build().unwrap());
-    assert!(runtime.has_first_tier(), "Winch targets this platform, so the first tier must be on");
-    runtime
+    Arc::new(builder.build().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,7 +20,7 @@ use serde_json::json;
 use toolshed_infra::InfraProviders;
 use toolshed_runtime::{CallContext, Clock, Plugin, Runtime, SystemClock, Tier, Toolshed};
 
-use crate::cli::runtime_builder;
+use crate::app::runtime_builder;
 
 use native::NativeHost;
 use scenario::{InstantBackend, ORG, TEMPLATE};
@@ -206,7 +206,13 @@ pub fn serve_runtime_with_capacity(data_dir: &Path, calls: u32) -> anyhow::Resul
 pub fn hosted(runtime: &Arc<Runtime>, plugin: &Arc<Plugin>, templates: usize, build_ms: u64) -> Toolshed {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let backend = Arc::new(InstantBackend::new(templates, build_ms, clock.clone()));
-    let host = Toolshed::builder(runtime.clone()).clock(clock).provide(InfraProviders::new(backend)).build();
+    // The built-in policy grants registries too; this host offers none.
+    let host = Toolshed::builder(runtime.clone())
+        .clock(clock)
+        .provide(InfraProviders::new(backend))
+        .provide(toolshed_platform::PlatformProviders::new(Arc::new(toolshed_platform::NoPlatform)))
+        .build()
+        .expect("both granted capabilities are provided");
     host.publish(plugin.clone()).expect("one plugin never conflicts");
     host
 }

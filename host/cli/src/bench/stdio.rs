@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use toolshed_runtime::{Arguments, CallContext, CallOptions, Toolshed};
 
 use super::median;
-use crate::cli::{App, Global};
+use crate::app::{App, HostOptions};
 
 /// What one run of the stdio benchmark found.
 #[derive(Debug, Clone, Copy)]
@@ -101,7 +101,7 @@ impl ServeHost {
     pub(crate) fn open() -> anyhow::Result<ServeHost> {
         let data = tempfile::tempdir()?;
         let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        let global = Global { data_dir: Some(data.path().to_path_buf()), database: None, plugins: None, policy: None };
+        let global = HostOptions { data_dir: Some(data.path().to_path_buf()), database: None, plugins: None, policy: None };
         let app = tokio.block_on(async {
             let mut app = App::open_runner(&global).await?;
             app.loaded().await;

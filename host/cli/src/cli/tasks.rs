@@ -9,14 +9,14 @@ use serde_json::{Value, json};
 use toolshed_local::{LocalBackend, local_context};
 use toolshed_runtime::tasks::{TaskRecord, TaskSettings, Tasks};
 
-use super::{App, Global};
+use crate::app::{App, HostOptions};
 
 /// How many tasks `toolshed tasks` lists.
 const LISTED: usize = 50;
 
 /// The task settings of this process: the lease builds are held under.
 fn settings() -> TaskSettings {
-    let lease = super::lease();
+    let lease = crate::app::lease();
     TaskSettings { lease: lease.period, renew_every: lease.renew_every, ..TaskSettings::default() }
 }
 
@@ -27,10 +27,9 @@ pub fn runner(app: &App) -> Arc<Tasks> {
 
 /// Records a task calling `tool`, starts a background `toolshed tasks
 /// resume` to run it, and returns the task's id.
-pub async fn detach(app: &App, global: &Global, chat: &str, tool: &str, arguments: &str) -> anyhow::Result<String> {
+pub async fn detach(app: &App, global: &HostOptions, chat: &str, tool: &str, arguments: &str) -> anyhow::Result<String> {
     anyhow::ensure!(toolshed_runtime::chats::is_chat_id(chat), "--chat {chat:?} is not a chat id: use letters, digits, '-', '_', '.' or ':'");
     let arguments: Value = if arguments.trim().is_empty() { json!({}) } else { serde_json::from_str(arguments).map_err(|e| anyhow::anyhow!("the arguments are not JSON: {e}"))? };
-    app.host.wait_for_tool(tool).await;
     let task = runner(app).enqueue(&local_context(chat), tool, arguments).await.map_err(|refused| anyhow::anyhow!("{}", refused.to_json()))?;
 
     // The runner outlives this command: a group of its own, so a terminal's

@@ -37,8 +37,7 @@ impl Local {
         let backend = LocalBackend::open(config).await.unwrap();
         // As the one-shot commands build it: no first tier.
         let runtime = Arc::new(toolshed::cli::runtime_builder(toolshed_builtin::policy(), &data_dir(dir.path())).concurrent_calls(16).build().unwrap());
-        let (infra, platform, events) = backend.providers();
-        let host = Arc::new(Toolshed::builder(runtime).clock(Arc::new(ScaledClock::new(20))).events(events).provide(infra).provide(platform).build());
+        let host = Arc::new(Toolshed::builder(runtime).clock(Arc::new(ScaledClock::new(20))).backend(&backend).build().unwrap());
         for (name, bytes) in toolshed_builtin::all() {
             host.install(name, bytes.to_vec()).await.unwrap();
         }

@@ -9,7 +9,6 @@ use wasmtime::component::{InstancePre, Linker};
 
 use super::tool::Tool;
 use crate::policy::{PluginPolicy, grant_allows};
-use crate::runtime::Compiled;
 use crate::state::CallState;
 
 /// Why a plugin could not be loaded.
@@ -121,6 +120,12 @@ impl Tier {
             Tier::Optimized => "optimized (Cranelift)",
         }
     }
+}
+
+/// A compiled component and the docs read from it.
+pub(crate) struct Compiled {
+    pub(crate) component: wasmtime::component::Component,
+    pub(crate) metadata: crate::reflect::Metadata,
 }
 
 /// A compiled plugin, ready to instantiate once per call.

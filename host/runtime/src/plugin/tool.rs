@@ -10,8 +10,6 @@ use crate::reflect::{answer, ArgumentError, describe, Docs, UnsupportedType, jso
 pub enum ArgumentShape {
     /// One record parameter: its fields are the arguments.
     Record {
-        /// The parameter's name.
-        param: String,
         /// The record type.
         ty: Type,
     },
@@ -52,7 +50,7 @@ impl Tool {
         let (arguments, input_schema) = match params.as_slice() {
             [(param, ty @ Type::Record(_))] => {
                 let schema = schema_for(ty, docs, &format!("{func_name}/{param}"))?;
-                (ArgumentShape::Record { param: param.clone(), ty: ty.clone() }, schema)
+                (ArgumentShape::Record { ty: ty.clone() }, schema)
             }
             _ => {
                 let mut properties = serde_json::Map::new();

@@ -170,6 +170,13 @@ impl Policy {
         })
     }
 
+    /// Whether some plugin's entry grants `interface` (unversioned, such
+    /// as `toolshed:infra/db`). A plugin without an entry gets the runtime
+    /// interfaces only.
+    pub fn grants_anywhere(&self, interface: &str) -> bool {
+        self.plugins.values().any(|p| p.grants.iter().any(|g| g.allows(interface)))
+    }
+
     /// Sets the policy of plugin `name`.
     pub fn set_plugin(&mut self, name: &str, policy: PluginPolicy) {
         self.plugins.insert(name.to_string(), policy);

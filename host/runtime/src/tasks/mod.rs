@@ -99,16 +99,6 @@ impl Tasks {
         Arc::new(Tasks { host, journal, clock, settings, runner, running: Mutex::new(HashMap::new()) })
     }
 
-    /// The journal.
-    pub fn journal(&self) -> &Arc<dyn TaskJournal> {
-        &self.journal
-    }
-
-    /// This process's name as a runner.
-    pub fn runner(&self) -> &str {
-        &self.runner
-    }
-
     /// How many tasks this process runs now.
     pub fn running(&self) -> usize {
         self.running_map().len()
@@ -124,12 +114,12 @@ impl Tasks {
     }
 
     /// A new task record for `tool` called in `cx`, or the error that
-    /// refuses it (an unknown tool).
-    fn record(&self, cx: &CallContext, tool: &str, arguments: Value) -> Result<TaskRecord, HostError> {
-        let Some(plugin) = self.host.plugin_for(tool) else {
+    /// refuses it (an unknown tool). A tool of a plugin still installing is
+    /// waited for.
+    async fn record(&self, cx: &CallContext, tool: &str, arguments: Value) -> Result<TaskRecord, HostError> {
+        let Some((_, plugin)) = self.host.resolve(tool).await else {
             let names: Vec<String> = self.host.tools().iter().map(|t| t.name.to_string()).collect();
-            return Err(HostError::new(Category::ValidationFailed, "UNKNOWN_TOOL", format!("there is no tool named {:?}", crate::text::clip(tool, 100)))
-                .suggest(format!("Use one of: {}.", names.join(", "))));
+            return Err(HostError::unknown_tool(tool, &names));
         };
         let now = self.clock.now_ms();
         Ok(TaskRecord {
@@ -163,7 +153,7 @@ impl Tasks {
     /// The error object refusing the task: an unknown tool, or a journal
     /// that cannot record it.
     pub async fn start(self: &Arc<Self>, cx: &CallContext, tool: &str, arguments: Value) -> Result<TaskRecord, HostError> {
-        let mut task = self.record(cx, tool, arguments)?;
+        let mut task = self.record(cx, tool, arguments).await?;
         task.runner = Some(self.runner.clone());
         task.lease_expires_at_ms = Some(task.created_at_ms + self.settings.lease.as_millis() as u64);
         task.attempts = 1;
@@ -179,7 +169,7 @@ impl Tasks {
     ///
     /// As [`Tasks::start`].
     pub async fn enqueue(&self, cx: &CallContext, tool: &str, arguments: Value) -> Result<TaskRecord, HostError> {
-        let task = self.record(cx, tool, arguments)?;
+        let task = self.record(cx, tool, arguments).await?;
         self.journal.insert(&task).await.map_err(journal_failed)?;
         Ok(task)
     }
@@ -220,7 +210,6 @@ impl Tasks {
             })
         };
         let options = CallOptions { progress: Some(sink), wait_budget: None };
-        self.host.wait_for_tool(&task.tool).await;
         let out = self.host.call_with(&cx, &task.tool, Arguments::Json(&task.arguments), options).await;
         notes.abort();
         let end = TaskEnd { state: TaskState::Completed, result: out.value, is_error: out.is_error, message: None };
