@@ -4,6 +4,7 @@
 mod bench;
 mod coder;
 mod demo;
+mod exits;
 mod features;
 mod floods;
 mod http;
