@@ -176,7 +176,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub http: Option<std::net::SocketAddr>,
     /// The URL clients reach /mcp at: the resource tokens are issued for
-    /// (default: http://ADDRESS/mcp).
+    /// (default: http://ADDRESS/mcp). Only with authentication: a public
+    /// URL means the server is reachable beyond loopback.
     #[arg(long)]
     pub public_url: Option<String>,
     /// A token file: the SHA-256 of each token with its owner and
@@ -198,8 +199,8 @@ pub struct ServeArgs {
     /// A Host value to accept beyond loopback ones (repeatable).
     #[arg(long)]
     pub allowed_host: Vec<String>,
-    /// A browser origin to accept, as scheme://host:port (repeatable;
-    /// default: the public URL's origin).
+    /// A browser origin to accept besides the public URL's, which always is,
+    /// as scheme://host:port (repeatable).
     #[arg(long)]
     pub allowed_origin: Vec<String>,
     /// The largest request body, in KiB.
@@ -638,7 +639,9 @@ async fn serve(app: &App, args: ServeArgs, builtin_plugins: bool) -> anyhow::Res
         }
         return toolshed_mcp::McpServer::new(app.host.clone(), settings, args.chat).serve_stdio().await;
     };
-    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{addr}/mcp"));
+    // The resource tokens are issued for; the server serves its default when
+    // no public URL is given, and refuses a public URL without authentication.
+    let resource = args.public_url.clone().unwrap_or_else(|| format!("http://{addr}/mcp"));
     let tokens = args.auth_tokens.as_deref().map(toolshed_mcp::auth::TokenFile::read).transpose()?.map(Arc::new);
     let jwt = match (&args.auth_issuer, &args.auth_jwks) {
         (Some(issuer), Some(jwks)) => {
@@ -647,14 +650,14 @@ async fn serve(app: &App, args: ServeArgs, builtin_plugins: bool) -> anyhow::Res
             } else {
                 toolshed_mcp::auth::Jwks::File(jwks.into())
             };
-            let audience = args.auth_audience.clone().unwrap_or_else(|| public_url.clone());
+            let audience = args.auth_audience.clone().unwrap_or_else(|| resource.clone());
             Some(Arc::new(toolshed_mcp::auth::JwtIssuer::new(issuer, &audience, &default_organization, source).await?))
         }
         _ => None,
     };
     let auth = (tokens.is_some() || jwt.is_some()).then(|| toolshed_mcp::auth::Auth { tokens, jwt, required_scope: args.auth_scope.clone() });
     let config = toolshed_mcp::http::HttpConfig {
-        public_url: Some(public_url),
+        public_url: args.public_url.clone(),
         auth,
         allowed_hosts: args.allowed_host,
         allowed_origins: args.allowed_origin,

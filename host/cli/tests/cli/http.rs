@@ -85,6 +85,16 @@ async fn server(local: &Local, auth: Option<Auth>, calls: usize, max_body: Optio
     addr
 }
 
+/// A server on loopback over a fresh local backend, exposed as `config` says.
+async fn server_with(local: &Local, config: HttpConfig) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let principal = Principal { owner_id: OWNER_A.into(), owner_name: "local-a".into(), organization_id: toolshed_local::LOCAL_ORG.into(), scopes: vec![] };
+    let settings = ServerSettings::new(principal, Some(local.backend.clone()));
+    tokio::spawn(toolshed_mcp::http::serve_listener(local.host.clone(), Arc::new(settings), listener, config));
+    addr
+}
+
 async fn jwt_auth(jwks: &Value, audience: &str) -> Auth {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jwks.json");
@@ -205,6 +215,82 @@ async fn foreign_origins_and_hosts_and_oversized_bodies_are_refused() {
     huge["params"]["clientInfo"]["name"] = json!("x".repeat(200 << 10));
     let (status, _, _) = post(addr, &[], huge.to_string()).await;
     assert_eq!(status, 413, "a body past the limit");
+}
+
+/// The README's rule: a browser origin is accepted when it is the public
+/// URL's or one listed; listing one does not drop the public URL's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_urls_origin_is_accepted_beside_the_listed_ones() {
+    let local = Local::new().await;
+    let config = HttpConfig {
+        public_url: Some("https://tools.example/mcp".into()),
+        auth: Some(tokens_for(&[("ta", OWNER_A, "ay")])),
+        allowed_origins: vec!["https://app.example".into()],
+        ..HttpConfig::default()
+    };
+    let addr = server_with(&local, config).await;
+    for (origin, expected) in [("https://tools.example", 200), ("https://app.example", 200), ("https://evil.example", 403), ("http://tools.example", 403)] {
+        let (status, _, body) = post(addr, &[("authorization", "Bearer ta"), ("origin", origin)], initialize().to_string()).await;
+        assert_eq!(status, expected, "Origin {origin}: {body}");
+    }
+}
+
+/// RFC 9728 §3.1: the metadata of `…/mcp` is at
+/// `/.well-known/oauth-protected-resource/mcp`, which clients try first;
+/// the root, where the challenge points, serves the same document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metadata_is_served_at_the_root_and_at_the_resources_own_path() {
+    toolshed_mcp::tls::ensure_provider();
+    let local = Local::new().await;
+    let config = HttpConfig { public_url: Some("https://tools.example/team/mcp".into()), auth: Some(tokens_for(&[("ta", OWNER_A, "ay")])), ..HttpConfig::default() };
+    let addr = server_with(&local, config).await;
+    let fetch = |path: &'static str| async move {
+        let response = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    let (status, root) = fetch("/.well-known/oauth-protected-resource").await;
+    assert_eq!(status, 200);
+    assert_eq!(root["resource"], "https://tools.example/team/mcp", "{root}");
+    for path in ["/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource/team/mcp"] {
+        let (status, document) = fetch(path).await;
+        assert_eq!((status, &document), (200, &root), "{path}");
+    }
+    // Another path is no metadata (behind the gate, it asks for a token).
+    assert_ne!(fetch("/.well-known/oauth-protected-resource/other").await.0, 200);
+}
+
+/// `--public-url` says clients reach the server from beyond this machine
+/// (through a proxy to a loopback bind, say): without authentication
+/// `serve` refuses to start and says why, instead of serving the public
+/// host as the local user.
+#[test]
+fn serve_refuses_a_public_url_without_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = std::process::Command::new(crate::support::TOOLSHED)
+        .arg("--data-dir")
+        .arg(crate::support::data_dir(dir.path()))
+        .args(["serve", "--http", "127.0.0.1:0", "--public-url", "https://tools.example/mcp"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = serve.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            serve.kill().unwrap();
+            serve.wait().unwrap();
+            panic!("serve with a public URL and no authentication was still serving after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(serve.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("--public-url") && stderr.contains("needs authentication"), "{stderr}");
 }
 
 /// An rmcp client over HTTP: legacy sessions when `legacy`, else MCP

@@ -37,8 +37,8 @@ pub struct HttpConfig {
     pub auth: Option<Auth>,
     /// `Host` values accepted beyond loopback ones.
     pub allowed_hosts: Vec<String>,
-    /// Browser origins accepted (`scheme://host:port`); default: the public
-    /// URL's origin only. Requests without an `Origin` pass.
+    /// Browser origins accepted (`scheme://host:port`) besides the public
+    /// URL's, which is always accepted. Requests without an `Origin` pass.
     pub allowed_origins: Vec<String>,
     /// The largest request body; default [`DEFAULT_MAX_BODY_BYTES`].
     pub max_body_bytes: Option<usize>,
@@ -66,6 +66,14 @@ pub async fn serve(host: Arc<Toolshed>, settings: Arc<ServerSettings>, addr: Soc
 /// When the listener fails.
 pub async fn serve_listener(host: Arc<Toolshed>, settings: Arc<ServerSettings>, listener: tokio::net::TcpListener, config: HttpConfig) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
+    // A public URL says clients reach the server from beyond this machine,
+    // through whatever forwards to the address bound: a loopback bind proves
+    // nothing then, and serving that URL unauthenticated would open the host.
+    if let (Some(public), None) = (&config.public_url, &config.auth) {
+        anyhow::bail!(
+            "--public-url {public} makes the server reachable beyond loopback, which needs authentication: pass --auth-tokens FILE or --auth-issuer with --auth-jwks, or leave out --public-url"
+        );
+    }
     let app = router(host, settings, local, config)?;
     tracing::info!("serving MCP on http://{local}/mcp");
     axum::serve(listener, app).await?;
@@ -75,7 +83,28 @@ pub async fn serve_listener(host: Arc<Toolshed>, settings: Arc<ServerSettings>, 
 /// Where the protected-resource metadata is, for a resource URL.
 fn metadata_url(resource: &str) -> String {
     let origin = origin(resource).unwrap_or_else(|| resource.trim_end_matches('/').to_string());
-    format!("{origin}/.well-known/oauth-protected-resource")
+    format!("{origin}{METADATA_PATH}")
+}
+
+/// The root of the protected-resource metadata (RFC 9728 §3).
+const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// The paths the metadata is served at: the root, where the challenge
+/// points, and the path RFC 9728 §3.1 derives from the resource's own path
+/// (`/.well-known/oauth-protected-resource/mcp` for `…/mcp`), which clients
+/// try first. The local `/mcp` is covered too, for a public URL whose path
+/// a proxy rewrites.
+fn metadata_paths(resource: &str) -> Vec<String> {
+    let mut paths = vec![METADATA_PATH.to_string(), format!("{METADATA_PATH}/mcp")];
+    if let Some(path) = resource.split_once("://").and_then(|(_, rest)| rest.find('/').map(|at| &rest[at..])) {
+        let path = path.split(['?', '#']).next().unwrap_or_default().trim_end_matches('/');
+        if !path.is_empty() {
+            paths.push(format!("{METADATA_PATH}{path}"));
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    paths
 }
 
 /// `scheme://host[:port]` of a URL.
@@ -97,7 +126,10 @@ pub fn router(host: Arc<Toolshed>, settings: Arc<ServerSettings>, local: SocketA
         hosts.push(public);
     }
     hosts.extend(config.allowed_hosts.iter().cloned());
-    let origins = if config.allowed_origins.is_empty() { origin(&resource).into_iter().collect() } else { config.allowed_origins.clone() };
+    // The public URL's origin is the server's own: always accepted, with
+    // any others configured beside it.
+    let mut origins: Vec<String> = origin(&resource).into_iter().collect();
+    origins.extend(config.allowed_origins.iter().cloned());
     let rmcp_config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts)
         .with_allowed_origins(origins)
@@ -133,7 +165,10 @@ pub fn router(host: Arc<Toolshed>, settings: Arc<ServerSettings>, local: SocketA
             "bearer_methods_supported": ["header"],
             "resource_name": "toolshed",
         });
-        app = app.route("/.well-known/oauth-protected-resource", axum::routing::get(move || async move { axum::Json(metadata) }));
+        for path in metadata_paths(&resource) {
+            let metadata = metadata.clone();
+            app = app.route(&path, axum::routing::get(move || async move { axum::Json(metadata) }));
+        }
     }
     Ok(app)
 }
