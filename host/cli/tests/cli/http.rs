@@ -21,23 +21,23 @@ use toolshed_mcp::{Principal, ServerSettings};
 
 use crate::support::Local;
 
-const ISSUER: &str = "https://issuer.test";
-const OWNER_A: &str = "a2000000-0000-4000-8000-00000000000a";
-const OWNER_B: &str = "a2000000-0000-4000-8000-00000000000b";
+pub(crate) const ISSUER: &str = "https://issuer.test";
+pub(crate) const OWNER_A: &str = "a2000000-0000-4000-8000-00000000000a";
+pub(crate) const OWNER_B: &str = "a2000000-0000-4000-8000-00000000000b";
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Signing keys made for this test run, and their public JWKS.
-struct Keys {
-    rsa: EncodingKey,
-    ec: EncodingKey,
-    stranger: EncodingKey,
-    jwks: Value,
+pub(crate) struct Keys {
+    pub(crate) rsa: EncodingKey,
+    pub(crate) ec: EncodingKey,
+    pub(crate) stranger: EncodingKey,
+    pub(crate) jwks: Value,
 }
 
-fn keys() -> Keys {
+pub(crate) fn keys() -> Keys {
     use p256::pkcs8::EncodePrivateKey;
     use rsa::pkcs1::EncodeRsaPrivateKey;
     use rsa::traits::PublicKeyParts;
@@ -58,15 +58,15 @@ fn keys() -> Keys {
     }
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
-fn claims(owner: &str, audience: &str, expires: u64, scope: &str) -> Value {
+pub(crate) fn claims(owner: &str, audience: &str, expires: u64, scope: &str) -> Value {
     json!({ "iss": ISSUER, "sub": owner, "aud": audience, "exp": expires, "iat": now(), "preferred_username": owner.rsplit('-').next().unwrap(), "scope": scope })
 }
 
-fn sign(key: &EncodingKey, alg: Algorithm, kid: &str, claims: &Value) -> String {
+pub(crate) fn sign(key: &EncodingKey, alg: Algorithm, kid: &str, claims: &Value) -> String {
     let mut header = Header::new(alg);
     header.kid = Some(kid.to_string());
     jsonwebtoken::encode(&header, claims, key).unwrap()

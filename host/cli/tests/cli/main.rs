@@ -8,6 +8,7 @@ mod exits;
 mod features;
 mod floods;
 mod http;
+mod keys;
 mod local;
 mod mcp;
 mod new;
