@@ -206,6 +206,29 @@ pub struct ServeArgs {
     /// The largest request body, in KiB.
     #[arg(long, default_value_t = (toolshed_mcp::http::DEFAULT_MAX_BODY_BYTES >> 10) as u64)]
     pub max_body_kib: u64,
+    /// HTTP connections open at once; one more is answered 503 and closed.
+    #[arg(long, default_value_t = toolshed_mcp::http::limits::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// HTTP connections open at once from one client address (an IPv4
+    /// address or an IPv6 /64). Behind a reverse proxy every connection
+    /// comes from the proxy: raise it there.
+    #[arg(long, default_value_t = toolshed_mcp::http::limits::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS)]
+    pub max_connections_per_address: usize,
+    /// Seconds a new HTTP connection has to send a whole request head.
+    #[arg(long, default_value_t = toolshed_mcp::http::limits::DEFAULT_HEADER_READ_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout: u64,
+    /// Seconds a request body has to arrive, all of it.
+    #[arg(long, default_value_t = toolshed_mcp::http::limits::DEFAULT_BODY_READ_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout: u64,
+    /// Seconds a kept-alive HTTP connection may wait for its next request.
+    #[arg(long, default_value_t = toolshed_mcp::http::limits::DEFAULT_IDLE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: u64,
+    /// Legacy MCP sessions alive at once, all callers together.
+    #[arg(long, default_value_t = toolshed_mcp::http::limits::DEFAULT_MAX_SESSIONS)]
+    pub max_sessions: usize,
+    /// Legacy MCP sessions alive at once for one caller.
+    #[arg(long, default_value_t = toolshed_mcp::http::limits::DEFAULT_MAX_SESSIONS_PER_PRINCIPAL)]
+    pub max_sessions_per_caller: usize,
     /// How many calls one caller may have running at once.
     #[arg(long, default_value_t = toolshed_mcp::DEFAULT_CALLS_PER_PRINCIPAL)]
     pub calls_per_caller: usize,
@@ -662,6 +685,15 @@ async fn serve(app: &App, args: ServeArgs, builtin_plugins: bool) -> anyhow::Res
         allowed_hosts: args.allowed_host,
         allowed_origins: args.allowed_origin,
         max_body_bytes: Some((args.max_body_kib as usize) << 10),
+        limits: toolshed_mcp::http::HttpLimits {
+            max_connections: args.max_connections.max(1),
+            max_connections_per_address: args.max_connections_per_address.max(1),
+            header_read_timeout: Duration::from_secs(args.header_read_timeout),
+            body_read_timeout: Duration::from_secs(args.body_read_timeout),
+            idle_timeout: Duration::from_secs(args.idle_timeout),
+            max_sessions: args.max_sessions.max(1),
+            max_sessions_per_principal: args.max_sessions_per_caller.max(1),
+        },
     };
     toolshed_mcp::http::serve(app.host.clone(), settings, addr, config).await
 }

@@ -15,6 +15,7 @@ mod new;
 mod processes;
 mod replicas;
 mod sandbox;
+mod sockets;
 mod backend;
 mod support;
 mod tasks;

@@ -4,23 +4,27 @@
 //! older clients hold a session. Either way every request is authenticated
 //! when authentication is configured, and the server binds beyond loopback
 //! only then. `Host` and `Origin` are checked against explicit lists, and
-//! request bodies are capped.
+//! request bodies are capped. Connections are accepted and timed by
+//! [`listener`] within [`HttpLimits`]; [`gate`] lets requests in.
+
+mod gate;
+pub mod limits;
+mod listener;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::middleware;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
 use toolshed_runtime::Toolshed;
 
-use crate::auth::{Auth, Rejection};
+pub use limits::HttpLimits;
+
+use crate::auth::Auth;
 use crate::{McpServer, ServerSettings};
 
 /// The largest request body accepted, unless configured: far above a tool's
@@ -42,6 +46,8 @@ pub struct HttpConfig {
     pub allowed_origins: Vec<String>,
     /// The largest request body; default [`DEFAULT_MAX_BODY_BYTES`].
     pub max_body_bytes: Option<usize>,
+    /// Connections, timeouts and sessions.
+    pub limits: HttpLimits,
 }
 
 /// Binds `addr` and serves MCP there until the process ends.
@@ -74,9 +80,10 @@ pub async fn serve_listener(host: Arc<Toolshed>, settings: Arc<ServerSettings>, 
             "--public-url {public} makes the server reachable beyond loopback, which needs authentication: pass --auth-tokens FILE or --auth-issuer with --auth-jwks, or leave out --public-url"
         );
     }
+    let limits = config.limits.clone();
     let app = router(host, settings, local, config)?;
     tracing::info!("serving MCP on http://{local}/mcp");
-    axum::serve(listener, app).await?;
+    listener::run(listener, app, limits).await?;
     Ok(())
 }
 
@@ -130,11 +137,12 @@ pub fn router(host: Arc<Toolshed>, settings: Arc<ServerSettings>, local: SocketA
     // any others configured beside it.
     let mut origins: Vec<String> = origin(&resource).into_iter().collect();
     origins.extend(config.allowed_origins.iter().cloned());
+    let max_body_bytes = config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
     let rmcp_config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts)
         .with_allowed_origins(origins)
         .enforce_origin_validation()
-        .with_max_request_body_bytes(config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES))
+        .with_max_request_body_bytes(max_body_bytes)
         .with_sse_keep_alive(Some(Duration::from_secs(15)))
         // The transport's own priming events (before an initialize answer,
         // and on a session's standalone stream) all carry the id "0", which
@@ -154,10 +162,14 @@ pub fn router(host: Arc<Toolshed>, settings: Arc<ServerSettings>, local: SocketA
         Arc::new(sessions),
         rmcp_config,
     );
-    let mut app = Router::new().nest_service("/mcp", service);
+    let gate = Arc::new(gate::Gate {
+        metadata: metadata_url(&resource),
+        auth: config.auth.clone(),
+        max_body_bytes,
+        body_read_timeout: config.limits.body_read_timeout,
+    });
+    let mut app = Router::new().nest_service("/mcp", service).layer(middleware::from_fn_with_state(gate, gate::admit));
     if let Some(auth) = config.auth {
-        let gate = Arc::new(Gate { metadata: metadata_url(&resource), auth: auth.clone() });
-        app = app.layer(middleware::from_fn_with_state(gate, authenticate));
         let metadata = json!({
             "resource": resource,
             "authorization_servers": auth.issuer().map(|i| vec![i.to_string()]).unwrap_or_default(),
@@ -171,44 +183,4 @@ pub fn router(host: Arc<Toolshed>, settings: Arc<ServerSettings>, local: SocketA
         }
     }
     Ok(app)
-}
-
-struct Gate {
-    metadata: String,
-    auth: Auth,
-}
-
-/// Lets a request in with its principal, or answers 401 or 403 saying why.
-async fn authenticate(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -> Response {
-    let authorization = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
-    match gate.auth.authenticate(authorization.as_deref()).await {
-        Ok(principal) => {
-            request.extensions_mut().insert(principal);
-            next.run(request).await
-        }
-        Err(rejection) => refuse(&gate.metadata, &rejection),
-    }
-}
-
-fn refuse(metadata: &str, rejection: &Rejection) -> Response {
-    // Quotes would end the header's quoted strings early.
-    let reason = rejection.to_string().replace('"', "'");
-    let (status, challenge, body) = match rejection {
-        Rejection::Missing => (StatusCode::UNAUTHORIZED, format!("Bearer resource_metadata=\"{metadata}\""), json!({ "error": "unauthorized", "error_description": reason })),
-        Rejection::Invalid(_) => (
-            StatusCode::UNAUTHORIZED,
-            format!("Bearer resource_metadata=\"{metadata}\", error=\"invalid_token\", error_description=\"{reason}\""),
-            json!({ "error": "invalid_token", "error_description": reason }),
-        ),
-        Rejection::Scope(scope) => (
-            StatusCode::FORBIDDEN,
-            format!("Bearer resource_metadata=\"{metadata}\", error=\"insufficient_scope\", scope=\"{scope}\""),
-            json!({ "error": "insufficient_scope", "error_description": reason, "scope": scope }),
-        ),
-    };
-    let mut response = (status, axum::Json(body)).into_response();
-    if let Ok(value) = HeaderValue::from_str(&challenge) {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
-    }
-    response
 }
