@@ -85,8 +85,53 @@ pub struct ServerSettings {
     /// Where calls made as tasks run; without it, the server does not offer
     /// the tasks extension.
     pub tasks: Option<Arc<Tasks>>,
+    /// Sessions alive and their list-change watchers, counted.
+    pub sessions: Arc<SessionGauge>,
     running: Mutex<HashMap<String, usize>>,
     claimed: Mutex<Claims>,
+}
+
+/// How many sessions a server holds, and how many of them watch the tool
+/// list for changes: both must come back down as sessions end.
+#[derive(Debug, Default)]
+pub struct SessionGauge {
+    open: std::sync::atomic::AtomicUsize,
+    watching: std::sync::atomic::AtomicUsize,
+}
+
+impl SessionGauge {
+    /// Sessions alive over HTTP (legacy sessions, from `initialize` to their
+    /// end).
+    pub fn open(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sessions whose list-change watcher is running.
+    pub fn watching(&self) -> usize {
+        self.watching.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn opened(&self) {
+        self.open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn closed(&self) {
+        self.open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn watch(self: &Arc<Self>) -> Watching {
+        self.watching.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Watching(self.clone())
+    }
+}
+
+/// A running list-change watcher; dropping it ends the count.
+struct Watching(Arc<SessionGauge>);
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0.watching.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// How many (owner, chat) claims a server remembers before it forgets them
@@ -133,6 +178,7 @@ impl ServerSettings {
             calls_per_principal: DEFAULT_CALLS_PER_PRINCIPAL,
             wait_budget: None,
             tasks: None,
+            sessions: Arc::default(),
             running: Mutex::new(HashMap::new()),
             claimed: Mutex::new(Claims::default()),
         }
@@ -186,6 +232,9 @@ pub struct McpServer {
     host: Arc<Toolshed>,
     settings: Arc<ServerSettings>,
     session_chat: String,
+    /// Dropped with the last clone of this server, which the transport
+    /// drops when the session ends: what the session started ends with it.
+    alive: Arc<tokio::sync::watch::Sender<()>>,
 }
 
 impl McpServer {
@@ -193,7 +242,7 @@ impl McpServer {
     /// `session_chat` (default: a new chat).
     pub fn new(host: Arc<Toolshed>, settings: Arc<ServerSettings>, session_chat: Option<String>) -> Self {
         let session_chat = session_chat.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        Self { host, settings, session_chat }
+        Self { host, settings, session_chat, alive: Arc::new(tokio::sync::watch::channel(()).0) }
     }
 
     /// Serves MCP on stdin and stdout until the client goes away.
@@ -267,13 +316,29 @@ impl ServerHandler for McpServer {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        // Announce tool-list changes to this session for as long as it lasts.
+        // Announce tool-list changes to this session for as long as it
+        // lasts, and not a moment longer: the watcher holds the session's
+        // peer, and with it the client's initialize parameters, so it ends
+        // when the session does, not at the next change it fails to send.
         let mut changes = self.host.subscribe();
+        let mut session = self.alive.subscribe();
+        let watching = self.settings.sessions.watch();
         let peer = context.peer;
         tokio::spawn(async move {
-            while changes.recv().await.is_ok() {
-                if peer.notify_tool_list_changed().await.is_err() {
-                    break;
+            let _watching = watching;
+            loop {
+                tokio::select! {
+                    change = changes.recv() => match change {
+                        // Missed changes are one change to announce.
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            if peer.notify_tool_list_changed().await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    },
+                    // The server's last clone is gone: the session ended.
+                    _ = session.changed() => break,
                 }
             }
         });

@@ -15,6 +15,7 @@ mod new;
 mod processes;
 mod replicas;
 mod sandbox;
+mod sessions;
 mod sockets;
 mod backend;
 mod support;

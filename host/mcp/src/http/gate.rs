@@ -22,6 +22,7 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt;
 use serde_json::json;
 
+use super::sessions::{CALLER, Caller, OwnedSessions};
 use crate::auth::{Auth, Rejection};
 
 /// How much of a body past the limit is read and dropped to keep the
@@ -38,6 +39,8 @@ pub(crate) struct Gate {
     pub max_body_bytes: usize,
     /// How long a body may take to arrive, all of it.
     pub body_read_timeout: Duration,
+    /// The legacy sessions and their owners.
+    pub sessions: Arc<OwnedSessions>,
 }
 
 /// How reading a body went.
@@ -90,10 +93,34 @@ pub(crate) async fn admit(State(gate): State<Arc<Gate>>, request: Request, next:
         }
         Read::Broken => return closing(StatusCode::BAD_REQUEST.into_response()),
     };
+    // Without authentication there is one user, and every session is its.
+    let owner = principal.as_ref().map(|p| p.owner_id.clone()).unwrap_or_default();
+    if let Some(session) = parts.headers.get("mcp-session-id") {
+        let session = session.to_str().unwrap_or_default();
+        if !gate.sessions.owned_by(session, &owner) {
+            // Another principal's session is no session of this caller's.
+            return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
+        }
+    }
     if let Some(principal) = principal {
         parts.extensions.insert(principal);
     }
-    next.run(Request::from_parts(parts, Body::from(body))).await
+    let caller = Caller { owner, turned_away: std::cell::Cell::new(false) };
+    CALLER
+        .scope(caller, async move {
+            let answer = next.run(Request::from_parts(parts, Body::from(body))).await;
+            if CALLER.with(|caller| caller.turned_away.get()) { sessions_full() } else { answer }
+        })
+        .await
+}
+
+/// The answer to an `initialize` past a cap on sessions.
+fn sessions_full() -> Response {
+    let body = json!({ "jsonrpc": "2.0", "id": null, "error": { "code": -32000,
+        "message": "the server holds as many sessions as it may (for you, or for everyone): end one (DELETE) or retry later" } });
+    let mut answer = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
+    answer.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+    answer
 }
 
 fn expects_continue(headers: &axum::http::HeaderMap) -> bool {
