@@ -232,6 +232,11 @@ pub struct ServeArgs {
     /// How many calls one caller may have running at once.
     #[arg(long, default_value_t = toolshed_mcp::DEFAULT_CALLS_PER_PRINCIPAL)]
     pub calls_per_caller: usize,
+    /// Where the audit goes, one JSON line per call, task request and
+    /// refused request: a file, or - for standard error (default:
+    /// audit.jsonl in the data directory). It ignores TOOLSHED_LOG.
+    #[arg(long, value_name = "FILE|-")]
+    pub audit_log: Option<String>,
     /// What the server tells a client about its tools when it initializes
     /// (default: a summary of the built-in tools, or nothing with --plugins).
     #[arg(long)]
@@ -523,7 +528,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve(args) => {
             let mut app = App::open_server(&cli.global, &args).await?;
             app.report_refusals_later();
-            serve(&app, args, cli.global.plugins.is_none()).await?;
+            serve(&app, args, &cli.global).await?;
         }
         Command::Demo => {
             let transcript = demo::run(cli.global.data_dir.clone(), &mut std::io::stdout()).await?;
@@ -632,8 +637,39 @@ fn toml_entry(hash: &str, owner_id: &str, owner_name: &str, organization_id: &st
     )
 }
 
-/// Serves MCP over stdio or HTTP as `args` say.
-async fn serve(app: &App, args: ServeArgs, builtin_plugins: bool) -> anyhow::Result<()> {
+/// Serves MCP over stdio or HTTP as `args` say, until the client goes
+/// (stdio) or a signal (SIGINT, SIGTERM) ends the process; the audit is
+/// written out before it returns.
+async fn serve(app: &App, args: ServeArgs, global: &Global) -> anyhow::Result<()> {
+    let builtin_plugins = global.plugins.is_none();
+    let audit = Arc::new(match args.audit_log.as_deref() {
+        Some("-") => toolshed_mcp::audit::AuditLog::stderr(),
+        Some(path) => toolshed_mcp::audit::AuditLog::file(Path::new(path))?,
+        None => toolshed_mcp::audit::AuditLog::file(&global.data_dir.clone().unwrap_or_else(LocalConfig::default_data_dir).join("audit.jsonl"))?,
+    });
+    let served = tokio::select! {
+        served = serve_until_done(app, args, builtin_plugins, audit.clone()) => served,
+        signal = stop_signal() => signal,
+    };
+    if !audit.flush(Duration::from_secs(5)) {
+        eprintln!("warning: the audit could not be written out within 5 s");
+    }
+    served
+}
+
+/// Returns when the process is asked to stop.
+async fn stop_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    Ok(())
+}
+
+async fn serve_until_done(app: &App, args: ServeArgs, builtin_plugins: bool, audit: Arc<toolshed_mcp::audit::AuditLog>) -> anyhow::Result<()> {
     // Over Coder, calls act for the token's user unless told otherwise.
     let coder = app.coder_user.as_ref();
     let principal = toolshed_mcp::Principal {
@@ -648,6 +684,7 @@ async fn serve(app: &App, args: ServeArgs, builtin_plugins: bool) -> anyhow::Res
     };
     let default_organization = principal.organization_id.clone();
     let mut settings = toolshed_mcp::ServerSettings::new(principal, Some(app.backend.clone()));
+    settings.audit = audit;
     settings.calls_per_principal = args.calls_per_caller.max(1);
     settings.instructions = args.instructions.clone().or_else(|| builtin_plugins.then(|| toolshed_builtin::INSTRUCTIONS.to_string()));
     // Calls made as tasks run here, and so do tasks whose process stopped.

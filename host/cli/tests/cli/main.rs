@@ -1,6 +1,7 @@
 //! The `toolshed` binary and the local backend: real processes, a real
 //! SQLite file or PostgreSQL database, MCP over stdio and HTTP.
 
+mod audit;
 mod bench;
 mod coder;
 mod demo;

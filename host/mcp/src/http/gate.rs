@@ -23,6 +23,7 @@ use http_body_util::BodyExt;
 use serde_json::json;
 
 use super::sessions::{CALLER, Caller, OwnedSessions};
+use crate::audit::AuditLog;
 use crate::auth::{Auth, Rejection};
 
 /// How much of a body past the limit is read and dropped to keep the
@@ -41,6 +42,32 @@ pub(crate) struct Gate {
     pub body_read_timeout: Duration,
     /// The legacy sessions and their owners.
     pub sessions: Arc<OwnedSessions>,
+    /// Where refusals are recorded.
+    pub audit: Arc<AuditLog>,
+}
+
+/// What a refused request asked for, and from where, for the audit.
+struct Asked {
+    method: String,
+    path: String,
+    client: Option<String>,
+}
+
+impl Asked {
+    fn of(parts: &axum::http::request::Parts) -> Self {
+        let client = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.to_string());
+        Self { method: parts.method.to_string(), path: toolshed_runtime::text::clip(parts.uri.path(), 200), client }
+    }
+}
+
+impl Gate {
+    /// Records a refused request: what was refused and why, and from where;
+    /// never the credential.
+    fn audit_refusal(&self, asked: &Asked, status: StatusCode, reason: &str, principal: Option<&str>) {
+        let fields = json!({ "status": status.as_u16(), "reason": reason, "principal": principal, "client": asked.client,
+            "method": asked.method, "path": asked.path });
+        self.audit.record("refused", fields);
+    }
 }
 
 /// How reading a body went.
@@ -60,6 +87,7 @@ enum Read {
 /// (401, 403, 408, 413) once its body is in.
 pub(crate) async fn admit(State(gate): State<Arc<Gate>>, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
+    let asked = Asked::of(&parts);
     let principal = match &gate.auth {
         None => None,
         Some(auth) => {
@@ -68,6 +96,7 @@ pub(crate) async fn admit(State(gate): State<Arc<Gate>>, request: Request, next:
                 Ok(principal) => Some(principal),
                 Err(rejection) => {
                     let answer = refuse(&gate.metadata, &rejection);
+                    gate.audit_refusal(&asked, answer.status(), &rejection.to_string(), None);
                     // A client waiting for `100 Continue` sends no body
                     // unless asked: close instead of asking for it.
                     if expects_continue(&parts.headers) {
@@ -99,19 +128,27 @@ pub(crate) async fn admit(State(gate): State<Arc<Gate>>, request: Request, next:
         let session = session.to_str().unwrap_or_default();
         if !gate.sessions.owned_by(session, &owner) {
             // Another principal's session is no session of this caller's.
+            if gate.sessions.exists(session) {
+                gate.audit_refusal(&asked, StatusCode::NOT_FOUND, "the session is another principal's", Some(&owner));
+            }
             return (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response();
         }
     }
     if let Some(principal) = principal {
         parts.extensions.insert(principal);
     }
-    let caller = Caller { owner, turned_away: std::cell::Cell::new(false) };
-    CALLER
+    let caller = Caller { owner: owner.clone(), turned_away: std::cell::Cell::new(false) };
+    let (answer, turned_away) = CALLER
         .scope(caller, async move {
             let answer = next.run(Request::from_parts(parts, Body::from(body))).await;
-            if CALLER.with(|caller| caller.turned_away.get()) { sessions_full() } else { answer }
+            (answer, CALLER.with(|caller| caller.turned_away.get()))
         })
-        .await
+        .await;
+    if !turned_away {
+        return answer;
+    }
+    gate.audit_refusal(&asked, StatusCode::SERVICE_UNAVAILABLE, "a cap on sessions", Some(&owner));
+    sessions_full()
 }
 
 /// The answer to an `initialize` past a cap on sessions.

@@ -158,6 +158,7 @@ pub fn router(host: Arc<Toolshed>, settings: Arc<ServerSettings>, local: SocketA
     // A legacy session idle this long is closed; its client initializes again.
     let mut sessions = LocalSessionManager::default();
     sessions.session_config.keep_alive = Some(Duration::from_secs(600));
+    let audit = settings.audit.clone();
     let sessions = Arc::new(sessions::OwnedSessions::new(sessions, config.limits.max_sessions, config.limits.max_sessions_per_principal, settings.sessions.clone()));
     let service = StreamableHttpService::new(move || Ok(McpServer::new(host.clone(), settings.clone(), None)), sessions.clone(), rmcp_config);
     let gate = Arc::new(gate::Gate {
@@ -166,6 +167,7 @@ pub fn router(host: Arc<Toolshed>, settings: Arc<ServerSettings>, local: SocketA
         max_body_bytes,
         body_read_timeout: config.limits.body_read_timeout,
         sessions,
+        audit: audit.clone(),
     });
     let mut app = Router::new().nest_service("/mcp", service).layer(middleware::from_fn_with_state(gate, gate::admit));
     if let Some(auth) = config.auth {

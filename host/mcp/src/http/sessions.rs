@@ -70,6 +70,11 @@ impl OwnedSessions {
         self.owners.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Whether session `id` exists, whoever owns it.
+    pub(crate) fn exists(&self, id: &str) -> bool {
+        self.owners().by_session.contains_key(id)
+    }
+
     /// Whether session `id` exists and belongs to `owner`.
     pub(crate) fn owned_by(&self, id: &str, owner: &str) -> bool {
         self.owners().by_session.get(id).is_some_and(|o| o == owner)
