@@ -16,6 +16,7 @@
 
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod auth;
 pub mod http;
 pub mod identity;
@@ -87,8 +88,55 @@ pub struct ServerSettings {
     /// Where calls made as tasks run; without it, the server does not offer
     /// the tasks extension.
     pub tasks: Option<Arc<Tasks>>,
+    /// Sessions alive and their list-change watchers, counted.
+    pub sessions: Arc<SessionGauge>,
+    /// Where the audit goes (default: standard error).
+    pub audit: Arc<audit::AuditLog>,
     running: Mutex<HashMap<String, usize>>,
     claimed: Mutex<Claims>,
+}
+
+/// How many sessions a server holds, and how many of them watch the tool
+/// list for changes: both must come back down as sessions end.
+#[derive(Debug, Default)]
+pub struct SessionGauge {
+    open: std::sync::atomic::AtomicUsize,
+    watching: std::sync::atomic::AtomicUsize,
+}
+
+impl SessionGauge {
+    /// Sessions alive over HTTP (legacy sessions, from `initialize` to their
+    /// end).
+    pub fn open(&self) -> usize {
+        self.open.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sessions whose list-change watcher is running.
+    pub fn watching(&self) -> usize {
+        self.watching.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn opened(&self) {
+        self.open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn closed(&self) {
+        self.open.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn watch(self: &Arc<Self>) -> Watching {
+        self.watching.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Watching(self.clone())
+    }
+}
+
+/// A running list-change watcher; dropping it ends the count.
+struct Watching(Arc<SessionGauge>);
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        self.0.watching.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// How many (owner, chat) claims a server remembers before it forgets them
@@ -135,6 +183,8 @@ impl ServerSettings {
             calls_per_principal: DEFAULT_CALLS_PER_PRINCIPAL,
             wait_budget: None,
             tasks: None,
+            sessions: Arc::default(),
+            audit: Arc::new(audit::AuditLog::stderr()),
             running: Mutex::new(HashMap::new()),
             claimed: Mutex::new(Claims::default()),
         }
@@ -188,6 +238,9 @@ pub struct McpServer {
     host: Arc<Toolshed>,
     settings: Arc<ServerSettings>,
     session_chat: String,
+    /// Dropped with the last clone of this server, which the transport
+    /// drops when the session ends: what the session started ends with it.
+    alive: Arc<tokio::sync::watch::Sender<()>>,
 }
 
 impl McpServer {
@@ -195,7 +248,7 @@ impl McpServer {
     /// `session_chat` (default: a new chat).
     pub fn new(host: Arc<Toolshed>, settings: Arc<ServerSettings>, session_chat: Option<String>) -> Self {
         let session_chat = session_chat.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        Self { host, settings, session_chat }
+        Self { host, settings, session_chat, alive: Arc::new(tokio::sync::watch::channel(()).0) }
     }
 
     /// Serves MCP on stdin and stdout until the client goes away.
@@ -208,10 +261,17 @@ impl McpServer {
         Ok(())
     }
 
+    /// Who calls: the principal the transport established, else the
+    /// configured one.
+    fn principal(&self, context: &RequestContext<RoleServer>) -> Principal {
+        let parts = context.extensions.get::<::http::request::Parts>();
+        parts.and_then(|p| p.extensions.get::<Principal>()).cloned().unwrap_or_else(|| self.settings.principal.clone())
+    }
+
     /// The principal and chat of a call, or the error object that refuses it.
     async fn caller(&self, context: &RequestContext<RoleServer>) -> Result<(Principal, String), HostError> {
         let parts = context.extensions.get::<::http::request::Parts>();
-        let principal = parts.and_then(|p| p.extensions.get::<Principal>()).cloned().unwrap_or_else(|| self.settings.principal.clone());
+        let principal = self.principal(context);
         // Stdio is one session; over HTTP a legacy session names itself in
         // a header, and a request without one belongs to no session.
         let in_session = parts.is_none_or(|p| p.headers.contains_key("mcp-session-id"));
@@ -269,13 +329,29 @@ impl ServerHandler for McpServer {
     }
 
     async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        // Announce tool-list changes to this session for as long as it lasts.
+        // Announce tool-list changes to this session for as long as it
+        // lasts, and not a moment longer: the watcher holds the session's
+        // peer, and with it the client's initialize parameters, so it ends
+        // when the session does, not at the next change it fails to send.
         let mut changes = self.host.subscribe();
+        let mut session = self.alive.subscribe();
+        let watching = self.settings.sessions.watch();
         let peer = context.peer;
         tokio::spawn(async move {
-            while changes.recv().await.is_ok() {
-                if peer.notify_tool_list_changed().await.is_err() {
-                    break;
+            let _watching = watching;
+            loop {
+                tokio::select! {
+                    change = changes.recv() => match change {
+                        // Missed changes are one change to announce.
+                        Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                            if peer.notify_tool_list_changed().await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                    },
+                    // The server's last clone is gone: the session ended.
+                    _ = session.changed() => break,
                 }
             }
         });
@@ -294,7 +370,13 @@ impl ServerHandler for McpServer {
         let (principal, chat) = match self.caller(&context).await {
             Ok(caller) => caller,
             Err(refusal) => {
-                audit(&self.settings.principal.owner_id, "-", &request.name, "refused", started);
+                // Refused for the chat it names: recorded under the caller,
+                // with the chat it asked for.
+                let asked = match context.meta.get("chat_id") {
+                    Some(Value::String(id)) => toolshed_runtime::text::one_line(&toolshed_runtime::text::clip(id, 128)),
+                    _ => "-".into(),
+                };
+                self.audit_call(&self.principal(&context), &asked, &request.name, "refused", started);
                 return Ok(respond(ToolOutput { is_error: true, value: refusal.to_json() }));
             }
         };
@@ -302,7 +384,7 @@ impl ServerHandler for McpServer {
         let tasks_running = self.settings.tasks.as_ref().map_or(0, |t| t.running_for(&principal.owner_id));
         let admitted = if tasks_running >= self.settings.calls_per_principal { None } else { self.settings.admit(&principal.owner_id) };
         let Some(_running) = admitted else {
-            audit(&principal.owner_id, &chat, &request.name, "refused", started);
+            self.audit_call(&principal, &chat, &request.name, "refused", started);
             let busy = HostError::new(
                 Category::ResourceUnavailable,
                 "TOO_MANY_CALLS",
@@ -332,11 +414,11 @@ impl ServerHandler for McpServer {
             let task = match tasks.start(&cx, &request.name, arguments.clone()).await {
                 Ok(task) => task,
                 Err(refused) if refused.code == toolshed_runtime::error::UNKNOWN_TOOL => {
-                    audit(&principal.owner_id, &chat, &request.name, "refused", started);
+                    self.audit_call(&principal, &chat, &request.name, "refused", started);
                     return Err(unknown_tool(&self.host, &request.name));
                 }
                 Err(refused) => {
-                    audit(&principal.owner_id, &chat, &request.name, "refused", started);
+                    self.audit_call(&principal, &chat, &request.name, "refused", started);
                     return Ok(respond(ToolOutput { is_error: true, value: refused.to_json() }));
                 }
             };
@@ -345,10 +427,10 @@ impl ServerHandler for McpServer {
                 && done.state == TaskState::Completed
                 && let Some(value) = done.result
             {
-                audit(&principal.owner_id, &chat, &request.name, if done.is_error { "error" } else { "ok" }, started);
+                self.audit_call(&principal, &chat, &request.name, if done.is_error { "error" } else { "ok" }, started);
                 return Ok(respond(ToolOutput { is_error: done.is_error, value }));
             }
-            audit(&principal.owner_id, &chat, &request.name, "task", started);
+            self.audit_call(&principal, &chat, &request.name, "task", started);
             return Ok(CallToolResponse::Task(CreateTaskResult::new(mcp_task(&task))));
         }
 
@@ -384,29 +466,32 @@ impl ServerHandler for McpServer {
             forwarder.abort();
         }
         let Some(out) = outcome else {
-            audit(&principal.owner_id, &chat, &request.name, "cancelled", started);
+            self.audit_call(&principal, &chat, &request.name, "cancelled", started);
             return Err(McpError::internal_error("the call was cancelled", None));
         };
         // A tool no plugin serves (the call waited for installs under way)
         // is a protocol error, as the spec answers it.
         if out.is_unknown_tool() {
-            audit(&principal.owner_id, &chat, &request.name, "refused", started);
+            self.audit_call(&principal, &chat, &request.name, "refused", started);
             return Err(unknown_tool(&self.host, &request.name));
         }
-        audit(&principal.owner_id, &chat, &request.name, if out.is_error { "error" } else { "ok" }, started);
+        self.audit_call(&principal, &chat, &request.name, if out.is_error { "error" } else { "ok" }, started);
         Ok(respond(out))
     }
 
     async fn get_task(&self, request: GetTaskParams, context: RequestContext<RoleServer>) -> Result<GetTaskResult, McpError> {
+        let started = Instant::now();
         let (tasks, principal) = self.task_caller(&context).await?;
-        let task = tasks.get(&principal.owner_id, &request.task_id).await.map_err(journal_error)?.ok_or_else(|| no_task(&request.task_id))?;
+        let task = tasks.get(&principal.owner_id, &request.task_id).await.map_err(journal_error);
+        let task = self.audit_task(&principal, "tasks/get", &request.task_id, task, started)?;
         Ok(GetTaskResult::new(detailed_task(&task)))
     }
 
     async fn cancel_task(&self, request: CancelTaskParams, context: RequestContext<RoleServer>) -> Result<(), McpError> {
+        let started = Instant::now();
         let (tasks, principal) = self.task_caller(&context).await?;
-        tasks.cancel(&principal.owner_id, &request.task_id).await.map_err(journal_error)?.ok_or_else(|| no_task(&request.task_id))?;
-        audit(&principal.owner_id, "-", "tasks/cancel", "ok", Instant::now());
+        let cancelled = tasks.cancel(&principal.owner_id, &request.task_id).await.map_err(journal_error);
+        self.audit_task(&principal, "tasks/cancel", &request.task_id, cancelled, started)?;
         Ok(())
     }
 }
@@ -498,11 +583,29 @@ fn respond(out: ToolOutput) -> CallToolResponse {
     result.into()
 }
 
-/// One structured record per call, for whoever audits the server.
-fn audit(principal: &str, chat: &str, tool: &str, outcome: &str, started: Instant) {
-    let duration_ms = started.elapsed().as_millis() as u64;
-    let tool = toolshed_runtime::text::one_line(&toolshed_runtime::text::clip(tool, 100));
-    tracing::info!(target: "toolshed::audit", principal, chat, tool = %tool, outcome, duration_ms, "call");
+impl McpServer {
+    /// One audit record per call, refused ones included, naming the
+    /// principal that made it.
+    fn audit_call(&self, principal: &Principal, chat: &str, tool: &str, outcome: &str, started: Instant) {
+        let tool = toolshed_runtime::text::one_line(&toolshed_runtime::text::clip(tool, 100));
+        let fields = serde_json::json!({ "principal": principal.owner_id, "organization": principal.organization_id, "chat": chat, "tool": tool,
+            "outcome": outcome, "duration_ms": started.elapsed().as_millis() as u64 });
+        self.settings.audit.record("call", fields);
+    }
+
+    /// One audit record per task read or cancelled, with the task's id;
+    /// a task the caller does not own reads as not found, in the audit too.
+    fn audit_task<T>(&self, principal: &Principal, method: &str, task_id: &str, answer: Result<Option<T>, McpError>, started: Instant) -> Result<T, McpError> {
+        let outcome = match &answer {
+            Ok(Some(_)) => "ok",
+            Ok(None) => "not_found",
+            Err(_) => "error",
+        };
+        let fields = serde_json::json!({ "principal": principal.owner_id, "organization": principal.organization_id, "method": method,
+            "task_id": toolshed_runtime::text::one_line(&toolshed_runtime::text::clip(task_id, 80)), "outcome": outcome, "duration_ms": started.elapsed().as_millis() as u64 });
+        self.settings.audit.record(method, fields);
+        answer?.ok_or_else(|| no_task(task_id))
+    }
 }
 
 #[cfg(test)]

@@ -155,7 +155,8 @@ pub struct ServeArgs {
     #[arg(long)]
     pub http: Option<std::net::SocketAddr>,
     /// The URL clients reach /mcp at: the resource tokens are issued for
-    /// (default: http://ADDRESS/mcp).
+    /// (default: http://ADDRESS/mcp). Only with authentication: a public
+    /// URL means the server is reachable beyond loopback.
     #[arg(long)]
     pub public_url: Option<String>,
     /// A token file: the SHA-256 of each token with its owner and
@@ -177,16 +178,44 @@ pub struct ServeArgs {
     /// A Host value to accept beyond loopback ones (repeatable).
     #[arg(long)]
     pub allowed_host: Vec<String>,
-    /// A browser origin to accept, as scheme://host:port (repeatable;
-    /// default: the public URL's origin).
+    /// A browser origin to accept besides the public URL's, which always is,
+    /// as scheme://host:port (repeatable).
     #[arg(long)]
     pub allowed_origin: Vec<String>,
     /// The largest request body, in KiB.
     #[arg(long, default_value_t = (toolshed_mcp::http::DEFAULT_MAX_BODY_BYTES >> 10) as u64)]
     pub max_body_kib: u64,
+    /// HTTP connections open at once; one more is answered 503 and closed.
+    #[arg(long, default_value_t = toolshed_mcp::http::limits::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
+    /// HTTP connections open at once from one client address (an IPv4
+    /// address or an IPv6 /64). Behind a reverse proxy every connection
+    /// comes from the proxy: raise it there.
+    #[arg(long, default_value_t = toolshed_mcp::http::limits::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS)]
+    pub max_connections_per_address: usize,
+    /// Seconds a new HTTP connection has to send a whole request head.
+    #[arg(long, default_value_t = toolshed_mcp::http::limits::DEFAULT_HEADER_READ_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout: u64,
+    /// Seconds a request body has to arrive, all of it.
+    #[arg(long, default_value_t = toolshed_mcp::http::limits::DEFAULT_BODY_READ_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_read_timeout: u64,
+    /// Seconds a kept-alive HTTP connection may wait for its next request.
+    #[arg(long, default_value_t = toolshed_mcp::http::limits::DEFAULT_IDLE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: u64,
+    /// Legacy MCP sessions alive at once, all callers together.
+    #[arg(long, default_value_t = toolshed_mcp::http::limits::DEFAULT_MAX_SESSIONS)]
+    pub max_sessions: usize,
+    /// Legacy MCP sessions alive at once for one caller.
+    #[arg(long, default_value_t = toolshed_mcp::http::limits::DEFAULT_MAX_SESSIONS_PER_PRINCIPAL)]
+    pub max_sessions_per_caller: usize,
     /// How many calls one caller may have running at once.
     #[arg(long, default_value_t = toolshed_mcp::DEFAULT_CALLS_PER_PRINCIPAL)]
     pub calls_per_caller: usize,
+    /// Where the audit goes, one JSON line per call, task request and
+    /// refused request: a file, or - for standard error (default:
+    /// audit.jsonl in the data directory). It ignores TOOLSHED_LOG.
+    #[arg(long, value_name = "FILE|-")]
+    pub audit_log: Option<String>,
     /// What the server tells a client about its tools when it initializes
     /// (default: a summary of the built-in tools, or nothing with --plugins).
     #[arg(long)]
@@ -279,8 +308,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Call { tool, arguments, chat, detach: false } => {
             let mut app = App::open(&cli.global).await?;
-            app.report_refusals_later();
             let out = app.call(&chat, &tool, &arguments, std::io::IsTerminal::is_terminal(&std::io::stderr())).await;
+            // Before the answer: the command ends right after it.
+            app.report_refusals_at_exit().await;
             println!("{}", serde_json::to_string_pretty(&out.value)?);
             return Ok(i32::from(out.is_error));
         }
@@ -292,7 +322,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             let mut app = App::open_server(&cli.global, coder).await?;
             app.report_refusals_later();
-            serve(&app, args, cli.global.plugins.is_none()).await?;
+            serve(&app, args, &cli.global).await?;
         }
         Command::Demo => {
             let transcript = demo::run(cli.global.data_dir.clone(), &mut std::io::stdout()).await?;
@@ -401,8 +431,39 @@ fn toml_entry(hash: &str, owner_id: &str, owner_name: &str, organization_id: &st
     )
 }
 
-/// Serves MCP over stdio or HTTP as `args` say.
-async fn serve(app: &App, args: ServeArgs, builtin_plugins: bool) -> anyhow::Result<()> {
+/// Serves MCP over stdio or HTTP as `args` say, until the client goes
+/// (stdio) or a signal (SIGINT, SIGTERM) ends the process; the audit is
+/// written out before it returns.
+async fn serve(app: &App, args: ServeArgs, global: &HostOptions) -> anyhow::Result<()> {
+    let builtin_plugins = global.plugins.is_none();
+    let audit = Arc::new(match args.audit_log.as_deref() {
+        Some("-") => toolshed_mcp::audit::AuditLog::stderr(),
+        Some(path) => toolshed_mcp::audit::AuditLog::file(Path::new(path))?,
+        None => toolshed_mcp::audit::AuditLog::file(&global.data_dir.clone().unwrap_or_else(toolshed_local::LocalConfig::default_data_dir).join("audit.jsonl"))?,
+    });
+    let served = tokio::select! {
+        served = serve_until_done(app, args, builtin_plugins, audit.clone()) => served,
+        signal = stop_signal() => signal,
+    };
+    if !audit.flush(Duration::from_secs(5)) {
+        eprintln!("warning: the audit could not be written out within 5 s");
+    }
+    served
+}
+
+/// Returns when the process is asked to stop.
+async fn stop_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = interrupt.recv() => {}
+    }
+    Ok(())
+}
+
+async fn serve_until_done(app: &App, args: ServeArgs, builtin_plugins: bool, audit: Arc<toolshed_mcp::audit::AuditLog>) -> anyhow::Result<()> {
     // Over Coder, calls act for the token's user unless told otherwise.
     let coder = app.coder_user.as_ref();
     let principal = toolshed_mcp::Principal {
@@ -417,6 +478,7 @@ async fn serve(app: &App, args: ServeArgs, builtin_plugins: bool) -> anyhow::Res
     };
     let default_organization = principal.organization_id.clone();
     let mut settings = toolshed_mcp::ServerSettings::new(principal, Some(app.backend.clone()));
+    settings.audit = audit;
     settings.calls_per_principal = args.calls_per_caller.max(1);
     settings.instructions = args.instructions.clone().or_else(|| builtin_plugins.then(|| toolshed_builtin::INSTRUCTIONS.to_string()));
     // Calls made as tasks run here, and so do tasks whose process stopped.
@@ -431,7 +493,9 @@ async fn serve(app: &App, args: ServeArgs, builtin_plugins: bool) -> anyhow::Res
         }
         return toolshed_mcp::McpServer::new(app.host.clone(), settings, args.chat).serve_stdio().await;
     };
-    let public_url = args.public_url.clone().unwrap_or_else(|| format!("http://{addr}/mcp"));
+    // The resource tokens are issued for; the server serves its default when
+    // no public URL is given, and refuses a public URL without authentication.
+    let resource = args.public_url.clone().unwrap_or_else(|| format!("http://{addr}/mcp"));
     let tokens = args.auth_tokens.as_deref().map(toolshed_mcp::auth::TokenFile::read).transpose()?.map(Arc::new);
     let jwt = match (&args.auth_issuer, &args.auth_jwks) {
         (Some(issuer), Some(jwks)) => {
@@ -440,18 +504,27 @@ async fn serve(app: &App, args: ServeArgs, builtin_plugins: bool) -> anyhow::Res
             } else {
                 toolshed_mcp::auth::Jwks::File(jwks.into())
             };
-            let audience = args.auth_audience.clone().unwrap_or_else(|| public_url.clone());
+            let audience = args.auth_audience.clone().unwrap_or_else(|| resource.clone());
             Some(Arc::new(toolshed_mcp::auth::JwtIssuer::new(issuer, &audience, &default_organization, source).await?))
         }
         _ => None,
     };
     let auth = (tokens.is_some() || jwt.is_some()).then(|| toolshed_mcp::auth::Auth { tokens, jwt, required_scope: args.auth_scope.clone() });
     let config = toolshed_mcp::http::HttpConfig {
-        public_url: Some(public_url),
+        public_url: args.public_url.clone(),
         auth,
         allowed_hosts: args.allowed_host,
         allowed_origins: args.allowed_origin,
         max_body_bytes: Some((args.max_body_kib as usize) << 10),
+        limits: toolshed_mcp::http::HttpLimits {
+            max_connections: args.max_connections.max(1),
+            max_connections_per_address: args.max_connections_per_address.max(1),
+            header_read_timeout: Duration::from_secs(args.header_read_timeout),
+            body_read_timeout: Duration::from_secs(args.body_read_timeout),
+            idle_timeout: Duration::from_secs(args.idle_timeout),
+            max_sessions: args.max_sessions.max(1),
+            max_sessions_per_principal: args.max_sessions_per_caller.max(1),
+        },
     };
     toolshed_mcp::http::serve(app.host.clone(), settings, addr, config).await
 }

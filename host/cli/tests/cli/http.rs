@@ -21,23 +21,23 @@ use toolshed_mcp::{Principal, ServerSettings};
 
 use crate::support::Local;
 
-const ISSUER: &str = "https://issuer.test";
-const OWNER_A: &str = "a2000000-0000-4000-8000-00000000000a";
-const OWNER_B: &str = "a2000000-0000-4000-8000-00000000000b";
+pub(crate) const ISSUER: &str = "https://issuer.test";
+pub(crate) const OWNER_A: &str = "a2000000-0000-4000-8000-00000000000a";
+pub(crate) const OWNER_B: &str = "a2000000-0000-4000-8000-00000000000b";
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Signing keys made for this test run, and their public JWKS.
-struct Keys {
-    rsa: EncodingKey,
-    ec: EncodingKey,
-    stranger: EncodingKey,
-    jwks: Value,
+pub(crate) struct Keys {
+    pub(crate) rsa: EncodingKey,
+    pub(crate) ec: EncodingKey,
+    pub(crate) stranger: EncodingKey,
+    pub(crate) jwks: Value,
 }
 
-fn keys() -> Keys {
+pub(crate) fn keys() -> Keys {
     use p256::pkcs8::EncodePrivateKey;
     use rsa::pkcs1::EncodeRsaPrivateKey;
     use rsa::traits::PublicKeyParts;
@@ -58,15 +58,15 @@ fn keys() -> Keys {
     }
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
-fn claims(owner: &str, audience: &str, expires: u64, scope: &str) -> Value {
+pub(crate) fn claims(owner: &str, audience: &str, expires: u64, scope: &str) -> Value {
     json!({ "iss": ISSUER, "sub": owner, "aud": audience, "exp": expires, "iat": now(), "preferred_username": owner.rsplit('-').next().unwrap(), "scope": scope })
 }
 
-fn sign(key: &EncodingKey, alg: Algorithm, kid: &str, claims: &Value) -> String {
+pub(crate) fn sign(key: &EncodingKey, alg: Algorithm, kid: &str, claims: &Value) -> String {
     let mut header = Header::new(alg);
     header.kid = Some(kid.to_string());
     jsonwebtoken::encode(&header, claims, key).unwrap()
@@ -85,6 +85,16 @@ async fn server(local: &Local, auth: Option<Auth>, calls: usize, max_body: Optio
     addr
 }
 
+/// A server on loopback over a fresh local backend, exposed as `config` says.
+async fn server_with(local: &Local, config: HttpConfig) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let principal = Principal { owner_id: OWNER_A.into(), owner_name: "local-a".into(), organization_id: toolshed_local::LOCAL_ORG.into(), scopes: vec![] };
+    let settings = ServerSettings::new(principal, Some(local.backend.clone()));
+    tokio::spawn(toolshed_mcp::http::serve_listener(local.host.clone(), Arc::new(settings), listener, config));
+    addr
+}
+
 async fn jwt_auth(jwks: &Value, audience: &str) -> Auth {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jwks.json");
@@ -93,14 +103,14 @@ async fn jwt_auth(jwks: &Value, audience: &str) -> Auth {
     Auth { tokens: None, jwt: Some(Arc::new(issuer)), required_scope: toolshed_mcp::auth::DEFAULT_SCOPE.into() }
 }
 
-fn initialize() -> Value {
+pub(crate) fn initialize() -> Value {
     json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize",
         "params": { "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "curl", "version": "1" } } })
 }
 
 /// POSTs `body` to `/mcp` with `headers`; returns the status, the
 /// `WWW-Authenticate` header and the body text.
-async fn post(addr: SocketAddr, headers: &[(&str, &str)], body: String) -> (u16, String, String) {
+pub(crate) async fn post(addr: SocketAddr, headers: &[(&str, &str)], body: String) -> (u16, String, String) {
     toolshed_mcp::tls::ensure_provider();
     let mut request = reqwest::Client::new()
         .post(format!("http://{addr}/mcp"))
@@ -207,6 +217,82 @@ async fn foreign_origins_and_hosts_and_oversized_bodies_are_refused() {
     assert_eq!(status, 413, "a body past the limit");
 }
 
+/// The README's rule: a browser origin is accepted when it is the public
+/// URL's or one listed; listing one does not drop the public URL's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_public_urls_origin_is_accepted_beside_the_listed_ones() {
+    let local = Local::new().await;
+    let config = HttpConfig {
+        public_url: Some("https://tools.example/mcp".into()),
+        auth: Some(tokens_for(&[("ta", OWNER_A, "ay")])),
+        allowed_origins: vec!["https://app.example".into()],
+        ..HttpConfig::default()
+    };
+    let addr = server_with(&local, config).await;
+    for (origin, expected) in [("https://tools.example", 200), ("https://app.example", 200), ("https://evil.example", 403), ("http://tools.example", 403)] {
+        let (status, _, body) = post(addr, &[("authorization", "Bearer ta"), ("origin", origin)], initialize().to_string()).await;
+        assert_eq!(status, expected, "Origin {origin}: {body}");
+    }
+}
+
+/// RFC 9728 §3.1: the metadata of `…/mcp` is at
+/// `/.well-known/oauth-protected-resource/mcp`, which clients try first;
+/// the root, where the challenge points, serves the same document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_metadata_is_served_at_the_root_and_at_the_resources_own_path() {
+    toolshed_mcp::tls::ensure_provider();
+    let local = Local::new().await;
+    let config = HttpConfig { public_url: Some("https://tools.example/team/mcp".into()), auth: Some(tokens_for(&[("ta", OWNER_A, "ay")])), ..HttpConfig::default() };
+    let addr = server_with(&local, config).await;
+    let fetch = |path: &'static str| async move {
+        let response = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.unwrap_or(Value::Null))
+    };
+    let (status, root) = fetch("/.well-known/oauth-protected-resource").await;
+    assert_eq!(status, 200);
+    assert_eq!(root["resource"], "https://tools.example/team/mcp", "{root}");
+    for path in ["/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource/team/mcp"] {
+        let (status, document) = fetch(path).await;
+        assert_eq!((status, &document), (200, &root), "{path}");
+    }
+    // Another path is no metadata (behind the gate, it asks for a token).
+    assert_ne!(fetch("/.well-known/oauth-protected-resource/other").await.0, 200);
+}
+
+/// `--public-url` says clients reach the server from beyond this machine
+/// (through a proxy to a loopback bind, say): without authentication
+/// `serve` refuses to start and says why, instead of serving the public
+/// host as the local user.
+#[test]
+fn serve_refuses_a_public_url_without_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut serve = std::process::Command::new(crate::support::TOOLSHED)
+        .arg("--data-dir")
+        .arg(crate::support::data_dir(dir.path()))
+        .args(["serve", "--http", "127.0.0.1:0", "--public-url", "https://tools.example/mcp"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = serve.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            serve.kill().unwrap();
+            serve.wait().unwrap();
+            panic!("serve with a public URL and no authentication was still serving after 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(serve.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("--public-url") && stderr.contains("needs authentication"), "{stderr}");
+}
+
 /// An rmcp client over HTTP: legacy sessions when `legacy`, else MCP
 /// 2026-07-28 requests without sessions; `token` as its bearer token.
 pub(crate) async fn client(addr: SocketAddr, token: Option<&str>, legacy: bool) -> rmcp::service::RunningService<rmcp::RoleClient, ClientConfig> {
@@ -237,7 +323,7 @@ pub(crate) fn call(tool: &str, arguments: Value, chat: Option<&str>) -> CallTool
     request
 }
 
-fn tokens_for(owners: &[(&str, &str, &str)]) -> Auth {
+pub(crate) fn tokens_for(owners: &[(&str, &str, &str)]) -> Auth {
     let file: String = owners
         .iter()
         .map(|(token, owner, name)| {
@@ -385,47 +471,6 @@ async fn http_clients_list_call_get_errors_progress_cancellation_and_list_change
     };
     tokio::time::timeout(Duration::from_secs(30), ended).await.expect("the cancelled call ended");
     local.backend.stop_all_agents().await;
-}
-
-/// Collects what a tracing subscriber writes.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_call_leaves_one_audit_record_with_principal_chat_tool_outcome_and_duration() {
-    // The server's tasks run on every worker thread, so the subscriber is
-    // the process's; only this test's chat is counted.
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_env_filter(tracing_subscriber::EnvFilter::new("toolshed::audit=info"))
-        .finish();
-    tracing::subscriber::set_global_default(subscriber).expect("no other test sets a global subscriber");
-    let local = Local::new().await;
-    let addr = server(&local, Some(tokens_for(&[("ta", OWNER_A, "ay")])), 8, None).await;
-    let client = client(addr, Some("ta"), false).await;
-    client.call_tool(call("list_templates", json!({}), Some("audited"))).await.unwrap();
-    client.call_tool(call("read_template", json!({ "template_id": "nope" }), Some("audited"))).await.unwrap();
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    let records: Vec<&str> = text.lines().filter(|l| l.contains("toolshed::audit") && l.contains("chat=\"audited\"")).collect();
-    assert_eq!(records.len(), 2, "{text}");
-    for (record, (tool, outcome)) in records.iter().zip([("list_templates", "ok"), ("read_template", "error")]) {
-        for part in [OWNER_A, "chat=\"audited\"", tool, &format!("outcome=\"{outcome}\""), "duration_ms="] {
-            assert!(record.contains(part), "{part} missing from {record}");
-        }
-    }
 }
 
 #[test]

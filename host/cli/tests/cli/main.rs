@@ -1,18 +1,23 @@
 //! The `toolshed` binary and the local backend: real processes, a real
 //! SQLite file or PostgreSQL database, MCP over stdio and HTTP.
 
+mod audit;
 mod bench;
 mod coder;
 mod demo;
+mod exits;
 mod features;
 mod floods;
 mod http;
+mod keys;
 mod local;
 mod mcp;
 mod new;
 mod processes;
 mod replicas;
 mod sandbox;
+mod sessions;
+mod sockets;
 mod backend;
 mod support;
 mod tasks;

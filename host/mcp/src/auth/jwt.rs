@@ -3,37 +3,30 @@
 //! Only RS256 and ES256 are accepted, whatever a token's header claims, so
 //! an `alg: none` or HMAC token signed with a public key never passes. The
 //! audience must be this server and the issuer the configured one; expiry
-//! is required. The key set is reloaded when a token names a key it lacks,
-//! at most once a minute.
+//! is required, and a token is refused before its `nbf` (RFC 7519 §4.1.5),
+//! both with [`CLOCK_LEEWAY`] for clocks that differ a little. The issuer
+//! must be `https` (or on loopback), and its keys are kept fresh as
+//! [`super::jwks`] says.
 
-use std::time::{Duration, Instant};
-
-use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, decode, decode_header};
+use jsonwebtoken::{Algorithm, Validation, decode, decode_header};
 use serde::Deserialize;
-use tokio::sync::RwLock;
 
+use super::jwks::{Jwks, KeyRefresh, KeySet, check_trusted_url};
 use crate::identity::Principal;
 
-/// How often the key set may be reloaded for an unknown key id.
-const RELOAD_AT_MOST_EVERY: Duration = Duration::from_secs(60);
+/// How far the server's clock and the issuer's may differ: a token is
+/// accepted this long before its `nbf` and after its `exp`.
+pub const CLOCK_LEEWAY_SECS: u64 = 60;
 
-/// Where an issuer's keys come from.
-#[derive(Debug, Clone)]
-pub enum Jwks {
-    /// A JWKS document at a URL (the issuer's `jwks_uri`).
-    Url(String),
-    /// A JWKS document in a file.
-    File(std::path::PathBuf),
-}
+/// [`CLOCK_LEEWAY_SECS`] as a duration.
+pub const CLOCK_LEEWAY: std::time::Duration = std::time::Duration::from_secs(CLOCK_LEEWAY_SECS);
 
 /// A token issuer this server trusts.
 pub struct JwtIssuer {
     issuer: String,
     audience: String,
     organization: String,
-    source: Jwks,
-    keys: RwLock<(JwkSet, Option<Instant>)>,
+    keys: KeySet,
 }
 
 #[derive(Deserialize)]
@@ -51,19 +44,6 @@ struct Claims {
     scp: Option<Vec<String>>,
 }
 
-async fn load(source: &Jwks) -> anyhow::Result<JwkSet> {
-    let text = match source {
-        Jwks::File(path) => std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?,
-        Jwks::Url(url) => {
-            crate::tls::ensure_provider();
-            let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
-            let response = client.get(url).send().await?.error_for_status()?;
-            response.text().await?
-        }
-    };
-    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("the key set is not a JWKS document: {e}"))
-}
-
 impl JwtIssuer {
     /// Trusts tokens of `issuer` for `audience`, signed with keys from
     /// `source`; a token without an organization claim acts in
@@ -71,16 +51,21 @@ impl JwtIssuer {
     ///
     /// # Errors
     ///
-    /// When the key set cannot be loaded.
+    /// When the issuer or the key set's URL is plain http beyond loopback,
+    /// or the key set cannot be loaded.
     pub async fn new(issuer: &str, audience: &str, organization: &str, source: Jwks) -> anyhow::Result<JwtIssuer> {
-        let keys = load(&source).await?;
-        Ok(JwtIssuer {
-            issuer: issuer.to_string(),
-            audience: audience.to_string(),
-            organization: organization.to_string(),
-            source,
-            keys: RwLock::new((keys, Some(Instant::now()))),
-        })
+        Self::with_refresh(issuer, audience, organization, source, KeyRefresh::default()).await
+    }
+
+    /// [`JwtIssuer::new`] with the key set fetched again as `refresh` says.
+    ///
+    /// # Errors
+    ///
+    /// As [`JwtIssuer::new`].
+    pub async fn with_refresh(issuer: &str, audience: &str, organization: &str, source: Jwks, refresh: KeyRefresh) -> anyhow::Result<JwtIssuer> {
+        check_trusted_url("the issuer", issuer)?;
+        let keys = KeySet::load(source, refresh).await?;
+        Ok(JwtIssuer { issuer: issuer.to_string(), audience: audience.to_string(), organization: organization.to_string(), keys })
     }
 
     /// The issuer's identifier.
@@ -95,8 +80,10 @@ impl JwtIssuer {
             return Err(format!("the token is signed with {:?}; only RS256 and ES256 are accepted", header.alg));
         }
         let kid = header.kid.ok_or("the token names no key (kid)")?;
-        let key = self.key(&kid).await?;
+        let key = self.keys.key(&kid).await?;
         let mut validation = Validation::new(header.alg);
+        validation.validate_nbf = true;
+        validation.leeway = CLOCK_LEEWAY_SECS;
         validation.set_audience(&[&self.audience]);
         validation.set_issuer(&[&self.issuer]);
         validation.set_required_spec_claims(&["exp", "aud", "iss", "sub"]);
@@ -113,24 +100,6 @@ impl JwtIssuer {
             organization_id: claims.organization_id.unwrap_or_else(|| self.organization.clone()),
             scopes,
         })
-    }
-
-    async fn key(&self, kid: &str) -> Result<DecodingKey, String> {
-        {
-            let keys = self.keys.read().await;
-            if let Some(jwk) = keys.0.find(kid) {
-                return DecodingKey::from_jwk(jwk).map_err(|e| format!("the key {kid} cannot be used: {e}"));
-            }
-        }
-        let mut keys = self.keys.write().await;
-        let recent = keys.1.is_some_and(|at| at.elapsed() < RELOAD_AT_MOST_EVERY);
-        if !recent {
-            if let Ok(fresh) = load(&self.source).await {
-                *keys = (fresh, Some(Instant::now()));
-            }
-        }
-        let jwk = keys.0.find(kid).ok_or_else(|| format!("the token's key {:?} is not one of the issuer's", toolshed_runtime::text::clip(kid, 60)))?;
-        DecodingKey::from_jwk(jwk).map_err(|e| format!("the key {kid} cannot be used: {e}"))
     }
 }
 

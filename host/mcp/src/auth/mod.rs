@@ -5,12 +5,14 @@
 //! header pointing at the protected-resource metadata (RFC 9728); a token
 //! without the required scope answers 403.
 
+mod jwks;
 mod jwt;
 mod tokens;
 
 use std::sync::Arc;
 
-pub use jwt::{Jwks, JwtIssuer};
+pub use jwks::{Jwks, KeyRefresh};
+pub use jwt::{CLOCK_LEEWAY, CLOCK_LEEWAY_SECS, JwtIssuer};
 pub use tokens::{TokenFile, hash_token};
 
 use crate::identity::Principal;

@@ -4,23 +4,28 @@
 //! older clients hold a session. Either way every request is authenticated
 //! when authentication is configured, and the server binds beyond loopback
 //! only then. `Host` and `Origin` are checked against explicit lists, and
-//! request bodies are capped.
+//! request bodies are capped. Connections are accepted and timed by
+//! [`listener`] within [`HttpLimits`]; [`gate`] lets requests in.
+
+mod gate;
+pub mod limits;
+mod listener;
+mod sessions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
+use axum::middleware;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::json;
 use toolshed_runtime::Toolshed;
 
-use crate::auth::{Auth, Rejection};
+pub use limits::HttpLimits;
+
+use crate::auth::Auth;
 use crate::{McpServer, ServerSettings};
 
 /// The largest request body accepted, unless configured: far above a tool's
@@ -37,11 +42,13 @@ pub struct HttpConfig {
     pub auth: Option<Auth>,
     /// `Host` values accepted beyond loopback ones.
     pub allowed_hosts: Vec<String>,
-    /// Browser origins accepted (`scheme://host:port`); default: the public
-    /// URL's origin only. Requests without an `Origin` pass.
+    /// Browser origins accepted (`scheme://host:port`) besides the public
+    /// URL's, which is always accepted. Requests without an `Origin` pass.
     pub allowed_origins: Vec<String>,
     /// The largest request body; default [`DEFAULT_MAX_BODY_BYTES`].
     pub max_body_bytes: Option<usize>,
+    /// Connections, timeouts and sessions.
+    pub limits: HttpLimits,
 }
 
 /// Binds `addr` and serves MCP there until the process ends.
@@ -66,16 +73,46 @@ pub async fn serve(host: Arc<Toolshed>, settings: Arc<ServerSettings>, addr: Soc
 /// When the listener fails.
 pub async fn serve_listener(host: Arc<Toolshed>, settings: Arc<ServerSettings>, listener: tokio::net::TcpListener, config: HttpConfig) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
+    // A public URL says clients reach the server from beyond this machine,
+    // through whatever forwards to the address bound: a loopback bind proves
+    // nothing then, and serving that URL unauthenticated would open the host.
+    if let (Some(public), None) = (&config.public_url, &config.auth) {
+        anyhow::bail!(
+            "--public-url {public} makes the server reachable beyond loopback, which needs authentication: pass --auth-tokens FILE or --auth-issuer with --auth-jwks, or leave out --public-url"
+        );
+    }
+    let limits = config.limits.clone();
     let app = router(host, settings, local, config)?;
     tracing::info!("serving MCP on http://{local}/mcp");
-    axum::serve(listener, app).await?;
+    listener::run(listener, app, limits).await?;
     Ok(())
 }
 
 /// Where the protected-resource metadata is, for a resource URL.
 fn metadata_url(resource: &str) -> String {
     let origin = origin(resource).unwrap_or_else(|| resource.trim_end_matches('/').to_string());
-    format!("{origin}/.well-known/oauth-protected-resource")
+    format!("{origin}{METADATA_PATH}")
+}
+
+/// The root of the protected-resource metadata (RFC 9728 §3).
+const METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// The paths the metadata is served at: the root, where the challenge
+/// points, and the path RFC 9728 §3.1 derives from the resource's own path
+/// (`/.well-known/oauth-protected-resource/mcp` for `…/mcp`), which clients
+/// try first. The local `/mcp` is covered too, for a public URL whose path
+/// a proxy rewrites.
+fn metadata_paths(resource: &str) -> Vec<String> {
+    let mut paths = vec![METADATA_PATH.to_string(), format!("{METADATA_PATH}/mcp")];
+    if let Some(path) = resource.split_once("://").and_then(|(_, rest)| rest.find('/').map(|at| &rest[at..])) {
+        let path = path.split(['?', '#']).next().unwrap_or_default().trim_end_matches('/');
+        if !path.is_empty() {
+            paths.push(format!("{METADATA_PATH}{path}"));
+        }
+    }
+    paths.sort();
+    paths.dedup();
+    paths
 }
 
 /// `scheme://host[:port]` of a URL.
@@ -97,12 +134,16 @@ pub fn router(host: Arc<Toolshed>, settings: Arc<ServerSettings>, local: SocketA
         hosts.push(public);
     }
     hosts.extend(config.allowed_hosts.iter().cloned());
-    let origins = if config.allowed_origins.is_empty() { origin(&resource).into_iter().collect() } else { config.allowed_origins.clone() };
+    // The public URL's origin is the server's own: always accepted, with
+    // any others configured beside it.
+    let mut origins: Vec<String> = origin(&resource).into_iter().collect();
+    origins.extend(config.allowed_origins.iter().cloned());
+    let max_body_bytes = config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
     let rmcp_config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts)
         .with_allowed_origins(origins)
         .enforce_origin_validation()
-        .with_max_request_body_bytes(config.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES))
+        .with_max_request_body_bytes(max_body_bytes)
         .with_sse_keep_alive(Some(Duration::from_secs(15)))
         // The transport's own priming events (before an initialize answer,
         // and on a session's standalone stream) all carry the id "0", which
@@ -117,15 +158,19 @@ pub fn router(host: Arc<Toolshed>, settings: Arc<ServerSettings>, local: SocketA
     // A legacy session idle this long is closed; its client initializes again.
     let mut sessions = LocalSessionManager::default();
     sessions.session_config.keep_alive = Some(Duration::from_secs(600));
-    let service = StreamableHttpService::new(
-        move || Ok(McpServer::new(host.clone(), settings.clone(), None)),
-        Arc::new(sessions),
-        rmcp_config,
-    );
-    let mut app = Router::new().nest_service("/mcp", service);
+    let audit = settings.audit.clone();
+    let sessions = Arc::new(sessions::OwnedSessions::new(sessions, config.limits.max_sessions, config.limits.max_sessions_per_principal, settings.sessions.clone()));
+    let service = StreamableHttpService::new(move || Ok(McpServer::new(host.clone(), settings.clone(), None)), sessions.clone(), rmcp_config);
+    let gate = Arc::new(gate::Gate {
+        metadata: metadata_url(&resource),
+        auth: config.auth.clone(),
+        max_body_bytes,
+        body_read_timeout: config.limits.body_read_timeout,
+        sessions,
+        audit: audit.clone(),
+    });
+    let mut app = Router::new().nest_service("/mcp", service).layer(middleware::from_fn_with_state(gate, gate::admit));
     if let Some(auth) = config.auth {
-        let gate = Arc::new(Gate { metadata: metadata_url(&resource), auth: auth.clone() });
-        app = app.layer(middleware::from_fn_with_state(gate, authenticate));
         let metadata = json!({
             "resource": resource,
             "authorization_servers": auth.issuer().map(|i| vec![i.to_string()]).unwrap_or_default(),
@@ -133,47 +178,10 @@ pub fn router(host: Arc<Toolshed>, settings: Arc<ServerSettings>, local: SocketA
             "bearer_methods_supported": ["header"],
             "resource_name": "toolshed",
         });
-        app = app.route("/.well-known/oauth-protected-resource", axum::routing::get(move || async move { axum::Json(metadata) }));
+        for path in metadata_paths(&resource) {
+            let metadata = metadata.clone();
+            app = app.route(&path, axum::routing::get(move || async move { axum::Json(metadata) }));
+        }
     }
     Ok(app)
-}
-
-struct Gate {
-    metadata: String,
-    auth: Auth,
-}
-
-/// Lets a request in with its principal, or answers 401 or 403 saying why.
-async fn authenticate(State(gate): State<Arc<Gate>>, mut request: Request, next: Next) -> Response {
-    let authorization = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string);
-    match gate.auth.authenticate(authorization.as_deref()).await {
-        Ok(principal) => {
-            request.extensions_mut().insert(principal);
-            next.run(request).await
-        }
-        Err(rejection) => refuse(&gate.metadata, &rejection),
-    }
-}
-
-fn refuse(metadata: &str, rejection: &Rejection) -> Response {
-    // Quotes would end the header's quoted strings early.
-    let reason = rejection.to_string().replace('"', "'");
-    let (status, challenge, body) = match rejection {
-        Rejection::Missing => (StatusCode::UNAUTHORIZED, format!("Bearer resource_metadata=\"{metadata}\""), json!({ "error": "unauthorized", "error_description": reason })),
-        Rejection::Invalid(_) => (
-            StatusCode::UNAUTHORIZED,
-            format!("Bearer resource_metadata=\"{metadata}\", error=\"invalid_token\", error_description=\"{reason}\""),
-            json!({ "error": "invalid_token", "error_description": reason }),
-        ),
-        Rejection::Scope(scope) => (
-            StatusCode::FORBIDDEN,
-            format!("Bearer resource_metadata=\"{metadata}\", error=\"insufficient_scope\", scope=\"{scope}\""),
-            json!({ "error": "insufficient_scope", "error_description": reason, "scope": scope }),
-        ),
-    };
-    let mut response = (status, axum::Json(body)).into_response();
-    if let Ok(value) = HeaderValue::from_str(&challenge) {
-        response.headers_mut().insert(header::WWW_AUTHENTICATE, value);
-    }
-    response
 }
