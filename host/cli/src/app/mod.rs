@@ -145,7 +145,27 @@ impl App {
         }
     }
 
-    /// Warns of refused plugins once the initial load ends, without waiting for it.
+    /// Warns of the plugins the initial load refused, if that load has
+    /// ended, before a one-shot command exits. It warns on stderr directly:
+    /// the log's writer thread may not run again before the process ends.
+    /// A load still under way (a plugin other than the called one still
+    /// compiling, or in a long smoke call) is not waited for: its refusals
+    /// are not known yet.
+    pub async fn report_refusals_at_exit(&mut self) {
+        // The initial load holds an install count until it returns, so once
+        // installs have settled its task is ending and is awaited at once.
+        if !self.host.installs_settled(Duration::ZERO).await {
+            return;
+        }
+        if let Some(loading) = self.loading.take() {
+            for (what, reason) in loading.await.unwrap_or_default() {
+                eprintln!("warning: {what} was not loaded: {reason}");
+            }
+        }
+    }
+
+    /// Warns of refused plugins once the initial load ends, without waiting
+    /// for it: for a server, which lives on.
     pub fn report_refusals_later(&mut self) {
         if let Some(loading) = self.loading.take() {
             tokio::spawn(async move {

@@ -67,7 +67,7 @@ pub enum Command {
         wait: bool,
     },
     /// Serves the tools over MCP on stdin and stdout, or over HTTP.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Plays an agent's conversation against a fresh local backend.
     Demo,
     /// Manages templates.
@@ -322,7 +322,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             };
             let mut app = App::open_server(&cli.global, coder).await?;
             app.report_refusals_later();
-            serve(&app, args, &cli.global).await?;
+            serve(&app, *args, &cli.global).await?;
         }
         Command::Demo => {
             let transcript = demo::run(cli.global.data_dir.clone(), &mut std::io::stdout()).await?;
