@@ -234,6 +234,11 @@ class Session:
             return answer
 
 
+# Six seconds: past one build poll (2 s) and the answer's margin (3 s), so
+# a build that fails fast is answered in one call, and short enough that a
+# build waiting for its release answers STILL_IN_PROGRESS within seconds.
+WAIT_BUDGET = "6"
+
 # ------------------------------------------------------------------ scenarios
 
 # The slow-build workspace's name; its build ends once a file named
@@ -390,7 +395,7 @@ def message_handler(transport: str):
 
 @contextlib.asynccontextmanager
 async def stdio_session(toolshed: str, directory: Path):
-    params = StdioServerParameters(command=toolshed, args=["--data-dir", str(directory / "data"), "serve", "--wait-budget", "1"])
+    params = StdioServerParameters(command=toolshed, args=["--data-dir", str(directory / "data"), "serve", "--wait-budget", WAIT_BUDGET])
     with open(directory / "serve.log", "a") as log:
         async with stdio_client(params, errlog=log) as (read, write):
             async with ClientSession(read, write, message_handler=message_handler("stdio")) as session:
@@ -403,7 +408,7 @@ async def http_session(toolshed: str, directory: Path):
     log_path = directory / "serve.log"
     with open(log_path, "a") as log:
         server = subprocess.Popen(
-            [toolshed, "--data-dir", str(directory / "data"), "serve", "--http", f"127.0.0.1:{port}", "--wait-budget", "1"],
+            [toolshed, "--data-dir", str(directory / "data"), "serve", "--http", f"127.0.0.1:{port}", "--wait-budget", WAIT_BUDGET],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,

@@ -228,6 +228,11 @@ class Session {
   }
 }
 
+// Six seconds: past one build poll (2 s) and the answer's margin (3 s), so
+// a build that fails fast is answered in one call, and short enough that a
+// build waiting for its release answers STILL_IN_PROGRESS within seconds.
+const WAIT_BUDGET = '6';
+
 // ---------------------------------------------------------------- scenarios
 
 // The slow-build workspace's name; its build ends once a file named
@@ -417,7 +422,7 @@ async function withStdio(dir, body) {
   const log = fs.openSync(path.join(dir, 'serve.log'), 'a');
   const transport = new StdioClientTransport({
     command: toolshed,
-    args: ['--data-dir', dataDir, 'serve', '--wait-budget', '1'],
+    args: ['--data-dir', dataDir, 'serve', '--wait-budget', WAIT_BUDGET],
     stderr: log,
   });
   const seen = {};
@@ -438,7 +443,7 @@ async function withHttp(dir, body) {
   const logPath = path.join(dir, 'serve.log');
   const log = fs.openSync(logPath, 'a');
   const port = await freePort();
-  const child = spawn(toolshed, ['--data-dir', dataDir, 'serve', '--http', `127.0.0.1:${port}`, '--wait-budget', '1'], {
+  const child = spawn(toolshed, ['--data-dir', dataDir, 'serve', '--http', `127.0.0.1:${port}`, '--wait-budget', WAIT_BUDGET], {
     stdio: ['ignore', log, log],
   });
   const exited = new Promise((resolve) => child.on('exit', resolve));
