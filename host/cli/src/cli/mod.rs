@@ -282,6 +282,8 @@ pub fn runtime_builder(policy: Policy, data_dir: &Path) -> toolshed_runtime::Run
         .capability(toolshed_infra::Infra)
         .capability(toolshed_platform::Platform)
         .cache_dir(data_dir.join("compiled"))
+        // Beside the cache, in the data directory workspaces never see.
+        .cache_key_file(data_dir.join("compiled.key"))
 }
 
 /// A host over the local backend, with its plugins installing.
