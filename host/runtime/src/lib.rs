@@ -45,6 +45,7 @@ pub mod park;
 pub mod plugin;
 pub mod policy;
 pub mod progress;
+pub mod quota;
 pub mod reflect;
 mod runtime;
 pub mod sandbox;

@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use toolshed_local::{LocalBackend, LocalConfig, LocalEvent, local_context};
 use toolshed_runtime::plugin::PluginWatcher;
+use toolshed_runtime::quota::Quotas;
 use toolshed_runtime::{Arguments, CallOptions, Policy, Runtime, SystemClock, ToolOutput, Toolshed};
 
 /// A sandboxed WebAssembly host for agent tools.
@@ -239,6 +240,33 @@ pub struct ServeArgs {
     /// command line (make one with `coder tokens create`).
     #[arg(long, required_if_eq("backend", "coder"))]
     pub coder_token_file: Option<PathBuf>,
+    /// The most workspaces one caller may have running at once (each keeps
+    /// an agent process; local backend).
+    #[arg(long, default_value_t = Quotas::default().live_workspaces)]
+    pub max_live_workspaces: u64,
+    /// The most chats with a workspace bound one caller may keep (its
+    /// default chat is always allowed).
+    #[arg(long, default_value_t = Quotas::default().chats)]
+    pub max_chats: u64,
+    /// The most tasks one caller may have kept at once (tasks are kept 24 h).
+    #[arg(long, default_value_t = Quotas::default().tasks)]
+    pub max_tasks: u64,
+    /// The most MiB one caller may keep stored: task arguments and results,
+    /// registry directories.
+    #[arg(long, default_value_t = Quotas::default().stored_bytes >> 20)]
+    pub max_stored_mib: u64,
+}
+
+impl ServeArgs {
+    /// The quotas each caller is held to.
+    pub fn quotas(&self) -> Quotas {
+        Quotas {
+            live_workspaces: self.max_live_workspaces,
+            chats: self.max_chats,
+            tasks: self.max_tasks,
+            stored_bytes: self.max_stored_mib.saturating_mul(1 << 20),
+        }
+    }
 }
 
 /// What the tools drive.
@@ -305,13 +333,13 @@ impl App {
     /// Opens the local backend in the data directory and starts installing
     /// the plugins in the background: a slow plugin delays nothing else.
     pub async fn open(global: &Global) -> anyhow::Result<App> {
-        Self::open_as(global, toolshed_local::Orphans::Fail, None, false).await
+        Self::open_as(global, toolshed_local::Orphans::Fail, None, false, Quotas::default()).await
     }
 
     /// [`App::open`] for a process that stays up to run tasks, which takes
     /// over the builds of processes that died.
     pub async fn open_runner(global: &Global) -> anyhow::Result<App> {
-        Self::open_as(global, toolshed_local::Orphans::Adopt, None, false).await
+        Self::open_as(global, toolshed_local::Orphans::Adopt, None, false, Quotas::default()).await
     }
 
     /// [`App::open_runner`] for `serve`, whose tools drive the backend
@@ -323,20 +351,26 @@ impl App {
             (BackendKind::Local, _, _) => None,
         };
         // A server lives long enough for the optimizing compiles to finish.
-        Self::open_as(global, toolshed_local::Orphans::Adopt, coder, true).await
+        Self::open_as(global, toolshed_local::Orphans::Adopt, coder, true, args.quotas()).await
     }
 
     /// `first_tier`: serve plugins the cache lacks from Winch while
     /// Cranelift compiles them; only for processes that stay up, since a
     /// one-shot command would exit before the optimized code is cached.
-    async fn open_as(global: &Global, orphans: toolshed_local::Orphans, coder: Option<(&str, &Path)>, first_tier: bool) -> anyhow::Result<App> {
+    async fn open_as(
+        global: &Global,
+        orphans: toolshed_local::Orphans,
+        coder: Option<(&str, &Path)>,
+        first_tier: bool,
+        quotas: Quotas,
+    ) -> anyhow::Result<App> {
         let data_dir = global.data_dir.clone().unwrap_or_else(LocalConfig::default_data_dir);
         let policy = match &global.policy {
             Some(path) => Policy::from_file(path)?,
             None => toolshed_builtin::policy(),
         };
         let runtime = Arc::new(runtime_builder(policy, &data_dir).first_tier(first_tier).build()?);
-        let backend = open_backend_as(global, orphans).await?;
+        let backend = open_backend_as(global, orphans, quotas).await?;
         let (mut infra, platform, events) = backend.providers();
         let mut coder_user = None;
         if let Some((url, token_file)) = coder {
@@ -651,7 +685,7 @@ fn parse_uuid(text: &str) -> Result<uuid::Uuid, String> {
 
 /// The local backend alone, for commands that run no plugin.
 async fn open_backend(global: &Global) -> anyhow::Result<Arc<LocalBackend>> {
-    open_backend_as(global, toolshed_local::Orphans::Fail).await
+    open_backend_as(global, toolshed_local::Orphans::Fail, Quotas::default()).await
 }
 
 /// The lease builds and tasks are held under: tests that kill a host
@@ -678,7 +712,7 @@ fn heartbeat() -> Duration {
     std::env::var("TOOLSHED_HEARTBEAT_MS").ok().and_then(|v| v.parse::<u64>().ok()).map_or(toolshed_local::agent::HEARTBEAT, |ms| Duration::from_millis(ms.max(50)))
 }
 
-async fn open_backend_as(global: &Global, orphans: toolshed_local::Orphans) -> anyhow::Result<Arc<LocalBackend>> {
+async fn open_backend_as(global: &Global, orphans: toolshed_local::Orphans, quotas: Quotas) -> anyhow::Result<Arc<LocalBackend>> {
     let data_dir = global.data_dir.clone().unwrap_or_else(LocalConfig::default_data_dir);
     let mut config = LocalConfig::new(data_dir, std::env::current_exe()?);
     config.database = global.database.clone();
@@ -686,6 +720,7 @@ async fn open_backend_as(global: &Global, orphans: toolshed_local::Orphans) -> a
     config.orphans = orphans;
     config.sandbox = sandbox_mode()?;
     config.heartbeat = heartbeat();
+    config.quotas = quotas;
     LocalBackend::open(config).await
 }
 

@@ -16,3 +16,4 @@ mod sandbox;
 mod backend;
 mod support;
 mod tasks;
+mod trust;
