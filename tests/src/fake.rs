@@ -7,9 +7,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use toolshed_infra::{
     Agent, AgentConnect, ApiError, BuildLogs, BuildVersions, Build, Chat, ChatBinding, Control, ControlError, CreateBuildRequest, CreateWorkspaceRequest,
-    CreatedWorkspace, Db, InfraProviders, Job, QueryError, Template, TemplateParameter, Transition, Validation, Workspace,
+    CreatedWorkspace, Db, InfraProviders, Job, QueryError, Refused, Template, TemplateParameter, Transition, Validation, Workspace,
 };
 use toolshed_platform::{PlatformError, PlatformProviders, ProvisionRequest, Registry, Task};
+use toolshed_runtime::chats::ChatKey;
 use toolshed_runtime::{Backend, CallContext, ChatDirectory, ChatEvents, ChatRefused, Clock, Providers};
 
 use crate::ids;
@@ -34,7 +35,8 @@ struct WorkspaceRow {
 
 #[derive(Default)]
 struct World {
-    chats: HashMap<String, Chat>,
+    /// Chats by (owner, chat id), as a real store keys them.
+    chats: HashMap<ChatKey, Chat>,
     workspaces: Vec<WorkspaceRow>,
     builds: Vec<BuildRow>,
     templates: Vec<Template>,
@@ -339,7 +341,7 @@ pub fn default_context() -> CallContext {
 }
 
 fn chat_row<'a>(world: &'a mut World, cx: &CallContext) -> &'a mut Chat {
-    world.chats.entry(cx.chat_id.clone()).or_insert_with(|| toolshed_infra::unbound_chat(cx))
+    world.chats.entry(ChatKey::of(cx)).or_insert_with(|| toolshed_infra::unbound_chat(cx))
 }
 
 fn insert_build(
@@ -412,12 +414,7 @@ impl Db for FakeBackend {
         round_trip().await;
         self.read(ReadKind::Chat);
         let mut world = self.world();
-        let chat = chat_row(&mut world, cx);
-        // Another owner's chat does not exist for this caller.
-        if chat.owner_id != cx.owner_id {
-            return Err(QueryError::NotFound);
-        }
-        Ok(chat.clone())
+        Ok(chat_row(&mut world, cx).clone())
     }
 
     async fn workspace(&self, cx: &CallContext, id: &str) -> Result<Workspace, QueryError> {
@@ -537,13 +534,10 @@ impl Db for FakeBackend {
         Ok(self.world().allowlist.clone())
     }
 
-    async fn bind_chat(&self, cx: &CallContext, binding: ChatBinding) -> Result<(), QueryError> {
+    async fn bind_chat(&self, cx: &CallContext, binding: ChatBinding) -> Result<(), Refused<QueryError>> {
         round_trip().await;
         self.recorder.push(cx, Call::Bind(binding.clone()));
         let mut world = self.world();
-        if world.chats.get(&cx.chat_id).is_some_and(|c| c.owner_id != cx.owner_id) {
-            return Err(QueryError::NotFound);
-        }
         // Like a real store: only rows that exist and are the owner's.
         let owns_build = |id: &str| world.builds.iter().any(|b| b.build.id == id && Self::owns_workspace(&world, cx, &b.build.workspace_id));
         let owns_agent = |id: &str| {
@@ -553,7 +547,7 @@ impl Db for FakeBackend {
             || binding.build_id.as_deref().is_some_and(|id| !owns_build(id))
             || binding.agent_id.as_deref().is_some_and(|id| !owns_agent(id))
         {
-            return Err(QueryError::NotFound);
+            return Err(QueryError::NotFound.into());
         }
         let chat = chat_row(&mut world, cx);
         if let Some(id) = binding.workspace_id {
@@ -572,13 +566,16 @@ impl Db for FakeBackend {
 
 #[async_trait]
 impl Control for FakeBackend {
-    async fn create_workspace(&self, cx: &CallContext, request: CreateWorkspaceRequest) -> Result<CreatedWorkspace, ControlError> {
+    async fn create_workspace(&self, cx: &CallContext, request: CreateWorkspaceRequest) -> Result<CreatedWorkspace, Refused<ControlError>> {
         round_trip().await;
         self.recorder.push(cx, Call::CreateWorkspace(request.clone()));
+        // Like a real backend, whatever the plugin checked: only a template
+        // on the allow-list.
+        toolshed_infra::check_template_allowed(self, cx, &request.template_id).await?;
         let now = self.clock.now_ms();
         let mut world = self.world();
         if let Some(error) = world.create_errors.pop_front() {
-            return Err(error);
+            return Err(error.into());
         }
         let taken = world
             .workspaces
@@ -590,7 +587,8 @@ impl Control for FakeBackend {
                 message: format!("workspace {:?} already exists", request.name),
                 detail: String::new(),
                 validations: vec![Validation { field: "name".into(), detail: "already in use".into() }],
-            }));
+            })
+            .into());
         }
         let template = world.templates.iter().find(|t| t.id == request.template_id && Self::sees_template(&world, cx, t)).cloned().ok_or_else(|| {
             ControlError::Api(ApiError { status: 404, message: "template not found".into(), detail: String::new(), validations: vec![] })
@@ -608,16 +606,16 @@ impl Control for FakeBackend {
         Ok(CreatedWorkspace { workspace, build })
     }
 
-    async fn create_build(&self, cx: &CallContext, request: CreateBuildRequest) -> Result<Build, ControlError> {
+    async fn create_build(&self, cx: &CallContext, request: CreateBuildRequest) -> Result<Build, Refused<ControlError>> {
         round_trip().await;
         self.recorder.push(cx, Call::CreateBuild(request.clone()));
         let now = self.clock.now_ms();
         let mut world = self.world();
         if let Some(error) = world.build_errors.pop_front() {
-            return Err(error);
+            return Err(error.into());
         }
         let Some(row) = world.workspaces.iter().find(|w| w.workspace.id == request.workspace_id && w.owner_id == cx.owner_id) else {
-            return Err(ControlError::Api(ApiError { status: 404, message: "workspace not found".into(), detail: String::new(), validations: vec![] }));
+            return Err(ControlError::Api(ApiError { status: 404, message: "workspace not found".into(), detail: String::new(), validations: vec![] }).into());
         };
         let template_id = row.workspace.template_id.clone();
         let active = world.templates.iter().find(|t| t.id == template_id).map(|t| t.active_version_id.clone());
@@ -650,7 +648,8 @@ impl Control for FakeBackend {
                     message: "Unable to validate parameters".into(),
                     detail: String::new(),
                     validations: missing,
-                }));
+                })
+                .into());
             }
         }
         let plan = next_plan(&mut world);
@@ -698,13 +697,13 @@ impl AgentConnect for FakeBackend {
 
 #[async_trait]
 impl Registry for FakeBackend {
-    async fn start_provisioning(&self, cx: &CallContext, request: ProvisionRequest) -> Result<Task, PlatformError> {
+    async fn start_provisioning(&self, cx: &CallContext, request: ProvisionRequest) -> Result<Task, Refused<PlatformError>> {
         round_trip().await;
         self.recorder.push(cx, Call::Provision(request.clone()));
         let now = self.clock.now_ms();
         let mut world = self.world();
         if let Some(error) = world.provision_errors.pop_front() {
-            return Err(error);
+            return Err(error.into());
         }
         let script = world.registry_plans.pop_front().unwrap_or_else(|| TaskScript::completes_after(9_000));
         let id = ids::fresh();
@@ -762,10 +761,12 @@ impl BuildVersions for FakeBackend {
 
 #[async_trait]
 impl ChatDirectory for FakeBackend {
+    /// Chats are keyed by (owner, id): every chat id names a chat of the
+    /// caller's own, so nothing is refused (the fake keeps no quotas).
     async fn claim(&self, cx: &CallContext) -> Result<(), ChatRefused> {
         round_trip().await;
-        let mut world = self.world();
-        if chat_row(&mut world, cx).owner_id == cx.owner_id { Ok(()) } else { Err(ChatRefused::NotFound) }
+        chat_row(&mut self.world(), cx);
+        Ok(())
     }
 }
 

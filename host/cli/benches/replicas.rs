@@ -34,10 +34,16 @@ fn rss_kib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// Quotas past what one bench owner makes (thousands of tasks).
+fn roomy() -> toolshed_runtime::quota::Quotas {
+    toolshed_runtime::quota::Quotas { live_workspaces: 100_000, chats: 100_000, tasks: 100_000, stored_bytes: 1 << 40 }
+}
+
 /// A replica: a host over a backend of its own on the shared database.
 async fn replica(database: &str, data_dir: &std::path::Path) -> anyhow::Result<(Arc<LocalBackend>, Arc<Toolshed>)> {
     let mut config = LocalConfig::new(data_dir, "true");
     config.database = Some(database.to_string());
+    config.quotas = roomy();
     let backend = LocalBackend::open(config).await?;
     let compiled = tempfile::tempdir()?;
     let runtime = toolshed::bench::serve_runtime_with_capacity(compiled.path(), 256)?;
@@ -73,7 +79,7 @@ async fn calls_per_second(hosts: &[Arc<Toolshed>], calls: usize) -> anyhow::Resu
 /// share one journal in the database: (created per second, RSS KiB per
 /// parked task).
 async fn parked(database: &str, replicas: usize, n: usize) -> anyhow::Result<(f64, f64)> {
-    let store = Arc::new(toolshed_local::store::Store::open(database).await?);
+    let store = Arc::new(toolshed_local::store::Store::open(database).await?.with_quotas(roomy()));
     let compiled = tempfile::tempdir()?;
     let runtime = toolshed::bench::serve_runtime_with_capacity(compiled.path(), n as u32 + 64)?;
     let plugin = Arc::new(runtime.compile("workspace-tools", toolshed_builtin::WORKSPACE_TOOLS)?);
@@ -126,7 +132,7 @@ async fn parked(database: &str, replicas: usize, n: usize) -> anyhow::Result<(f6
 
 /// Mean µs of an uncontended acquire and release of one chat lock.
 async fn lock_micros(locks: &dyn ChatLocks, samples: usize) -> anyhow::Result<f64> {
-    let name = |i: usize| LockName { plugin: "workspace-tools".into(), chat: format!("chat-{}", i % 64), key: "chat-workspace".into() };
+    let name = |i: usize| LockName { plugin: "workspace-tools".into(), owner: "owner".into(), chat: format!("chat-{}", i % 64), key: "chat-workspace".into() };
     // Warm: connections opened, tables grown.
     for i in 0..64 {
         drop(locks.acquire(&name(i)).await?);

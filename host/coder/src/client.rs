@@ -169,8 +169,30 @@ impl CoderError {
         }
     }
 
-    /// A sentence for a person or a model: what happened, and for a refused
-    /// token or permission, what to do about it.
+    /// A sentence for a remote caller (a tool's answer, which reaches the
+    /// model and the client): what happened, without the deployment's URL,
+    /// the text of a server error or of a connection failure, which can
+    /// name hosts and internals. The whole error is logged here.
+    pub fn for_caller(&self) -> String {
+        tracing::warn!("a request to Coder failed: {self}");
+        match self {
+            CoderError::Status { status: 401, .. } => "Coder refused the host's session token (401); the operator must give the host a new token".into(),
+            CoderError::Status { status: 403, .. } => "Coder refused the request (403): the host's Coder user lacks the permission this needs".into(),
+            CoderError::Status { status, .. } if *status >= 500 => format!("Coder failed with status {status}; the detail is in the host's log"),
+            CoderError::Status { status, body, .. } => format!("Coder answered {status}: {}", describe(body)),
+            CoderError::Unreachable { .. } => "Coder could not be reached; the detail is in the host's log".into(),
+            // The path asked for, never the deployment's URL.
+            CoderError::Timeout { .. } => self.to_string(),
+            CoderError::RateLimited { after, .. } => format!("Coder is rate limiting this host: try again in {} s", after.as_secs()),
+            CoderError::NotAnId { .. } => self.to_string(),
+            // Our own reading of the answer: the path and what did not parse.
+            CoderError::BadAnswer { .. } => self.to_string(),
+        }
+    }
+
+    /// A sentence for the operator (start-up checks, the log): what
+    /// happened, where, and for a refused token or permission, what to do
+    /// about it. Remote callers get [`CoderError::for_caller`].
     pub fn explain(&self) -> String {
         match self.status() {
             Some(401) => format!("{self}. The session token was refused: make a new one (`coder tokens create`) and write it to the token file."),

@@ -41,8 +41,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use toolshed_infra::{
     Agent, AgentConnect, ApiError, Build, BuildLogs, BuildVersions, Chat, ChatBinding, Control, ControlError, CreateBuildRequest, CreateWorkspaceRequest,
-    CreatedWorkspace, Db, InfraProviders, Job, QueryError, Template, TemplateParameter, Transition, Validation, Workspace, names,
+    CreatedWorkspace, Db, InfraProviders, Job, QueryError, Refused, Template, TemplateParameter, Transition, Validation, Workspace, names,
 };
+use toolshed_runtime::chats::ChatKey;
 use toolshed_runtime::{Backend, CallContext, Clock, Providers, SystemClock};
 
 pub use client::{ClientConfig, CoderClient, CoderError, RetryPolicy, SessionToken};
@@ -50,31 +51,30 @@ pub use client::{ClientConfig, CoderClient, CoderError, RetryPolicy, SessionToke
 use api::{CoderTemplate, CoderWorkspace, CreateBuild, CreateWorkspace, ParameterValue, RichParameter, User, WorkspaceAgent, WorkspaceBuild};
 
 /// Where chats and their bindings are kept: toolshed's own store, since
-/// Coder has no such thing.
+/// Coder has no such thing. Chats are keyed by (owner, chat id): another
+/// owner's chat of the same id is another chat.
 #[async_trait]
 pub trait ChatStore: Send + Sync + 'static {
-    /// The calling chat as its owner sees it; another owner's chat is
-    /// [`QueryError::NotFound`].
+    /// The calling chat of the calling owner.
     async fn chat(&self, cx: &CallContext) -> Result<Chat, QueryError>;
     /// Binds what `binding` gives to the calling chat; absent fields stay.
-    async fn bind(&self, cx: &CallContext, binding: &ChatBinding) -> Result<(), QueryError>;
+    /// A store that keeps quotas refuses a new chat past the owner's.
+    async fn bind(&self, cx: &CallContext, binding: &ChatBinding) -> Result<(), Refused<QueryError>>;
 }
 
-/// Chats in memory: for tests and for embedders that keep no chats.
+/// Chats in memory, by owner and id: for tests and for embedders that keep
+/// no chats.
 #[derive(Default)]
-pub struct MemoryChats(Mutex<HashMap<String, Chat>>);
+pub struct MemoryChats(Mutex<HashMap<ChatKey, Chat>>);
 
 #[async_trait]
 impl ChatStore for MemoryChats {
     async fn chat(&self, cx: &CallContext) -> Result<Chat, QueryError> {
-        match self.0.lock().unwrap_or_else(|p| p.into_inner()).get(&cx.chat_id) {
-            Some(chat) if chat.owner_id != cx.owner_id => Err(QueryError::NotFound),
-            Some(chat) => Ok(chat.clone()),
-            None => Ok(toolshed_infra::unbound_chat(cx)),
-        }
+        let chats = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(chats.get(&ChatKey::of(cx)).cloned().unwrap_or_else(|| toolshed_infra::unbound_chat(cx)))
     }
 
-    async fn bind(&self, cx: &CallContext, binding: &ChatBinding) -> Result<(), QueryError> {
+    async fn bind(&self, cx: &CallContext, binding: &ChatBinding) -> Result<(), Refused<QueryError>> {
         let current = self.chat(cx).await?;
         let chat = Chat {
             workspace_id: binding.workspace_id.clone().or(current.workspace_id),
@@ -82,7 +82,7 @@ impl ChatStore for MemoryChats {
             agent_id: binding.agent_id.clone().or(current.agent_id),
             ..current
         };
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(cx.chat_id.clone(), chat);
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(ChatKey::of(cx), chat);
         Ok(())
     }
 }
@@ -235,29 +235,43 @@ fn query_error(e: CoderError) -> QueryError {
     match e {
         CoderError::NotAnId { .. } => QueryError::NotFound,
         _ if matches!(e.status(), Some(404 | 410)) => QueryError::NotFound,
-        _ => QueryError::Failed(e.explain()),
+        _ => QueryError::Failed(e.for_caller()),
     }
 }
 
 /// A write that failed: Coder's refusals keep their status, message, detail
 /// and validations, which the tools recover from; the rest say what
 /// happened.
+///
+/// What reaches the caller names no URL and none of a server error's text:
+/// a 401, 403 or 5xx keeps its status and a sentence of ours (Coder's own
+/// words go to the log); a 4xx keeps Coder's message, detail and
+/// validations, which are about the request and what the model can fix.
 fn control_error(e: CoderError) -> ControlError {
     match e {
         CoderError::Status { status, ref body, .. } => {
-            let message = match status {
-                401 | 403 => e.explain(),
-                _ => body.message.clone(),
+            let (message, detail) = match status {
+                401 | 403 => (e.for_caller(), String::new()),
+                500.. => (e.for_caller(), String::new()),
+                _ => (body.message.clone(), body.detail.clone()),
             };
             ControlError::Api(ApiError {
                 status,
                 message,
-                detail: body.detail.clone(),
+                detail,
                 validations: body.validations.iter().map(|v| Validation { field: v.field.clone(), detail: v.detail.clone() }).collect(),
             })
         }
-        other => ControlError::Failed(other.explain()),
+        other => ControlError::Failed(other.for_caller()),
     }
+}
+
+/// Whether `id` is a UUID written as Coder writes user ids: lower-case
+/// hex in groups of 8-4-4-4-12.
+fn is_user_id(id: &str) -> bool {
+    let groups: Vec<&str> = id.split('-').collect();
+    groups.len() == 5
+        && groups.iter().zip([8, 4, 4, 4, 12]).all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
 }
 
 fn values(parameters: &[(String, String)]) -> Vec<ParameterValue> {
@@ -348,25 +362,31 @@ impl Db for CoderBackend {
         Ok(self.config.template_allowlist.clone())
     }
 
-    async fn bind_chat(&self, cx: &CallContext, binding: ChatBinding) -> Result<(), QueryError> {
-        // Bind only what Coder has and the caller owns: an id from a plugin
-        // is never trusted because a guest produced it.
-        if let Some(id) = &binding.workspace_id {
-            self.owned_workspace(cx, id).await?;
-        }
-        if let Some(id) = &binding.build_id {
-            self.owned_build(cx, id).await?;
-        }
-        if let Some(id) = &binding.agent_id {
-            self.owned_agent(cx, id).await?;
-        }
+    async fn bind_chat(&self, cx: &CallContext, binding: ChatBinding) -> Result<(), Refused<QueryError>> {
+        // Bind only what Coder has and the caller owns.
+        toolshed_infra::check_binding_owned(self, cx, &binding).await?;
         self.chats.bind(cx, &binding).await
     }
 }
 
 #[async_trait]
 impl Control for CoderBackend {
-    async fn create_workspace(&self, cx: &CallContext, request: CreateWorkspaceRequest) -> Result<CreatedWorkspace, ControlError> {
+    async fn create_workspace(&self, cx: &CallContext, request: CreateWorkspaceRequest) -> Result<CreatedWorkspace, Refused<ControlError>> {
+        // Checked before Coder is asked, since a create cannot be undone:
+        // the owner must be a user id (Coder reads `/users/{user}` as a
+        // user name or `me` too, which could name another user, such as
+        // the token's own), and the template must be on the allow-list.
+        if !is_user_id(&cx.owner_id) {
+            tracing::warn!(owner = %cx.owner_id, "refused a create for an owner that is not a Coder user id");
+            return Err(ControlError::Api(ApiError {
+                status: 403,
+                message: "this caller cannot create Coder workspaces: its identity is not a Coder user id".into(),
+                detail: String::new(),
+                validations: vec![],
+            })
+            .into());
+        }
+        toolshed_infra::check_template_allowed(self, cx, &request.template_id).await?;
         let body = CreateWorkspace {
             template_id: request.template_id,
             name: request.name,
@@ -375,14 +395,15 @@ impl Control for CoderBackend {
         };
         let workspace: CoderWorkspace = self.client.post(&["users", &cx.owner_id, "workspaces"], &body).await.map_err(control_error)?;
         if workspace.owner_id != cx.owner_id {
-            return Err(ControlError::Failed(format!("Coder made workspace {} for another owner", workspace.id)));
+            tracing::error!(workspace = %workspace.id, owner = %workspace.owner_id, caller = %cx.owner_id, "Coder made a workspace for another owner than the caller");
+            return Err(ControlError::Failed(format!("Coder made workspace {} for another owner", workspace.id)).into());
         }
         self.remember_job(&workspace.latest_build);
         let build = workspace.latest_build.to_build().map_err(ControlError::Failed)?;
         Ok(CreatedWorkspace { workspace: workspace.to_workspace(), build })
     }
 
-    async fn create_build(&self, cx: &CallContext, request: CreateBuildRequest) -> Result<Build, ControlError> {
+    async fn create_build(&self, cx: &CallContext, request: CreateBuildRequest) -> Result<Build, Refused<ControlError>> {
         let not_found = |_| ControlError::Api(ApiError { status: 404, message: "workspace not found".into(), detail: String::new(), validations: vec![] });
         let workspace = self.owned_workspace(cx, &request.workspace_id).await.map_err(not_found)?;
         // Starting moves the workspace to the active version when its
@@ -402,10 +423,10 @@ impl Control for CoderBackend {
         };
         let build: WorkspaceBuild = self.client.post(&["workspaces", &workspace.id, "builds"], &body).await.map_err(control_error)?;
         if build.workspace_id != workspace.id {
-            return Err(ControlError::Failed(format!("Coder answered a build of another workspace ({})", build.workspace_id)));
+            return Err(ControlError::Failed(format!("Coder answered a build of another workspace ({})", build.workspace_id)).into());
         }
         self.remember_job(&WorkspaceBuild { workspace_owner_id: cx.owner_id.clone(), ..build.clone() });
-        build.to_build().map_err(ControlError::Failed)
+        Ok(build.to_build().map_err(ControlError::Failed)?)
     }
 }
 

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use toolshed_coder::{ClientConfig, CoderBackend, CoderConfig, MemoryChats, RetryPolicy, SessionToken};
 use toolshed_coder_fake::{AgentPlan, BuildPlan, EPOCH_MS, FakeCoder, Fault, Method, ORG, OTHER_ORG, SteppingClock, TOKEN, TemplateIds, USER, context, parameter};
 use toolshed_harness::{OutputExt, plugin_on, runtime_under};
-use toolshed_infra::{ChatBinding, ControlError, CreateWorkspaceRequest, Db, QueryError, Control};
+use toolshed_infra::{ChatBinding, ControlError, CreateWorkspaceRequest, Db, QueryError, Control, Refused};
 use toolshed_runtime::{Arguments, CallContext, CallOptions, ChatEvents, ToolOutput, Toolshed};
 
 #[derive(Default)]
@@ -262,11 +262,11 @@ async fn another_users_workspace_reads_as_not_found_and_is_never_bound() {
     assert!(matches!(env.backend.workspace(&cx, &workspace).await, Err(QueryError::NotFound)));
     assert!(matches!(env.backend.build(&cx, &build).await, Err(QueryError::NotFound)));
     let binding = ChatBinding { workspace_id: Some(workspace.clone()), build_id: None, agent_id: None };
-    assert!(matches!(env.backend.bind_chat(&cx, binding).await, Err(QueryError::NotFound)));
+    assert!(matches!(env.backend.bind_chat(&cx, binding).await, Err(Refused::Error(QueryError::NotFound))));
     assert_eq!(env.backend.chat(&cx).await.unwrap().workspace_id, None, "nothing was bound");
     // Nor can it be built.
     let request = toolshed_infra::CreateBuildRequest { workspace_id: workspace, transition: toolshed_infra::Transition::Stop, parameters: vec![] };
-    assert!(matches!(env.backend.create_build(&cx, request).await, Err(ControlError::Api(e)) if e.status == 404));
+    assert!(matches!(env.backend.create_build(&cx, request).await, Err(Refused::Error(ControlError::Api(e))) if e.status == 404));
     assert!(env.posts().is_empty(), "no build was asked for");
 }
 
@@ -293,7 +293,8 @@ async fn reads_are_retried_after_server_errors_and_creates_are_not() {
     env.fake.inject(Method::POST, "/api/v2/users", Fault::Status { status: 500, message: "database hiccup".into(), retry_after: None });
     let request = CreateWorkspaceRequest { template_id: env.template.template_id.clone(), name: "dev".into(), ttl_ms: None, parameters: vec![] };
     let refused = env.backend.create_workspace(&context("chat-1"), request.clone()).await;
-    assert!(matches!(&refused, Err(ControlError::Api(e)) if e.status == 500 && e.message == "database hiccup"), "{refused:?}");
+    // A server error keeps its status; its text stays in the host's log.
+    assert!(matches!(&refused, Err(Refused::Error(ControlError::Api(e))) if e.status == 500 && !e.message.contains("hiccup")), "{refused:?}");
     assert_eq!(env.posts().len(), 1, "a create that may have happened is not sent twice");
 
     // A 503 says nothing was done, so even a create is tried again.
@@ -376,4 +377,67 @@ async fn a_start_uses_the_active_version_only_where_the_template_requires_it_and
     assert!(env.backend.start_uses_active_version(&cx, &workspace).await);
     let (foreign, _) = env.fake.add_foreign_workspace(&env.template);
     assert!(!env.backend.start_uses_active_version(&cx, &foreign).await, "another user's workspace says nothing");
+}
+
+/// A caller whose identity Coder would read as a user name or as `me` (the
+/// token's own user) is refused before anything is sent: a create cannot
+/// be undone, so the owner is checked before it, not after.
+#[tokio::test]
+async fn a_create_for_an_owner_that_is_not_a_user_id_is_refused_before_coder_is_asked() {
+    let env = env().await;
+    let request = CreateWorkspaceRequest { template_id: env.template.template_id.clone(), name: "dev".into(), ttl_ms: None, parameters: vec![] };
+    for owner in ["me", "alice", "C0DE0000-0000-4000-8000-000000000001", "{c0de0000-0000-4000-8000-000000000001}"] {
+        let cx = CallContext { owner_id: owner.into(), ..context("chat-1") };
+        let refused = env.backend.create_workspace(&cx, request.clone()).await;
+        assert!(matches!(&refused, Err(Refused::Error(ControlError::Api(e))) if e.status == 403), "{owner}: {refused:?}");
+    }
+    assert!(env.posts().is_empty(), "nothing was sent: {:#?}", env.routes());
+    assert_eq!(env.fake.workspace_count(), 0, "no workspace was made for anyone");
+    env.backend.create_workspace(&context("chat-1"), request).await.expect("the caller's own id still creates");
+}
+
+/// The template allow-list binds the backend, not only the guest: a plugin
+/// granted control that skips the check creates nothing.
+#[tokio::test]
+async fn a_template_off_the_allow_list_is_refused_by_the_backend_itself() {
+    let allowed = "c0de0000-0000-4000-8000-00000000beef".to_string();
+    let env = env_with(|config| config.template_allowlist = vec![allowed]).await;
+    let request = CreateWorkspaceRequest { template_id: env.template.template_id.clone(), name: "dev".into(), ttl_ms: None, parameters: vec![] };
+    let refused = env.backend.create_workspace(&context("chat-1"), request).await;
+    assert!(matches!(&refused, Err(Refused::Error(ControlError::Api(e))) if e.status == 403 && e.message.contains("not available")), "{refused:?}");
+    assert!(env.posts().is_empty(), "Coder was never asked: {:#?}", env.routes());
+    assert_eq!(env.fake.workspace_count(), 0);
+}
+
+/// What Coder says when it fails (a server error's text, which can quote
+/// its SQL, and the deployment's URL when it cannot be reached) stays in
+/// the host's log; the tool's answer has neither.
+#[tokio::test]
+async fn coder_failures_reach_the_caller_without_sql_or_the_deployments_url() {
+    let env = env().await;
+    let leak = "pq: relation \"workspaces\" does not exist: SELECT * FROM workspaces WHERE owner_id = $1";
+    for _ in 0..fast_retries().attempts {
+        env.fake.inject(Method::GET, "/api/v2/templates", Fault::Status { status: 500, message: leak.into(), retry_after: None });
+    }
+    let listed = env.call("list_templates", json!({})).await;
+    env.fake.inject(Method::POST, "/api/v2/users", Fault::Status { status: 500, message: leak.into(), retry_after: None });
+    let created = env.call("create_workspace", json!({ "template_id": env.template.template_id, "name": "dev" })).await;
+    for answer in [&listed, &created] {
+        assert!(answer.is_error, "{}", answer.value);
+        let text = answer.value.to_string();
+        for secret in ["SELECT", "relation", "pq:", env.fake.url(), TOKEN] {
+            assert!(!text.contains(secret), "the answer holds {secret:?}: {text}");
+        }
+    }
+    assert!(created.value.to_string().contains("500"), "the status is kept: {}", created.value);
+
+    // No server at all: the URL is not in the answer.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut nowhere = CoderConfig::new(ClientConfig::new(url.as_str(), SessionToken::new(TOKEN).unwrap()));
+    nowhere.client.retry = fast_retries();
+    let backend = CoderBackend::with_clock(nowhere, Arc::new(MemoryChats::default()), Arc::new(SteppingClock::starting_at(EPOCH_MS))).unwrap();
+    let Err(QueryError::Failed(reason)) = backend.templates(&context("chat-1")).await else { panic!("no server, no templates") };
+    assert!(!reason.contains(&url) && !reason.contains("127.0.0.1"), "{reason}");
 }

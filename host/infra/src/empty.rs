@@ -8,7 +8,7 @@ use toolshed_runtime::CallContext;
 
 use crate::{
     Agent, AgentConnect, Build, Chat, ChatBinding, Control, ControlError, CreateBuildRequest, CreateWorkspaceRequest, CreatedWorkspace, Db,
-    Job, QueryError, Template, TemplateParameter, Workspace,
+    Job, QueryError, Refused, Template, TemplateParameter, Workspace,
 };
 
 /// The empty backend.
@@ -53,18 +53,18 @@ impl Db for EmptyInfra {
     async fn template_allowlist(&self, _: &CallContext) -> Result<Vec<String>, QueryError> {
         Ok(Vec::new())
     }
-    async fn bind_chat(&self, _: &CallContext, _: ChatBinding) -> Result<(), QueryError> {
-        Err(QueryError::NotFound)
+    async fn bind_chat(&self, _: &CallContext, _: ChatBinding) -> Result<(), Refused<QueryError>> {
+        Err(QueryError::NotFound.into())
     }
 }
 
 #[async_trait]
 impl Control for EmptyInfra {
-    async fn create_workspace(&self, _: &CallContext, _: CreateWorkspaceRequest) -> Result<CreatedWorkspace, ControlError> {
-        Err(ControlError::Failed("this host has no backend".into()))
+    async fn create_workspace(&self, _: &CallContext, _: CreateWorkspaceRequest) -> Result<CreatedWorkspace, Refused<ControlError>> {
+        Err(ControlError::Failed("this host has no backend".into()).into())
     }
-    async fn create_build(&self, _: &CallContext, _: CreateBuildRequest) -> Result<Build, ControlError> {
-        Err(ControlError::Failed("this host has no backend".into()))
+    async fn create_build(&self, _: &CallContext, _: CreateBuildRequest) -> Result<Build, Refused<ControlError>> {
+        Err(ControlError::Failed("this host has no backend".into()).into())
     }
 }
 

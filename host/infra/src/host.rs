@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use toolshed_runtime::quota::settle;
 use toolshed_runtime::wasmtime;
 
 use crate::bindings::toolshed::builds::{logs, versions};
@@ -79,18 +80,18 @@ impl db::Host for InfraView<'_> {
         if let Err(refusal) = check_binding(&binding) {
             return self.call.import(async |_| Err(refusal)).await;
         }
-        self.call.import(async |cx| p.db.bind_chat(cx, binding).await).await
+        settle(self.call.import(async |cx| p.db.bind_chat(cx, binding).await).await?)
     }
 }
 
 impl control::Host for InfraView<'_> {
     async fn create_workspace(&mut self, request: CreateWorkspaceRequest) -> wasmtime::Result<Result<CreatedWorkspace, ControlError>> {
         let p = self.providers()?;
-        self.call.import(async |cx| p.control.create_workspace(cx, request).await).await
+        settle(self.call.import(async |cx| p.control.create_workspace(cx, request).await).await?)
     }
     async fn create_build(&mut self, request: CreateBuildRequest) -> wasmtime::Result<Result<Build, ControlError>> {
         let p = self.providers()?;
-        self.call.import(async |cx| p.control.create_build(cx, request).await).await
+        settle(self.call.import(async |cx| p.control.create_build(cx, request).await).await?)
     }
 }
 

@@ -33,6 +33,7 @@ use toolshed_runtime::state::CallState;
 
 pub use empty::EmptyInfra;
 pub use host::{MAX_ID_BYTES, is_id};
+pub use toolshed_runtime::quota::Refused;
 
 /// Bindings generated from `toolshed:infra@0.1.0`.
 #[allow(missing_docs)]
@@ -108,8 +109,11 @@ pub trait Db: Send + Sync + 'static {
     async fn workspace_ttl(&self, cx: &CallContext) -> Result<String, QueryError>;
     /// Template ids chat tools may use; empty allows all.
     async fn template_allowlist(&self, cx: &CallContext) -> Result<Vec<String>, QueryError>;
-    /// Binds a workspace, build or agent of the caller to the chat.
-    async fn bind_chat(&self, cx: &CallContext, binding: ChatBinding) -> Result<(), QueryError>;
+    /// Binds a workspace, build or agent of the caller to the chat (the
+    /// caller's chat of that id: chats are keyed by owner and id). Check
+    /// the ids with [`check_binding_owned`]. Refused with a quota when the
+    /// chat is new and the caller has as many chats as it may.
+    async fn bind_chat(&self, cx: &CallContext, binding: ChatBinding) -> Result<(), Refused<QueryError>>;
 }
 
 /// Requests that change infrastructure (`toolshed:infra/control`), on
@@ -117,9 +121,62 @@ pub trait Db: Send + Sync + 'static {
 #[async_trait]
 pub trait Control: Send + Sync + 'static {
     /// Creates a workspace for the chat's owner and starts its first build.
-    async fn create_workspace(&self, cx: &CallContext, request: CreateWorkspaceRequest) -> Result<CreatedWorkspace, ControlError>;
-    /// Starts a build of a workspace.
-    async fn create_build(&self, cx: &CallContext, request: CreateBuildRequest) -> Result<Build, ControlError>;
+    /// The backend enforces what the tools check: the template must be one
+    /// the caller can see and on the allow-list ([`check_template_allowed`]).
+    /// Refused with a quota when the caller already runs as many
+    /// workspaces as it may.
+    async fn create_workspace(&self, cx: &CallContext, request: CreateWorkspaceRequest) -> Result<CreatedWorkspace, Refused<ControlError>>;
+    /// Starts a build of a workspace; a start is refused with a quota as a
+    /// create is.
+    async fn create_build(&self, cx: &CallContext, request: CreateBuildRequest) -> Result<Build, Refused<ControlError>>;
+}
+
+/// The rule of `bind-chat`, the same for every backend: each id a binding
+/// names must be a row the caller reads as its own through the backend's
+/// own scoped reads ([`Db::workspace`], [`Db::build`], [`Db::agent`]), so
+/// an id a plugin passes is never bound because a guest produced it. A
+/// backend's `bind_chat` calls this before it stores anything.
+///
+/// # Errors
+///
+/// [`QueryError::NotFound`] for an id that is not the caller's (or not a
+/// row at all); a failed read as it failed.
+pub async fn check_binding_owned<D: Db + ?Sized>(db: &D, cx: &CallContext, binding: &ChatBinding) -> Result<(), QueryError> {
+    if let Some(id) = &binding.workspace_id {
+        db.workspace(cx, id).await?;
+    }
+    if let Some(id) = &binding.build_id {
+        db.build(cx, id).await?;
+    }
+    if let Some(id) = &binding.agent_id {
+        db.agent(cx, id).await?;
+    }
+    Ok(())
+}
+
+/// The template allow-list rule the tools apply (SPEC 4.3.1), for a
+/// backend to enforce again where workspaces are made: a plugin granted
+/// `control` could otherwise create from any template. An empty list
+/// allows every template.
+///
+/// # Errors
+///
+/// A 403 API error naming the template when the list does not hold it;
+/// a plain failure when the list cannot be read.
+pub async fn check_template_allowed<D: Db + ?Sized>(db: &D, cx: &CallContext, template_id: &str) -> Result<(), ControlError> {
+    let allowlist = db.template_allowlist(cx).await.map_err(|e| {
+        tracing::warn!("reading the template allow-list failed: {e:?}");
+        ControlError::Failed("the template allow-list could not be read".into())
+    })?;
+    if allowlist.is_empty() || allowlist.iter().any(|id| id == template_id) {
+        return Ok(());
+    }
+    Err(ControlError::Api(ApiError {
+        status: 403,
+        message: format!("template {} is not available to chat tools", toolshed_runtime::text::clip(template_id, 80)),
+        detail: "it is not on the template allow-list; use list_templates to find one that is".into(),
+        validations: vec![Validation { field: "template_id".into(), detail: "not on the template allow-list".into() }],
+    }))
 }
 
 /// Reaching workspace agents (`toolshed:infra/agent-connect`).

@@ -106,7 +106,7 @@ impl AdvisoryLocks {
 /// only wait for each other; they never both run.
 pub fn advisory_key(name: &LockName) -> i64 {
     let mut hash = Sha256::new();
-    for part in [name.plugin.as_bytes(), name.chat.as_bytes(), name.key.as_bytes()] {
+    for part in [name.plugin.as_bytes(), name.owner.as_bytes(), name.chat.as_bytes(), name.key.as_bytes()] {
         hash.update((part.len() as u64).to_le_bytes());
         hash.update(part);
     }

@@ -41,16 +41,17 @@ use tokio::sync::broadcast;
 
 use toolshed_infra::{
     Agent, AgentConnect, ApiError, BuildLogs, BuildVersions, Build, Chat, ChatBinding, Control, ControlError, CreateBuildRequest, CreateWorkspaceRequest,
-    CreatedWorkspace, Db, InfraProviders, Job, JobStatus, QueryError, Template, TemplateParameter, Transition, Validation, Workspace,
+    CreatedWorkspace, Db, InfraProviders, Job, JobStatus, QueryError, Refused, Template, TemplateParameter, Transition, Validation, Workspace,
 };
 use toolshed_platform::names::status_name;
 use toolshed_platform::{PlatformError, PlatformProviders, ProvisionRequest, Registry, Task, TaskStatus};
+use toolshed_runtime::quota::Quotas;
 use toolshed_runtime::{Backend, CallContext, ChatDirectory, ChatEvents, ChatRefused, Providers};
 pub use lease::{Lease, Orphans};
 pub use sandbox::{Sandbox, SandboxMode};
 use manifest::Manifest;
 use provisioner::Provisioner;
-use store::{Binding, ChatView, JobLease, NewBuild, NewWorkspace, Store, StoreError, WorkspaceRecord};
+use store::{Binding, JobLease, NewBuild, NewWorkspace, Store, StoreError, WorkspaceRecord};
 
 /// How long since its last heartbeat an agent still counts as connected.
 pub const INACTIVE_DISCONNECT_MS: u64 = toolshed_contract::INACTIVE_DISCONNECT_MS;
@@ -83,6 +84,8 @@ pub enum LocalEvent {
     },
     /// A chat's bindings changed.
     ChatUpdated {
+        /// The chat's owner: chats are keyed by (owner, chat id).
+        owner_id: String,
         /// The chat.
         chat_id: String,
     },
@@ -112,6 +115,9 @@ pub struct LocalConfig {
     /// How often agents heartbeat and check that their workspace's data is
     /// still there.
     pub heartbeat: Duration,
+    /// What each owner may keep: live workspaces, chats, tasks and stored
+    /// bytes, counted in the store so every host sharing it holds them.
+    pub quotas: Quotas,
 }
 
 impl LocalConfig {
@@ -135,6 +141,7 @@ impl LocalConfig {
             orphans: Orphans::Fail,
             sandbox: SandboxMode::default(),
             heartbeat: agent::HEARTBEAT,
+            quotas: Quotas::default(),
         }
     }
 }
@@ -175,10 +182,13 @@ impl LocalBackend {
         private::dir(&config.data_dir).map_err(|e| anyhow::anyhow!("the data directory {}: {e}", config.data_dir.display()))?;
         private::dir(&config.data_dir.join("logs"))?;
         let sandbox = Sandbox::choose(config.sandbox, &config.data_dir).await?;
-        let store = Arc::new(match &config.database {
-            Some(url) => Store::open(url).await?,
-            None => Store::open_file(&config.data_dir.join("toolshed.db")).await?,
-        });
+        let store = Arc::new(
+            match &config.database {
+                Some(url) => Store::open(url).await?,
+                None => Store::open_file(&config.data_dir.join("toolshed.db")).await?,
+            }
+            .with_quotas(config.quotas),
+        );
         let locks = config.database.as_deref().filter(|_| store.dialect() == store::Dialect::Postgres).map(|url| Arc::new(advisory::AdvisoryLocks::new(url)) as _);
         let events = broadcast::channel(1024).0;
         let owner = lease::process_owner();
@@ -303,24 +313,50 @@ fn api(status: u16, message: &str, validations: Vec<Validation>) -> ControlError
     ControlError::Api(ApiError { status, message: message.into(), detail: String::new(), validations })
 }
 
-fn failed(e: StoreError) -> QueryError {
-    QueryError::Failed(e.to_string())
+/// What a plugin (and through it a remote caller) is told when the store
+/// fails: that it failed, never its query, tables or server; the detail
+/// goes to the host's log.
+const STORE_FAILED: &str = "the backend's store failed; the detail is in the host's log";
+
+fn store_text(e: StoreError) -> String {
+    tracing::warn!("the store failed: {e}");
+    STORE_FAILED.into()
 }
 
-fn control_failed(e: StoreError) -> ControlError {
+fn failed(e: StoreError) -> QueryError {
+    tracing::warn!("the store failed: {e}");
+    QueryError::Failed(STORE_FAILED.into())
+}
+
+fn control_failed(e: StoreError) -> Refused<ControlError> {
     match e {
-        StoreError::Conflict(message) => api(409, &message, vec![]),
-        other => ControlError::Failed(other.to_string()),
+        StoreError::Conflict(message) => api(409, &message, vec![]).into(),
+        StoreError::Quota(quota) => Refused::Quota(quota),
+        other => {
+            tracing::warn!("the store failed: {other}");
+            ControlError::Failed(STORE_FAILED.into()).into()
+        }
     }
 }
+
+fn platform_failed(e: StoreError) -> Refused<PlatformError> {
+    match e {
+        StoreError::Quota(quota) => Refused::Quota(quota),
+        other => {
+            tracing::warn!("the store failed: {other}");
+            PlatformError::BadResponse(STORE_FAILED.into()).into()
+        }
+    }
+}
+
+/// What one registry directory counts for in its owner's stored bytes: an
+/// empty OCI layout (three directories, two small files) in 4 KiB blocks.
+pub const REGISTRY_BYTES: u64 = 20 << 10;
 
 #[async_trait]
 impl Db for LocalBackend {
     async fn chat(&self, cx: &CallContext) -> Result<Chat, QueryError> {
-        match self.store.chat(&cx.chat_id, &cx.owner_id, &cx.organization_id).await.map_err(failed)? {
-            ChatView::Chat(chat) => Ok(chat),
-            ChatView::Foreign => Err(QueryError::NotFound),
-        }
+        self.store.chat(&cx.chat_id, &cx.owner_id, &cx.organization_id).await.map_err(failed)
     }
 
     async fn workspace(&self, cx: &CallContext, id: &str) -> Result<Workspace, QueryError> {
@@ -384,31 +420,27 @@ impl Db for LocalBackend {
         Ok(list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
     }
 
-    async fn bind_chat(&self, cx: &CallContext, binding: ChatBinding) -> Result<(), QueryError> {
-        // Bind only what exists and is the owner's: an id from a plugin is
-        // never trusted because a guest produced it.
-        if let Some(id) = &binding.workspace_id {
-            self.owned_workspace(cx, id).await?;
-        }
-        if let Some(id) = &binding.build_id {
-            self.build(cx, id).await?;
-        }
-        if let Some(id) = &binding.agent_id {
-            self.agent(cx, id).await?;
-        }
+    async fn bind_chat(&self, cx: &CallContext, binding: ChatBinding) -> Result<(), Refused<QueryError>> {
+        toolshed_infra::check_binding_owned(self, cx, &binding).await?;
         let binding =
             Binding { workspace_id: binding.workspace_id.as_deref(), build_id: binding.build_id.as_deref(), agent_id: binding.agent_id.as_deref() };
-        let bound = self.store.bind(&cx.chat_id, &cx.owner_id, &cx.organization_id, &binding).await.map_err(failed)?;
-        if bound { Ok(()) } else { Err(QueryError::NotFound) }
+        match self.store.bind(&cx.chat_id, &cx.owner_id, &cx.organization_id, &binding).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::Quota(quota)) => Err(Refused::Quota(quota)),
+            Err(e) => Err(failed(e).into()),
+        }
     }
 }
 
 #[async_trait]
 impl Control for LocalBackend {
-    async fn create_workspace(&self, cx: &CallContext, request: CreateWorkspaceRequest) -> Result<CreatedWorkspace, ControlError> {
+    async fn create_workspace(&self, cx: &CallContext, request: CreateWorkspaceRequest) -> Result<CreatedWorkspace, Refused<ControlError>> {
         let dir = paths::workspace_dir(&self.data_dir, &paths::owner_dir(&cx.owner_id, &cx.owner_name), &request.name)
             .map_err(|detail| api(400, "Invalid workspace name", vec![Validation { field: "name".into(), detail }]))?;
         let template = self.visible_template(cx, &request.template_id).await.map_err(|_| api(404, "template not found", vec![]))?;
+        // What the tools check, enforced here too: a plugin granted control
+        // cannot create from a template the allow-list leaves out.
+        toolshed_infra::check_template_allowed(self, cx, &template.id).await?;
         let manifest = self.manifest(&template.active_version_id).await.map_err(ControlError::Failed)?;
         let values = manifest
             .resolve(&BTreeMap::new(), &request.parameters)
@@ -441,7 +473,7 @@ impl Control for LocalBackend {
         Ok(CreatedWorkspace { workspace, build })
     }
 
-    async fn create_build(&self, cx: &CallContext, request: CreateBuildRequest) -> Result<Build, ControlError> {
+    async fn create_build(&self, cx: &CallContext, request: CreateBuildRequest) -> Result<Build, Refused<ControlError>> {
         let record = self.owned_workspace(cx, &request.workspace_id).await.map_err(|_| api(404, "workspace not found", vec![]))?;
         let template = self.visible_template(cx, &record.workspace.template_id).await.map_err(|_| api(404, "template not found", vec![]))?;
         let latest = self.store.latest_build(&record.workspace.id).await.map_err(control_failed)?;
@@ -483,15 +515,15 @@ impl AgentConnect for LocalBackend {
     }
 
     async fn connect(&self, cx: &CallContext, agent_id: &str, timeout: Duration) -> Result<(), String> {
-        if self.store.agent_owner(agent_id).await.map_err(|e| e.to_string())?.as_deref() != Some(cx.owner_id.as_str()) {
+        if self.store.agent_owner(agent_id).await.map_err(store_text)?.as_deref() != Some(cx.owner_id.as_str()) {
             return Err("agent not found".into());
         }
-        let agent = self.store.agent(agent_id, INACTIVE_DISCONNECT_MS).await.map_err(|e| e.to_string())?.ok_or("agent not found")?;
+        let agent = self.store.agent(agent_id, INACTIVE_DISCONNECT_MS).await.map_err(store_text)?.ok_or("agent not found")?;
         // A refused connection fails at once, as a dial to a closed port does;
         // the tool's pause between attempts spaces the retries.
         let outcome = agent::ping(Path::new(&agent.socket), timeout).await;
         if outcome.is_ok() {
-            self.store.agent_connected(agent_id, now_ms()).await.map_err(|e| e.to_string())?;
+            self.store.agent_connected(agent_id, now_ms()).await.map_err(store_text)?;
         }
         outcome
     }
@@ -528,11 +560,16 @@ fn last_line(path: &Path) -> Option<String> {
 
 #[async_trait]
 impl ChatDirectory for LocalBackend {
+    /// Chats are keyed by (owner, id), so the chat is the caller's; it may
+    /// be used if it is kept already, is the default chat, or fits the
+    /// caller's chat quota. Nothing is written: a chat is kept once
+    /// something is bound to it.
     async fn claim(&self, cx: &CallContext) -> Result<(), ChatRefused> {
-        // Binding nothing creates the chat for its first owner, and tells
-        // whether it is theirs.
-        let theirs = self.store.bind(&cx.chat_id, &cx.owner_id, &cx.organization_id, &Binding::default()).await.map_err(|e| ChatRefused::Failed(e.to_string()))?;
-        if theirs { Ok(()) } else { Err(ChatRefused::NotFound) }
+        match self.store.may_use_chat(&cx.chat_id, &cx.owner_id).await {
+            Ok(()) => Ok(()),
+            Err(StoreError::Quota(quota)) => Err(ChatRefused::Quota(quota)),
+            Err(e) => Err(ChatRefused::Failed(e.to_string())),
+        }
     }
 }
 
@@ -560,17 +597,23 @@ impl Backend for LocalBackend {
 #[async_trait]
 impl ChatEvents for LocalBackend {
     async fn chat_updated(&self, cx: &CallContext) {
-        let _ = self.events.send(LocalEvent::ChatUpdated { chat_id: cx.chat_id.clone() });
+        let _ = self.events.send(LocalEvent::ChatUpdated { owner_id: cx.owner_id.clone(), chat_id: cx.chat_id.clone() });
     }
 }
 
 #[async_trait]
 impl Registry for LocalBackend {
-    async fn start_provisioning(&self, cx: &CallContext, request: ProvisionRequest) -> Result<Task, PlatformError> {
+    async fn start_provisioning(&self, cx: &CallContext, request: ProvisionRequest) -> Result<Task, Refused<PlatformError>> {
         let dir = registry::registry_dir(&self.data_dir, &cx.owner_id, &cx.owner_name, &request.project_id, &request.registry_name)
             .map_err(PlatformError::BadResponse)?;
         let id = uuid::Uuid::new_v4().to_string();
-        self.store.insert_registry_task(&id, &cx.owner_id, status_name(TaskStatus::Running), now_ms()).await.map_err(|e| PlatformError::BadResponse(e.to_string()))?;
+        // The directory counts for its owner's stored bytes, once; past the
+        // quota nothing is made.
+        let relative = dir.strip_prefix(&self.data_dir).unwrap_or(&dir).display().to_string();
+        self.store
+            .insert_registry_task(&id, &cx.owner_id, &relative, REGISTRY_BYTES, status_name(TaskStatus::Running), now_ms())
+            .await
+            .map_err(platform_failed)?;
         let (store, task_id) = (self.store.clone(), id.clone());
         tokio::spawn(async move {
             let task = match registry::create_layout(&dir) {
@@ -589,7 +632,10 @@ impl Registry for LocalBackend {
             .store
             .registry_task(id, &cx.owner_id)
             .await
-            .map_err(|e| PlatformError::BadResponse(e.to_string()))?
+            .map_err(|e| {
+                tracing::warn!("the store failed: {e}");
+                PlatformError::BadResponse(STORE_FAILED.into())
+            })?
             .ok_or_else(|| PlatformError::NotFound(format!("task {}", toolshed_runtime::text::clip(id, 80))))?;
         let status = toolshed_platform::names::status(&task.status).unwrap_or(TaskStatus::Running);
         Ok(Task { id: id.to_string(), status, message: task.message, registry_url: task.url })

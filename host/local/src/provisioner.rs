@@ -91,7 +91,15 @@ impl Provisioner {
 
     /// The manifest of template version `version_id`.
     pub async fn manifest(&self, version_id: &str) -> Result<Manifest, String> {
-        let version = self.store.version(version_id).await.map_err(|e| e.to_string())?.ok_or_else(|| format!("template version {version_id} not found"))?;
+        let version = self
+            .store
+            .version(version_id)
+            .await
+            .map_err(|e| {
+                tracing::warn!("the store failed: {e}");
+                "the backend's store failed; the detail is in the host's log".to_string()
+            })?
+            .ok_or_else(|| format!("template version {version_id} not found"))?;
         serde_json::from_str(&version.manifest).map_err(|e| format!("template version {version_id}: {e}"))
     }
 

@@ -13,7 +13,7 @@ use toolshed_local::scratch::ScratchDatabase;
 use toolshed_runtime::locks::{ChatLocks, LockName};
 
 fn name(plugin: &str, chat: &str, key: &str) -> LockName {
-    LockName { plugin: plugin.into(), chat: chat.into(), key: key.into() }
+    LockName { plugin: plugin.into(), owner: "owner".into(), chat: chat.into(), key: key.into() }
 }
 
 /// Whether `locks` takes `name` within a short while.
@@ -49,6 +49,8 @@ async fn a_lock_is_exclusive_across_hosts_only_within_one_plugin_and_chat() {
     assert!(!takes(&two, &ws).await, "another host waits for the same plugin, chat and key");
     assert!(takes(&two, &name("workspace-tools", "chat-b", "chat-workspace")).await, "another chat does not wait");
     assert!(takes(&two, &name("registry-tools", "chat-a", "chat-workspace")).await, "another plugin does not wait");
+    let intruder = LockName { owner: "intruder".into(), ..ws.clone() };
+    assert!(takes(&two, &intruder).await, "another owner's chat of the same id does not wait: it is another chat");
     drop(held);
     assert!(takes(&two, &ws).await, "released when the holder drops it");
 }

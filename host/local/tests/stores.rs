@@ -37,8 +37,11 @@ impl Database {
         Database { url: scratch.url().to_string(), data_dir: tempfile::tempdir().unwrap(), _scratch: Some(scratch) }
     }
 
+    /// A host's store. These cases make more rows than one owner's default
+    /// quotas allow (quotas have their own suite, `quotas.rs`).
     async fn store(&self) -> Store {
-        Store::open(&self.url).await.unwrap()
+        let roomy = toolshed_runtime::quota::Quotas { live_workspaces: 1_000, chats: 1_000, tasks: 1_000, stored_bytes: 1 << 30 };
+        Store::open(&self.url).await.unwrap().with_quotas(roomy)
     }
 
     /// A host's backend on this database, sharing the data directory.
@@ -114,7 +117,7 @@ async fn parallel_creates_of_one_name_from_three_hosts_make_one_workspace(db: Da
     let created: Vec<_> = outcomes.iter().filter(|o| o.is_ok()).collect();
     assert_eq!(created.len(), 1, "exactly one create wins: {outcomes:?}");
     for refused in outcomes.iter().filter_map(|o| o.as_ref().err()) {
-        assert!(matches!(refused, ControlError::Api(api) if api.status == 409), "the others are told the name is taken: {refused:?}");
+        assert!(matches!(refused, toolshed_infra::Refused::Error(ControlError::Api(api)) if api.status == 409), "the others are told the name is taken: {refused:?}");
     }
     assert_eq!(hosts[1].store().workspaces().await.unwrap().len(), 1);
     for host in &hosts {

@@ -9,8 +9,8 @@
 //!
 //! Every call runs as the principal its transport establishes: over stdio
 //! the configured local user, over HTTP the authenticated one. A call's
-//! chat is the one `_meta.chat_id` names (one of the caller's own: another
-//! owner's reads as not found), else the session's, else the caller's
+//! chat is the one `_meta.chat_id` names (always one of the caller's own:
+//! chats are keyed by owner and id), else the session's, else the caller's
 //! default chat, so a client without sessions reaches the same chat on
 //! every call.
 
@@ -38,7 +38,7 @@ use rmcp::model::{
 use rmcp::service::{NotificationContext, RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler, ServiceExt};
 use serde_json::Value;
-use toolshed_runtime::chats::{ChatDirectory, ChatRefused, default_chat, is_chat_id};
+use toolshed_runtime::chats::{ChatDirectory, default_chat, is_chat_id};
 use toolshed_runtime::error::{Category, HostError};
 use toolshed_runtime::tasks::{TaskRecord, TaskState, Tasks};
 use toolshed_runtime::{Arguments, CallOptions, Tool, ToolOutput, Toolshed};
@@ -190,9 +190,9 @@ impl ServerSettings {
         }
     }
 
-    /// Whether `owner` has claimed `chat` through this server before. A
-    /// chat belongs to its first owner for good, so a claim that succeeded
-    /// once holds; remembering it saves the directory a write per call.
+    /// Whether `owner` has claimed `chat` through this server before. An
+    /// owner's chat stays theirs, so a claim that succeeded once holds;
+    /// remembering it saves the directory a look per call.
     fn claimed_before(&self, owner: &str, chat: &str) -> bool {
         self.claimed.lock().unwrap_or_else(|e| e.into_inner()).contains(owner, chat)
     }
@@ -290,13 +290,11 @@ impl McpServer {
         if let Some(chats) = &self.settings.chats
             && !self.settings.claimed_before(&principal.owner_id, &chat)
         {
+            // Chats are keyed by (owner, id): the id is always the caller's
+            // own chat, refused only for a quota or a failing directory.
             match chats.claim(&principal.context(&chat)).await {
                 Ok(()) => self.settings.remember_claim(&principal.owner_id, &chat),
-                Err(ChatRefused::NotFound) => {
-                    return Err(HostError::new(Category::ResourceUnavailable, "CHAT_NOT_FOUND", format!("chat {chat} not found"))
-                        .suggest("Omit _meta.chat_id to use your own chat, or name one of your chats."));
-                }
-                Err(ChatRefused::Failed(reason)) => return Err(HostError::new(Category::InternalError, "CHAT_DIRECTORY_FAILED", reason)),
+                Err(refused) => return Err(refused.error(&chat)),
             }
         }
         Ok((principal, chat))

@@ -8,7 +8,8 @@ use crate::{PlatformError, PlatformView, ProvisionRequest, Task};
 impl registry::Host for PlatformView<'_> {
     async fn start_provisioning(&mut self, request: ProvisionRequest) -> wasmtime::Result<Result<Task, PlatformError>> {
         let registry = self.registry()?;
-        self.call.import(async |cx| registry.start_provisioning(cx, request).await).await
+        // A quota of the caller's ends the call with its own answer.
+        toolshed_runtime::quota::settle(self.call.import(async |cx| registry.start_provisioning(cx, request).await).await?)
     }
 
     async fn get_task(&mut self, id: String) -> wasmtime::Result<Result<Task, PlatformError>> {

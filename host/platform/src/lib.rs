@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use toolshed_runtime::state::{Call, CallState};
 use toolshed_runtime::wasmtime::component::{HasData, Linker};
 use toolshed_runtime::{CallContext, Capability, Providers};
+pub use toolshed_runtime::quota::Refused;
 
 /// Bindings generated from `toolshed:platform@0.1.0`.
 #[allow(missing_docs)]
@@ -38,8 +39,9 @@ pub use bindings::{ApiFailure, PlatformError, ProvisionRequest, Task, TaskStatus
 /// as not found.
 #[async_trait]
 pub trait Registry: Send + Sync + 'static {
-    /// Starts provisioning a container registry.
-    async fn start_provisioning(&self, cx: &CallContext, request: ProvisionRequest) -> Result<Task, PlatformError>;
+    /// Starts provisioning a container registry; refused with a quota when
+    /// the registry would take the caller past what it may store.
+    async fn start_provisioning(&self, cx: &CallContext, request: ProvisionRequest) -> Result<Task, Refused<PlatformError>>;
     /// Reads a provisioning task of the caller.
     async fn task(&self, cx: &CallContext, id: &str) -> Result<Task, PlatformError>;
 }
@@ -64,8 +66,8 @@ pub struct NoPlatform;
 
 #[async_trait]
 impl Registry for NoPlatform {
-    async fn start_provisioning(&self, _: &CallContext, _: ProvisionRequest) -> Result<Task, PlatformError> {
-        Err(PlatformError::Connection("this host has no deployment platform".into()))
+    async fn start_provisioning(&self, _: &CallContext, _: ProvisionRequest) -> Result<Task, Refused<PlatformError>> {
+        Err(PlatformError::Connection("this host has no deployment platform".into()).into())
     }
     async fn task(&self, _: &CallContext, _: &str) -> Result<Task, PlatformError> {
         Err(PlatformError::Connection("this host has no deployment platform".into()))

@@ -48,6 +48,7 @@ pub mod plugin;
 pub mod policy;
 pub mod progress;
 pub mod providers;
+pub mod quota;
 pub mod reflect;
 mod runtime;
 pub mod sandbox;

@@ -1,8 +1,9 @@
 //! Named locks for plugins: private to the plugin, scoped to the chat, and
 //! bounded per call.
 //!
-//! A lock is named by (plugin, chat, key): a plugin can neither take nor
-//! wait on another plugin's lock, and two chats never contend. A call may
+//! A lock is named by (plugin, owner, chat, key): a plugin can neither take
+//! nor wait on another plugin's lock, and two chats never contend, two
+//! owners' chats of the same id included. A call may
 //! hold at most [`MAX_HELD_PER_CALL`] locks with keys of at most
 //! [`MAX_KEY_BYTES`], and taking a key it already holds is refused at once
 //! instead of waiting for itself forever.
@@ -43,6 +44,9 @@ impl HeldLock {
 pub struct LockName {
     /// The plugin taking it; no other plugin can contend for it.
     pub plugin: Arc<str>,
+    /// The owner of the chat: chats are keyed by (owner, chat id), so
+    /// another owner's chat of the same id is another lock.
+    pub owner: String,
     /// The chat it guards.
     pub chat: String,
     /// The key the guest named, at most [`MAX_KEY_BYTES`].
@@ -173,7 +177,7 @@ impl CallLocks {
     }
 }
 
-/// The in-process lock table: one async mutex per (plugin, chat, key).
+/// The in-process lock table: one async mutex per (plugin, owner, chat, key).
 #[derive(Default)]
 pub struct LockTable {
     locks: Mutex<Locks>,
@@ -188,9 +192,10 @@ struct Locks {
 }
 
 impl LockTable {
-    /// Waits for the lock `key` of `plugin` in chat `chat_id`, then holds it.
-    pub async fn acquire(&self, plugin: &Arc<str>, chat_id: &str, key: &str) -> LockGuard {
-        let name = LockName { plugin: plugin.clone(), chat: chat_id.to_string(), key: key.to_string() };
+    /// Waits for the lock `key` of `plugin` in chat `chat_id` of `owner`,
+    /// then holds it.
+    pub async fn acquire(&self, plugin: &Arc<str>, owner: &str, chat_id: &str, key: &str) -> LockGuard {
+        let name = LockName { plugin: plugin.clone(), owner: owner.to_string(), chat: chat_id.to_string(), key: key.to_string() };
         LockGuard::new(self.lock(&name).await)
     }
 
@@ -233,15 +238,20 @@ mod tests {
     use super::*;
 
     async fn takes(table: &LockTable, plugin: &Arc<str>, chat: &str) -> bool {
-        tokio::time::timeout(Duration::from_millis(50), table.acquire(plugin, chat, "ws")).await.is_ok()
+        takes_as(table, plugin, "owner", chat).await
+    }
+
+    async fn takes_as(table: &LockTable, plugin: &Arc<str>, owner: &str, chat: &str) -> bool {
+        tokio::time::timeout(Duration::from_millis(50), table.acquire(plugin, owner, chat, "ws")).await.is_ok()
     }
 
     #[tokio::test]
     async fn the_same_key_is_exclusive_only_within_one_plugin_and_chat() {
         let table = LockTable::default();
         let (tools, other): (Arc<str>, Arc<str>) = ("tools".into(), "other".into());
-        let held = table.acquire(&tools, "chat-a", "ws").await;
+        let held = table.acquire(&tools, "owner", "chat-a", "ws").await;
         assert!(takes(&table, &tools, "chat-b").await, "another chat must not wait");
+        assert!(takes_as(&table, &tools, "intruder", "chat-a").await, "another owner's chat of the same id must not wait");
         assert!(takes(&table, &other, "chat-a").await, "another plugin must not wait");
         assert!(!takes(&table, &tools, "chat-a").await, "the same plugin and chat must wait");
         drop(held);
@@ -253,7 +263,7 @@ mod tests {
         let table = LockTable::default();
         let plugin: Arc<str> = "p".into();
         for i in 0..1_000 {
-            drop(table.acquire(&plugin, &format!("chat-{i}"), "ws").await);
+            drop(table.acquire(&plugin, "owner", &format!("chat-{i}"), "ws").await);
         }
         assert!(table.len() <= 128, "{} entries kept for 1,000 released locks", table.len());
     }
@@ -278,7 +288,7 @@ mod tests {
         let table = LockTable::default();
         let plugin: Arc<str> = "p".into();
         let mut call = CallLocks::default();
-        call.taken("ws", table.acquire(&plugin, "chat", "ws").await);
+        call.taken("ws", table.acquire(&plugin, "owner", "chat", "ws").await);
         call.put_down();
         assert!(!takes(&table, &plugin, "chat").await, "a parked call's lock stays held");
         assert_eq!(call.check("ws"), Ok(Take::Carried));

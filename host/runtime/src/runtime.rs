@@ -24,6 +24,7 @@ pub struct RuntimeBuilder {
     capabilities: Vec<Arc<dyn Capability>>,
     policy: Option<Policy>,
     cache_dir: Option<PathBuf>,
+    cache_key_file: Option<PathBuf>,
     concurrent_calls: Option<u32>,
     queue_wait: Option<Duration>,
     cache_limits: CacheLimits,
@@ -47,6 +48,14 @@ impl RuntimeBuilder {
     /// Keep compiled components in `dir`, so the next start skips compiling.
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Where the key that authenticates cache entries is kept (default:
+    /// beside the cache directory, `DIR.key`). It is made, 0600, on first
+    /// use; keep it where nothing that may write the cache can read it.
+    pub fn cache_key_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.cache_key_file = Some(path.into());
         self
     }
 
@@ -124,7 +133,10 @@ impl RuntimeBuilder {
             capabilities: self.capabilities,
             epoch,
             policy,
-            cache: CompiledCache::with_limits(self.cache_dir, self.cache_limits),
+            cache: {
+                let key_file = self.cache_key_file.or_else(|| self.cache_dir.as_deref().and_then(CompiledCache::default_key_file));
+                CompiledCache::with_key_file(self.cache_dir, key_file, self.cache_limits)
+            },
             compiled: Mutex::new(HashMap::new()),
             admission: Admission::new(capacity, self.queue_wait.unwrap_or(DEFAULT_QUEUE_WAIT)),
         })

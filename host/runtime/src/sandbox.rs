@@ -31,6 +31,11 @@ pub fn trap_error(plugin: &str, tool: &str, limits: &Limits, hit: Option<Limit>,
     if let Some(limit) = hit {
         return limit.error(plugin, tool, limits);
     }
+    // A host function refused the call's request for a quota of its
+    // caller's: the answer says which, and what to stop or delete.
+    if let Some(quota) = err.downcast_ref::<crate::quota::QuotaExceeded>() {
+        return quota.error();
+    }
     if let Some(misuse) = err.downcast_ref::<LockMisuse>() {
         return HostError::new(
             Category::InternalError,

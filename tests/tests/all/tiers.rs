@@ -82,12 +82,12 @@ async fn the_optimized_code_of_a_replaced_version_never_replaces_its_successor()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cache_keeps_the_optimized_code_so_the_next_start_skips_both_compiles() {
     let cache = tempfile::tempdir().unwrap();
-    let first = TestEnv::on(tiered_runtime(Some(cache.path())), &[]);
+    let first = TestEnv::on(tiered_runtime(Some(&cache.path().join("compiled"))), &[]);
     let baseline = first.host.install("versioned", fixtures::VERSIONED_V1.to_vec()).await.unwrap();
     assert_eq!(baseline.tier, Tier::Baseline);
     assert!(first.host.optimizations_settled(PATIENCE).await);
 
-    let runtime = tiered_runtime(Some(cache.path()));
+    let runtime = tiered_runtime(Some(&cache.path().join("compiled")));
     let second = TestEnv::on(runtime.clone(), &[]);
     let loaded = second.host.install("versioned", fixtures::VERSIONED_V1.to_vec()).await.unwrap();
     assert_eq!(loaded.tier, Tier::Optimized);

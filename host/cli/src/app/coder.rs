@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use toolshed_coder::api::User;
 use toolshed_coder::{ChatStore, ClientConfig, CoderBackend, CoderConfig, SessionToken};
-use toolshed_infra::{Chat, ChatBinding, Db, QueryError};
+use toolshed_infra::{Chat, ChatBinding, Db, QueryError, Refused};
 use toolshed_local::LocalBackend;
-use toolshed_local::store::{Binding, ChatView};
+use toolshed_local::store::{Binding, StoreError};
 use toolshed_runtime::CallContext;
 
 /// Chats kept in the local backend's store, for a backend that has none.
@@ -17,22 +17,25 @@ pub struct StoreChats(pub Arc<LocalBackend>);
 #[toolshed_runtime::async_trait]
 impl ChatStore for StoreChats {
     async fn chat(&self, cx: &CallContext) -> Result<Chat, QueryError> {
-        match self.0.store().chat(&cx.chat_id, &cx.owner_id, &cx.organization_id).await {
-            Ok(ChatView::Chat(chat)) => Ok(chat),
-            Ok(ChatView::Foreign) => Err(QueryError::NotFound),
-            Err(e) => Err(QueryError::Failed(e.to_string())),
-        }
+        self.0.store().chat(&cx.chat_id, &cx.owner_id, &cx.organization_id).await.map_err(store_failed)
     }
 
-    async fn bind(&self, cx: &CallContext, binding: &ChatBinding) -> Result<(), QueryError> {
+    async fn bind(&self, cx: &CallContext, binding: &ChatBinding) -> Result<(), Refused<QueryError>> {
         let binding =
             Binding { workspace_id: binding.workspace_id.as_deref(), build_id: binding.build_id.as_deref(), agent_id: binding.agent_id.as_deref() };
         match self.0.store().bind(&cx.chat_id, &cx.owner_id, &cx.organization_id, &binding).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(QueryError::NotFound),
-            Err(e) => Err(QueryError::Failed(e.to_string())),
+            Ok(()) => Ok(()),
+            Err(StoreError::Quota(quota)) => Err(Refused::Quota(quota)),
+            Err(e) => Err(store_failed(e).into()),
         }
     }
+}
+
+/// A store failure as the caller sees it: no query or server in it; the
+/// detail goes to the log.
+fn store_failed(e: StoreError) -> QueryError {
+    tracing::warn!("the chat store failed: {e}");
+    QueryError::Failed("the chat store failed; the detail is in the host's log".into())
 }
 
 /// A backend over the deployment at `url` with the token in `token_file`,

@@ -14,6 +14,7 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use toolshed_local::{LocalBackend, LocalConfig, LocalEvent, local_context};
 use toolshed_runtime::plugin::PluginWatcher;
+use toolshed_runtime::quota::Quotas;
 use toolshed_runtime::{Arguments, CallOptions, Policy, SystemClock, ToolOutput, Toolshed};
 
 /// Where a host keeps its state and finds its plugins: options every
@@ -43,7 +44,11 @@ pub struct HostOptions {
 /// ([`RuntimeBuilder::first_tier`](toolshed_runtime::RuntimeBuilder::first_tier));
 /// the benchmarks start here too, so they measure what `serve` runs.
 pub fn runtime_builder(policy: Policy, data_dir: &Path) -> toolshed_runtime::RuntimeBuilder {
-    toolshed_standard::runtime().policy(policy).cache_dir(data_dir.join("compiled"))
+    toolshed_standard::runtime()
+        .policy(policy)
+        .cache_dir(data_dir.join("compiled"))
+        // Beside the cache, in the data directory workspaces never see.
+        .cache_key_file(data_dir.join("compiled.key"))
 }
 
 /// A host over the local backend, with its plugins installing.
@@ -65,33 +70,39 @@ impl App {
     /// Opens the local backend in the data directory and starts installing
     /// the plugins in the background: a slow plugin delays nothing else.
     pub async fn open(global: &HostOptions) -> anyhow::Result<App> {
-        Self::open_as(global, toolshed_local::Orphans::Fail, None, false).await
+        Self::open_as(global, toolshed_local::Orphans::Fail, None, false, Quotas::default()).await
     }
 
     /// [`App::open`] for a process that stays up to run tasks, which takes
     /// over the builds of processes that died.
     pub async fn open_runner(global: &HostOptions) -> anyhow::Result<App> {
-        Self::open_as(global, toolshed_local::Orphans::Adopt, None, false).await
+        Self::open_as(global, toolshed_local::Orphans::Adopt, None, false, Quotas::default()).await
     }
 
     /// [`App::open_runner`] for `serve`, whose tools drive Coder at `url`
     /// with the token in the file, when given, else the local backend.
-    pub async fn open_server(global: &HostOptions, coder: Option<(&str, &Path)>) -> anyhow::Result<App> {
+    pub async fn open_server(global: &HostOptions, coder: Option<(&str, &Path)>, quotas: Quotas) -> anyhow::Result<App> {
         // A server lives long enough for the optimizing compiles to finish.
-        Self::open_as(global, toolshed_local::Orphans::Adopt, coder, true).await
+        Self::open_as(global, toolshed_local::Orphans::Adopt, coder, true, quotas).await
     }
 
     /// `first_tier`: serve plugins the cache lacks from Winch while
     /// Cranelift compiles them; only for processes that stay up, since a
     /// one-shot command would exit before the optimized code is cached.
-    async fn open_as(global: &HostOptions, orphans: toolshed_local::Orphans, coder: Option<(&str, &Path)>, first_tier: bool) -> anyhow::Result<App> {
+    async fn open_as(
+        global: &HostOptions,
+        orphans: toolshed_local::Orphans,
+        coder: Option<(&str, &Path)>,
+        first_tier: bool,
+        quotas: Quotas,
+    ) -> anyhow::Result<App> {
         let data_dir = global.data_dir.clone().unwrap_or_else(LocalConfig::default_data_dir);
         let policy = match &global.policy {
             Some(path) => Policy::from_file(path)?,
             None => toolshed_builtin::policy(),
         };
         let runtime = Arc::new(runtime_builder(policy, &data_dir).first_tier(first_tier).build()?);
-        let backend = open_backend_as(global, orphans).await?;
+        let backend = open_backend_as(global, orphans, quotas).await?;
         let mut builder = Toolshed::builder(runtime).clock(Arc::new(SystemClock)).backend(&backend);
         let mut coder_user = None;
         if let Some((url, token_file)) = coder {
@@ -217,7 +228,7 @@ impl App {
 
 /// The local backend alone, for commands that run no plugin.
 pub async fn open_backend(global: &HostOptions) -> anyhow::Result<Arc<LocalBackend>> {
-    open_backend_as(global, toolshed_local::Orphans::Fail).await
+    open_backend_as(global, toolshed_local::Orphans::Fail, Quotas::default()).await
 }
 
 /// The lease builds and tasks are held under: tests that kill a host
@@ -244,7 +255,7 @@ fn heartbeat() -> Duration {
     std::env::var("TOOLSHED_HEARTBEAT_MS").ok().and_then(|v| v.parse::<u64>().ok()).map_or(toolshed_local::agent::HEARTBEAT, |ms| Duration::from_millis(ms.max(50)))
 }
 
-async fn open_backend_as(global: &HostOptions, orphans: toolshed_local::Orphans) -> anyhow::Result<Arc<LocalBackend>> {
+async fn open_backend_as(global: &HostOptions, orphans: toolshed_local::Orphans, quotas: Quotas) -> anyhow::Result<Arc<LocalBackend>> {
     let data_dir = global.data_dir.clone().unwrap_or_else(LocalConfig::default_data_dir);
     let mut config = LocalConfig::new(data_dir, std::env::current_exe()?);
     config.database = global.database.clone();
@@ -252,6 +263,7 @@ async fn open_backend_as(global: &HostOptions, orphans: toolshed_local::Orphans)
     config.orphans = orphans;
     config.sandbox = sandbox_mode()?;
     config.heartbeat = heartbeat();
+    config.quotas = quotas;
     LocalBackend::open(config).await
 }
 

@@ -155,14 +155,14 @@ impl Db for InstantBackend {
     async fn template_allowlist(&self, _: &CallContext) -> Result<Vec<String>, QueryError> {
         Ok(Vec::new())
     }
-    async fn bind_chat(&self, _: &CallContext, _: ChatBinding) -> Result<(), QueryError> {
+    async fn bind_chat(&self, _: &CallContext, _: ChatBinding) -> Result<(), toolshed_infra::Refused<QueryError>> {
         Ok(())
     }
 }
 
 #[async_trait]
 impl Control for InstantBackend {
-    async fn create_workspace(&self, cx: &CallContext, request: CreateWorkspaceRequest) -> Result<CreatedWorkspace, ControlError> {
+    async fn create_workspace(&self, cx: &CallContext, request: CreateWorkspaceRequest) -> Result<CreatedWorkspace, toolshed_infra::Refused<ControlError>> {
         let now = self.clock.now_ms();
         let id = format!("build-{now}");
         Ok(CreatedWorkspace {
@@ -176,7 +176,7 @@ impl Control for InstantBackend {
             build: build(&id, now),
         })
     }
-    async fn create_build(&self, _: &CallContext, _: CreateBuildRequest) -> Result<Build, ControlError> {
+    async fn create_build(&self, _: &CallContext, _: CreateBuildRequest) -> Result<Build, toolshed_infra::Refused<ControlError>> {
         let now = self.clock.now_ms();
         Ok(build(&format!("build-{now}"), now))
     }

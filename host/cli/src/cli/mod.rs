@@ -10,6 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde_json::Value;
 use toolshed_runtime::Toolshed;
+use toolshed_runtime::quota::Quotas;
 
 pub use crate::app::{App, HostOptions, lease, runtime_builder, write_examples};
 use crate::app::open_backend;
@@ -247,6 +248,33 @@ pub struct ServeArgs {
     /// command line (make one with `coder tokens create`).
     #[arg(long, required_if_eq("backend", "coder"))]
     pub coder_token_file: Option<PathBuf>,
+    /// The most workspaces one caller may have running at once (each keeps
+    /// an agent process; local backend).
+    #[arg(long, default_value_t = Quotas::default().live_workspaces)]
+    pub max_live_workspaces: u64,
+    /// The most chats with a workspace bound one caller may keep (its
+    /// default chat is always allowed).
+    #[arg(long, default_value_t = Quotas::default().chats)]
+    pub max_chats: u64,
+    /// The most tasks one caller may have kept at once (tasks are kept 24 h).
+    #[arg(long, default_value_t = Quotas::default().tasks)]
+    pub max_tasks: u64,
+    /// The most MiB one caller may keep stored: task arguments and results,
+    /// registry directories.
+    #[arg(long, default_value_t = Quotas::default().stored_bytes >> 20)]
+    pub max_stored_mib: u64,
+}
+
+impl ServeArgs {
+    /// The quotas each caller is held to.
+    pub fn quotas(&self) -> Quotas {
+        Quotas {
+            live_workspaces: self.max_live_workspaces,
+            chats: self.max_chats,
+            tasks: self.max_tasks,
+            stored_bytes: self.max_stored_mib.saturating_mul(1 << 20),
+        }
+    }
 }
 
 /// What the tools drive.
@@ -320,7 +348,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 (BackendKind::Coder, _, _) => anyhow::bail!("--backend coder needs --coder-url and --coder-token-file"),
                 (BackendKind::Local, _, _) => None,
             };
-            let mut app = App::open_server(&cli.global, coder).await?;
+            let mut app = App::open_server(&cli.global, coder, args.quotas()).await?;
             app.report_refusals_later();
             serve(&app, *args, &cli.global).await?;
         }

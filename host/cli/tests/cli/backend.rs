@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use toolshed_infra::{Control, Db};
 use toolshed_platform::Registry;
-use toolshed_infra::{ChatBinding, ControlError, CreateBuildRequest, CreateWorkspaceRequest, JobStatus, QueryError, Transition};
+use toolshed_infra::{ChatBinding, ControlError, CreateBuildRequest, CreateWorkspaceRequest, JobStatus, QueryError, Refused, Transition};
 use toolshed_platform::ProvisionRequest;
 use toolshed_local::{LOCAL_ORG, LocalBackend, local_context};
 
@@ -17,9 +17,9 @@ fn create_request(template_id: &str, name: &str) -> CreateWorkspaceRequest {
     CreateWorkspaceRequest { template_id: template_id.into(), name: name.into(), ttl_ms: None, parameters: Vec::new() }
 }
 
-fn api_status(outcome: &Result<impl std::fmt::Debug, ControlError>) -> Option<u16> {
+fn api_status(outcome: &Result<impl std::fmt::Debug, Refused<ControlError>>) -> Option<u16> {
     match outcome {
-        Err(ControlError::Api(api)) => Some(api.status),
+        Err(Refused::Error(ControlError::Api(api))) => Some(api.status),
         _ => None,
     }
 }
@@ -33,7 +33,7 @@ async fn names_that_are_not_workspace_names_are_api_errors_with_a_validation() {
     let escape = outside.path().join("escaped").display().to_string();
     for name in ["../x", escape.as_str(), "a/b", "..", "NEW", "create", "", "under_score", &"a".repeat(33), &"x".repeat(10 << 10)] {
         let outcome = local.backend.create_workspace(&cx, create_request(&t.template_id, name)).await;
-        let Err(ControlError::Api(api)) = &outcome else { panic!("{name:?} was accepted: {outcome:?}") };
+        let Err(Refused::Error(ControlError::Api(api))) = &outcome else { panic!("{name:?} was accepted: {outcome:?}") };
         assert_eq!(api.status, 400, "{name:?}");
         assert_eq!(api.validations[0].field, "name", "{name:?}");
         assert!(api.validations[0].detail.len() < 300, "the refusal does not echo a long name whole");
@@ -132,7 +132,7 @@ async fn template_parameter_and_registry_reads_are_scoped_to_the_caller() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reading_a_chat_writes_nothing_and_another_owners_chat_reads_as_not_found() {
+async fn reading_a_chat_writes_nothing_and_another_owners_chat_of_the_same_id_is_another_chat() {
     let local = Local::new().await;
     let cx = local_context("quiet");
     let chat = local.backend.chat(&cx).await.unwrap();
@@ -142,11 +142,19 @@ async fn reading_a_chat_writes_nothing_and_another_owners_chat_reads_as_not_foun
     let t = local.push("app", &template("app", "true", "true", "")).await;
     let created = local.backend.create_workspace(&cx, create_request(&t.template_id, "mine")).await.unwrap();
     let binding = ChatBinding { workspace_id: Some(created.workspace.id.clone()), build_id: None, agent_id: None };
-    local.backend.bind_chat(&cx, binding).await.unwrap();
+    local.backend.bind_chat(&cx, binding.clone()).await.unwrap();
+    // A stranger naming the chat id gets a chat of its own: nothing bound,
+    // and binding to it leaves the owner's chat as it was.
     let stranger = toolshed_runtime::CallContext { owner_id: "a1000000-0000-4000-8000-000000000009".into(), ..cx.clone() };
-    assert!(matches!(local.backend.chat(&stranger).await, Err(QueryError::NotFound)));
-    let foreign_bind = ChatBinding { workspace_id: None, build_id: None, agent_id: None };
-    assert!(matches!(local.backend.bind_chat(&stranger, foreign_bind).await, Err(QueryError::NotFound)), "another owner's chat is never written");
+    let theirs = local.backend.chat(&stranger).await.unwrap();
+    assert_eq!((theirs.owner_id.as_str(), theirs.workspace_id.as_deref()), (stranger.owner_id.as_str(), None), "the stranger sees none of the owner's chat");
+    assert!(
+        matches!(local.backend.bind_chat(&stranger, binding).await, Err(Refused::Error(QueryError::NotFound))),
+        "the owner's workspace is not the stranger's to bind"
+    );
+    local.backend.bind_chat(&stranger, ChatBinding { workspace_id: None, build_id: None, agent_id: None }).await.unwrap();
+    assert_eq!(local.backend.chat(&cx).await.unwrap().workspace_id.as_deref(), Some(created.workspace.id.as_str()), "the owner's chat is untouched");
+    assert_eq!(local.backend.chat(&stranger).await.unwrap().workspace_id, None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,4 +191,19 @@ async fn starts_use_the_active_version_only_where_the_template_requires_it_and_o
     let stranger = toolshed_runtime::CallContext { owner_id: "a1000000-0000-4000-8000-000000000009".into(), ..cx.clone() };
     assert!(!local.backend.start_uses_active_version(&stranger, &on_required.id).await, "another owner's workspace says nothing");
     assert!(!local.backend.start_uses_active_version(&cx, "../../etc/passwd").await);
+}
+
+/// The template allow-list binds the backend, not only the guest: a plugin
+/// granted `control` that skips the guest's check creates nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_off_the_allow_list_is_refused_by_the_backend_itself() {
+    let local = Local::new().await;
+    let allowed = local.push("allowed", &template("allowed", "true", "true", "")).await;
+    let other = local.push("other", &template("other", "true", "true", "")).await;
+    local.backend.store().set_setting("template_allowlist", &allowed.template_id).await.unwrap();
+    let cx = local_context("allow-list");
+    let outcome = local.backend.create_workspace(&cx, create_request(&other.template_id, "sneaky")).await;
+    assert_eq!(api_status(&outcome), Some(403), "{outcome:?}");
+    assert!(local.backend.store().workspaces().await.unwrap().is_empty(), "nothing was made");
+    local.backend.create_workspace(&cx, create_request(&allowed.template_id, "fine")).await.expect("an allowed template still creates");
 }

@@ -1,5 +1,5 @@
 //! MCP over streamable HTTP, as outside clients meet it: bearer tokens of
-//! every kind of wrong, another owner's chat, floods of one caller, odd
+//! every kind of wrong, another owner's chat id, floods of one caller, odd
 //! hosts, origins and bodies; and rmcp's own HTTP client, with sessions and
 //! without, doing what it does over stdio.
 
@@ -333,24 +333,61 @@ pub(crate) fn tokens_for(owners: &[(&str, &str, &str)]) -> Auth {
     Auth { tokens: Some(Arc::new(TokenFile::parse(&file).unwrap())), jwt: None, required_scope: "toolshed:tools".into() }
 }
 
+/// Chats are keyed by (owner, chat id): B naming A's chat id gets a chat of
+/// B's own, which reaches nothing of A's, and B is never shut out of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_owner_naming_another_owners_chat_finds_no_such_chat() {
+async fn an_owner_naming_another_owners_chat_gets_a_chat_of_its_own() {
     let local = Local::new().await;
     let t = local.push("app", &crate::support::template("app", "true", "true", "")).await;
     let addr = server(&local, Some(tokens_for(&[("ta", OWNER_A, "ay"), ("tb", OWNER_B, "bee")])), 8, None).await;
     let a = client(addr, Some("ta"), false).await;
     let b = client(addr, Some("tb"), false).await;
     let created = a.call_tool(call("create_workspace", json!({ "template_id": t.template_id, "name": "mine" }), Some("chat-of-a"))).await.unwrap();
-    assert_eq!(created.structured_content.as_ref().unwrap()["created"], true, "{created:?}");
+    assert_eq!(created.structured_content.as_ref().unwrap()["workspace_name"], "ay/mine", "{created:?}");
 
-    for tool in ["start_workspace", "stop_workspace", "list_templates"] {
-        let stolen = b.call_tool(call(tool, json!({}), Some("chat-of-a"))).await.unwrap();
-        let error = stolen.structured_content.unwrap();
-        assert_eq!(error["code"], "CHAT_NOT_FOUND", "{tool}: {error}");
+    for tool in ["start_workspace", "stop_workspace"] {
+        let answer = b.call_tool(call(tool, json!({}), Some("chat-of-a"))).await.unwrap().structured_content.unwrap();
+        assert_ne!(answer["code"], "CHAT_NOT_FOUND", "B is not shut out of its own chat: {answer}");
+        assert!(!answer.to_string().contains("ay/mine"), "{tool} reached A's workspace: {answer}");
+        assert!(answer["error"].as_str().is_some_and(|e| e.contains("create_workspace")), "B's chat of that id has no workspace: {answer}");
     }
-    let chat = crate::support::chat_of(&local.backend, "chat-of-a", OWNER_A).await;
-    assert!(chat.workspace_id.is_some(), "A's chat is still A's, bound as A left it");
-    assert!(local.backend.store().workspaces().await.unwrap().len() == 1, "B created nothing");
+    let listed = b.call_tool(call("list_templates", json!({}), Some("chat-of-a"))).await.unwrap();
+    assert_eq!(listed.structured_content.unwrap()["count"], 1);
+    let theirs = b.call_tool(call("create_workspace", json!({ "template_id": t.template_id, "name": "mine" }), Some("chat-of-a"))).await.unwrap();
+    assert_eq!(theirs.structured_content.as_ref().unwrap()["workspace_name"], "bee/mine", "B's own workspace, in B's own chat: {theirs:?}");
+
+    let of_a = crate::support::chat_of(&local.backend, "chat-of-a", OWNER_A).await;
+    let of_b = crate::support::chat_of(&local.backend, "chat-of-a", OWNER_B).await;
+    assert!(of_a.workspace_id.is_some() && of_b.workspace_id.is_some() && of_a.workspace_id != of_b.workspace_id, "two chats: {of_a:?} {of_b:?}");
+    let stopped = a.call_tool(call("stop_workspace", json!({}), Some("chat-of-a"))).await.unwrap();
+    assert_eq!(stopped.structured_content.as_ref().unwrap()["workspace_name"], "ay/mine", "A's chat still reaches A's workspace: {stopped:?}");
+    local.backend.stop_all_agents().await;
+}
+
+/// The attack on default chats: B names A's default chat id before A ever
+/// calls. B gets a chat of its own; A's sessionless calls still reach A's
+/// default chat, and only A's workspace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn naming_another_owners_default_chat_first_neither_reaches_it_nor_shuts_its_owner_out() {
+    let local = Local::new().await;
+    let t = local.push("app", &crate::support::template("app", "true", "true", "")).await;
+    let addr = server(&local, Some(tokens_for(&[("ta", OWNER_A, "ay"), ("tb", OWNER_B, "bee")])), 8, None).await;
+    let default_of_a = toolshed_runtime::chats::default_chat(OWNER_A);
+    let b = client(addr, Some("tb"), false).await;
+    let squat = b.call_tool(call("create_workspace", json!({ "template_id": t.template_id, "name": "squat" }), Some(&default_of_a))).await.unwrap();
+    assert_eq!(squat.structured_content.as_ref().unwrap()["workspace_name"], "bee/squat", "{squat:?}");
+
+    // A, without a session or a chat named: its default chat.
+    let started = client(addr, Some("ta"), false).await.call_tool(call("start_workspace", json!({}), None)).await.unwrap();
+    let answer = started.structured_content.unwrap();
+    assert_ne!(answer["code"], "CHAT_NOT_FOUND", "A is not shut out of its default chat: {answer}");
+    assert!(!answer.to_string().contains("squat"), "A reached B's workspace: {answer}");
+    let created = client(addr, Some("ta"), false).await.call_tool(call("create_workspace", json!({ "template_id": t.template_id, "name": "own" }), None)).await.unwrap();
+    assert_eq!(created.structured_content.as_ref().unwrap()["workspace_name"], "ay/own", "{created:?}");
+    let stopped = client(addr, Some("ta"), false).await.call_tool(call("stop_workspace", json!({}), None)).await.unwrap();
+    assert_eq!(stopped.structured_content.as_ref().unwrap()["workspace_name"], "ay/own", "A's default chat reaches A's workspace: {stopped:?}");
+    let again = b.call_tool(call("stop_workspace", json!({}), Some(&default_of_a))).await.unwrap();
+    assert_eq!(again.structured_content.as_ref().unwrap()["workspace_name"], "bee/squat", "B's chat of that id is B's: {again:?}");
     local.backend.stop_all_agents().await;
 }
 

@@ -21,3 +21,4 @@ mod sockets;
 mod backend;
 mod support;
 mod tasks;
+mod trust;

@@ -123,18 +123,12 @@ pub fn template(name: &str, start: &str, startup: &str, extra: &str) -> String {
 
 /// Chat `id` of the local owner, as the store has it.
 pub async fn chat(backend: &LocalBackend, id: &str) -> toolshed_infra::Chat {
-    match backend.store().chat(id, toolshed_local::LOCAL_OWNER, toolshed_local::LOCAL_ORG).await.unwrap() {
-        toolshed_local::store::ChatView::Chat(chat) => chat,
-        toolshed_local::store::ChatView::Foreign => panic!("chat {id} belongs to another owner"),
-    }
+    backend.store().chat(id, toolshed_local::LOCAL_OWNER, toolshed_local::LOCAL_ORG).await.unwrap()
 }
 
 /// Chat `id` of `owner`, as the store has it.
 pub async fn chat_of(backend: &LocalBackend, id: &str, owner: &str) -> toolshed_infra::Chat {
-    match backend.store().chat(id, owner, toolshed_local::LOCAL_ORG).await.unwrap() {
-        toolshed_local::store::ChatView::Chat(chat) => chat,
-        toolshed_local::store::ChatView::Foreign => panic!("chat {id} belongs to another owner"),
-    }
+    backend.store().chat(id, owner, toolshed_local::LOCAL_ORG).await.unwrap()
 }
 
 /// MCP server settings for calls by the local user over `local`'s backend.

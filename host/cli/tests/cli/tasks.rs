@@ -174,3 +174,28 @@ async fn tasks_count_against_the_per_caller_cap() {
     let backend = toolshed_local::LocalBackend::open(toolshed_local::LocalConfig::new(data, TOOLSHED)).await.unwrap();
     backend.stop_all_agents().await;
 }
+
+/// Every call a tasks client makes is kept as a task for a day, with its
+/// arguments: `serve --max-tasks` bounds how many one caller keeps, in the
+/// store, and the next call is told which quota it met.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_past_the_callers_task_quota_are_refused_with_quota_exceeded() {
+    let root = tempfile::tempdir().unwrap();
+    let data = data_dir(root.path());
+    let mut command = tokio::process::Command::new(TOOLSHED);
+    command.arg("--data-dir").arg(&data).args(["serve", "--max-tasks", "2"]);
+    let mut config = ClientConfig::default();
+    config.capabilities = ClientCapabilities::builder().enable_tasks().build();
+    let client = config.serve(TokioChildProcess::new(command).unwrap()).await.unwrap();
+    let list = || CallToolRequestParams::new("list_templates").with_arguments(json!({}).as_object().unwrap().clone());
+    for _ in 0..2 {
+        let answered = client.call_tool_once(list()).await.unwrap();
+        assert!(matches!(answered, CallToolResponse::Complete(ref r) if r.is_error == Some(false)), "{answered:?}");
+    }
+    let third = client.call_tool_once(list()).await.unwrap();
+    let CallToolResponse::Complete(refused) = third else { panic!("{third:?}") };
+    let error = refused.structured_content.unwrap();
+    assert_eq!(error["code"], "QUOTA_EXCEEDED", "{error}");
+    assert_eq!(error["quota"], json!({ "name": "tasks", "limit": 2 }));
+    client.cancel().await.unwrap();
+}

@@ -9,7 +9,7 @@ use sqlx::{Any, Row, Transaction};
 use super::rows::JobLease;
 use super::{Dialect, Store, StoreError, StoreResult, rows};
 use crate::process::ProcessRecord;
-use toolshed_infra::{Build, Job, JobStatus};
+use toolshed_infra::{Build, Job, JobStatus, Transition};
 use crate::store::BuildRecord;
 
 /// A build to add, with its pending job.
@@ -88,7 +88,9 @@ impl Store {
     ///
     /// # Errors
     ///
-    /// [`StoreError::Conflict`] when a build of the workspace is under way.
+    /// [`StoreError::Conflict`] when a build of the workspace is under way;
+    /// [`StoreError::Quota`] when a start would take its owner past the
+    /// quota of live workspaces.
     pub async fn insert_build(&self, new: &NewBuild<'_>, now: u64) -> StoreResult<()> {
         self.retry(|| async {
             let mut tx = self.begin_write().await?;
@@ -108,6 +110,13 @@ impl Store {
                 let live = lease.is_some_and(|until| until as u64 > now);
                 if matches!(status, JobStatus::Pending | JobStatus::Running | JobStatus::Canceling) && live {
                     return Err(StoreError::Conflict("a build of this workspace is already running".into()));
+                }
+            }
+            if matches!(new.build.transition, Transition::Start) {
+                let owner: Option<String> =
+                    sqlx::query("SELECT owner_id FROM workspaces WHERE id = $1").bind(&new.build.workspace_id).fetch_optional(&mut *tx).await?.map(|r| r.try_get("owner_id")).transpose()?;
+                if let Some(owner) = owner {
+                    self.check_live_workspaces(&mut tx, &owner, &new.build.workspace_id).await?;
                 }
             }
             Self::insert_build_in(&mut tx, new, now).await?;

@@ -68,6 +68,23 @@ const MIGRATIONS: &[&str] = &[
     // that host's identity (boot id, host name, PID namespace) beside it.
     "ALTER TABLE jobs ADD COLUMN host TEXT;
      ALTER TABLE agents ADD COLUMN host TEXT",
+    // 5: chats are keyed by (owner, id): one owner's chat id is never
+    // another's chat. Quotas per owner take a turn on the owner's row, so
+    // two hosts never both pass a check; registry tasks carry the directory
+    // they made and the bytes it counts for.
+    "CREATE TABLE owned_chats (
+        owner_id TEXT NOT NULL, id TEXT NOT NULL, organization_id TEXT NOT NULL,
+        workspace_id TEXT, build_id TEXT, agent_id TEXT,
+        PRIMARY KEY (owner_id, id));
+     INSERT INTO owned_chats (owner_id, id, organization_id, workspace_id, build_id, agent_id)
+        SELECT owner_id, id, organization_id, workspace_id, build_id, agent_id FROM chats;
+     DROP TABLE chats;
+     ALTER TABLE owned_chats RENAME TO chats;
+     CREATE TABLE quota_owners (owner_id TEXT PRIMARY KEY, turns BIGINT NOT NULL DEFAULT 0);
+     ALTER TABLE registry_tasks ADD COLUMN dir TEXT;
+     ALTER TABLE registry_tasks ADD COLUMN bytes BIGINT NOT NULL DEFAULT 0;
+     CREATE INDEX registry_tasks_by_owner ON registry_tasks (owner_id);
+     CREATE INDEX workspaces_by_owner ON workspaces (owner_id, deleted)",
 ];
 
 /// How many steps the code knows.

@@ -24,10 +24,11 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Transaction};
+use toolshed_runtime::quota::{QuotaExceeded, Quotas};
 
 pub use agents::NewAgent;
 pub use builds::{ExpiredJob, NewBuild, ORPHANED};
-pub use chats::{Binding, ChatView};
+pub use chats::Binding;
 pub use rows::{AgentRecord, BuildRecord, JobLease, WorkspaceRecord, lifecycle_name, status_name, transition_name};
 pub use settings::RegistryTaskRecord;
 pub use templates::{NewVersion, PushedVersion, VersionRecord};
@@ -65,6 +66,9 @@ pub enum StoreError {
     /// The database answered with an error.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The write would take the owner past a quota.
+    #[error("{0}")]
+    Quota(QuotaExceeded),
 }
 
 impl StoreError {
@@ -113,6 +117,7 @@ const ATTEMPTS: u32 = 12;
 pub struct Store {
     pool: AnyPool,
     dialect: Dialect,
+    quotas: Quotas,
 }
 
 impl Store {
@@ -163,7 +168,7 @@ impl Store {
             })
             .connect_with(options)
             .await?;
-        let store = Store { pool, dialect };
+        let store = Store { pool, dialect, quotas: Quotas::default() };
         migrations::migrate(&store).await?;
         Ok(store)
     }
@@ -173,6 +178,51 @@ impl Store {
         self.dialect
     }
 
+    /// This store with each owner held to `quotas` (default:
+    /// [`Quotas::default`]).
+    pub fn with_quotas(mut self, quotas: Quotas) -> Self {
+        self.quotas = quotas;
+        self
+    }
+
+    /// The quotas each owner is held to.
+    pub fn quotas(&self) -> &Quotas {
+        &self.quotas
+    }
+
+    /// Takes `owner_id`'s turn for a quota check in `tx`: a write to the
+    /// owner's row, which PostgreSQL holds until `tx` ends, so checks of
+    /// one owner on any host run one at a time and each counts what the one
+    /// before it added. (SQLite's write transactions already run one at a
+    /// time.) Call it before counting.
+    pub(crate) async fn quota_turn(tx: &mut Transaction<'static, Any>, owner_id: &str) -> StoreResult<()> {
+        sqlx::query("INSERT INTO quota_owners (owner_id, turns) VALUES ($1, 1) ON CONFLICT (owner_id) DO UPDATE SET turns = quota_owners.turns + 1")
+            .bind(owner_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// How many bytes `owner_id` stores, counted in `tx`: its tasks'
+    /// arguments and results, and its registries' directories (each once).
+    pub(crate) async fn stored_bytes_in(&self, tx: &mut Transaction<'static, Any>, owner_id: &str) -> StoreResult<u64> {
+        use sqlx::Row;
+        // Bytes, not characters: SQLite counts a blob's bytes, PostgreSQL
+        // a text's octets. Sums are cast, since PostgreSQL sums BIGINTs as
+        // NUMERIC.
+        const SQLITE: &str = "SELECT
+                CAST((SELECT COALESCE(SUM(LENGTH(CAST(arguments AS BLOB)) + COALESCE(LENGTH(CAST(result AS BLOB)), 0)), 0) FROM tasks WHERE owner_id = $1) AS BIGINT) AS tasks,
+                CAST((SELECT COALESCE(SUM(bytes), 0) FROM (SELECT MAX(bytes) AS bytes FROM registry_tasks WHERE owner_id = $1 GROUP BY dir) r) AS BIGINT) AS registries";
+        const POSTGRES: &str = "SELECT
+                CAST((SELECT COALESCE(SUM(OCTET_LENGTH(arguments) + COALESCE(OCTET_LENGTH(result), 0)), 0) FROM tasks WHERE owner_id = $1) AS BIGINT) AS tasks,
+                CAST((SELECT COALESCE(SUM(bytes), 0) FROM (SELECT MAX(bytes) AS bytes FROM registry_tasks WHERE owner_id = $1 GROUP BY dir) r) AS BIGINT) AS registries";
+        let row = sqlx::query(if self.dialect == Dialect::Postgres { POSTGRES } else { SQLITE })
+        .bind(owner_id)
+        .fetch_one(&mut **tx)
+        .await?;
+        let (tasks, registries): (i64, i64) = (row.try_get("tasks")?, row.try_get("registries")?);
+        Ok(tasks.max(0) as u64 + registries.max(0) as u64)
+    }
     pub(crate) fn pool(&self) -> &AnyPool {
         &self.pool
     }

@@ -37,16 +37,38 @@ impl Store {
         .await
     }
 
-    /// Adds a registry task of `owner_id`.
-    pub async fn insert_registry_task(&self, id: &str, owner_id: &str, status: &str, now: u64) -> StoreResult<()> {
+    /// Adds a registry task of `owner_id` that makes the registry
+    /// directory `dir`, which counts for `bytes` of the owner's stored
+    /// bytes (once, however many tasks make it).
+    ///
+    /// # Errors
+    ///
+    /// [`super::StoreError::Quota`] when a new directory would take the
+    /// owner past its stored-bytes quota; counted after the owner's quota
+    /// turn, in the insert's transaction.
+    pub async fn insert_registry_task(&self, id: &str, owner_id: &str, dir: &str, bytes: u64, status: &str, now: u64) -> StoreResult<()> {
         self.retry(|| async {
-            sqlx::query("INSERT INTO registry_tasks (id, owner_id, status, created_at) VALUES ($1, $2, $3, $4)")
+            let mut tx = self.begin_write().await?;
+            Self::quota_turn(&mut tx, owner_id).await?;
+            let known = sqlx::query("SELECT 1 AS known FROM registry_tasks WHERE owner_id = $1 AND dir = $2 LIMIT 1")
+                .bind(owner_id)
+                .bind(dir)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            if !known && self.stored_bytes_in(&mut tx, owner_id).await?.saturating_add(bytes) > self.quotas().stored_bytes {
+                return Err(super::StoreError::Quota(toolshed_runtime::quota::Quota::StoredBytes.exceeded(self.quotas())));
+            }
+            sqlx::query("INSERT INTO registry_tasks (id, owner_id, dir, bytes, status, created_at) VALUES ($1, $2, $3, $4, $5, $6)")
                 .bind(id)
                 .bind(owner_id)
+                .bind(dir)
+                .bind(bytes as i64)
                 .bind(status)
                 .bind(now as i64)
-                .execute(self.pool())
+                .execute(&mut *tx)
                 .await?;
+            tx.commit().await?;
             Ok(())
         })
         .await

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use toolshed_runtime::quota::{Quota, Refused};
 use toolshed_runtime::tasks::{JournalError, TaskEnd, TaskJournal, TaskRecord, TaskState};
 
 use super::{Dialect, Store, StoreError, StoreResult};
@@ -48,8 +49,11 @@ fn task(row: &AnyRow) -> StoreResult<TaskRecord> {
     })
 }
 
+/// A journal error for the caller. Its text may reach a remote client, so
+/// it names no query, table or server: the detail goes to the log.
 fn failed(e: StoreError) -> JournalError {
-    JournalError(e.to_string())
+    tracing::warn!("the task journal failed: {e}");
+    JournalError("the task store failed; the detail is in the host's log".into())
 }
 
 impl Store {
@@ -70,38 +74,63 @@ impl Store {
 
 #[async_trait]
 impl TaskJournal for Store {
-    async fn insert(&self, t: &TaskRecord) -> Result<(), JournalError> {
-        self.retry(|| async {
-            sqlx::query(concat!(
-                "INSERT INTO tasks (",
-                columns!(),
-                ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
-            ))
-            .bind(&t.id)
-            .bind(&t.owner_id)
-            .bind(&t.owner_name)
-            .bind(&t.organization_id)
-            .bind(&t.chat_id)
-            .bind(&t.tool)
-            .bind(t.arguments.to_string())
-            .bind(&t.plugin)
-            .bind(&t.plugin_version)
-            .bind(t.state.name())
-            .bind(t.status_message.as_deref())
-            .bind(t.result.as_ref().map(|r| r.to_string()))
-            .bind(i64::from(t.is_error))
-            .bind(t.created_at_ms as i64)
-            .bind(t.updated_at_ms as i64)
-            .bind(t.ttl_ms as i64)
-            .bind(t.runner.as_deref())
-            .bind(t.lease_expires_at_ms.map(|v| v as i64))
-            .bind(i64::from(t.attempts))
-            .execute(self.pool())
-            .await?;
-            Ok(())
-        })
-        .await
-        .map_err(failed)
+    async fn insert(&self, t: &TaskRecord) -> Result<(), Refused<JournalError>> {
+        let arguments = t.arguments.to_string();
+        let result = t.result.as_ref().map(|r| r.to_string());
+        let outcome = self
+            .retry(|| async {
+                let mut tx = self.begin_write().await?;
+                // The owner's tasks and bytes are counted after its quota
+                // turn and in the transaction of the insert: hosts sharing
+                // the database never pass a quota between them.
+                Self::quota_turn(&mut tx, &t.owner_id).await?;
+                let tasks: i64 = sqlx::query("SELECT COUNT(*) AS tasks FROM tasks WHERE owner_id = $1")
+                    .bind(&t.owner_id)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("tasks")?;
+                if tasks as u64 >= self.quotas().tasks {
+                    return Err(StoreError::Quota(Quota::Tasks.exceeded(self.quotas())));
+                }
+                let adding = (arguments.len() + result.as_ref().map_or(0, String::len)) as u64;
+                if self.stored_bytes_in(&mut tx, &t.owner_id).await?.saturating_add(adding) > self.quotas().stored_bytes {
+                    return Err(StoreError::Quota(Quota::StoredBytes.exceeded(self.quotas())));
+                }
+                sqlx::query(concat!(
+                    "INSERT INTO tasks (",
+                    columns!(),
+                    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+                ))
+                .bind(&t.id)
+                .bind(&t.owner_id)
+                .bind(&t.owner_name)
+                .bind(&t.organization_id)
+                .bind(&t.chat_id)
+                .bind(&t.tool)
+                .bind(&arguments)
+                .bind(&t.plugin)
+                .bind(&t.plugin_version)
+                .bind(t.state.name())
+                .bind(t.status_message.as_deref())
+                .bind(result.as_deref())
+                .bind(i64::from(t.is_error))
+                .bind(t.created_at_ms as i64)
+                .bind(t.updated_at_ms as i64)
+                .bind(t.ttl_ms as i64)
+                .bind(t.runner.as_deref())
+                .bind(t.lease_expires_at_ms.map(|v| v as i64))
+                .bind(i64::from(t.attempts))
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            })
+            .await;
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(StoreError::Quota(quota)) => Err(Refused::Quota(quota)),
+            Err(e) => Err(Refused::Error(failed(e))),
+        }
     }
 
     async fn get(&self, owner_id: &str, id: &str) -> Result<Option<TaskRecord>, JournalError> {
@@ -130,7 +159,30 @@ impl TaskJournal for Store {
     }
 
     async fn finish(&self, id: &str, runner: &str, end: &TaskEnd, now: u64) -> Result<bool, JournalError> {
+        let answer = end.result.to_string();
         self.retry(|| async {
+            let mut tx = self.begin_write().await?;
+            let Some(owner) = sqlx::query("SELECT owner_id FROM tasks WHERE id = $1 AND runner = $2 AND state = 'working'")
+                .bind(id)
+                .bind(runner)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.try_get::<String, _>("owner_id"))
+                .transpose()?
+            else {
+                return Ok(false);
+            };
+            // A result that would take its owner past the stored-bytes
+            // quota is not kept: the task ends with the quota's error.
+            Self::quota_turn(&mut tx, &owner).await?;
+            let stored = self.stored_bytes_in(&mut tx, &owner).await?;
+            let (result, is_error, message) = if stored.saturating_add(answer.len() as u64) > self.quotas().stored_bytes {
+                let error = Quota::StoredBytes.exceeded(self.quotas()).error();
+                tracing::info!(task = %id, bytes = answer.len(), "a task's result is not kept: its owner is at the stored-bytes quota");
+                (error.to_json().to_string(), true, Some(error.message))
+            } else {
+                (answer.clone(), end.is_error, end.message.clone())
+            };
             let done = sqlx::query(
                 "UPDATE tasks SET state = $3, result = $4, is_error = $5, status_message = $6, updated_at = $7,
                      runner = NULL, lease_expires_at = NULL
@@ -139,12 +191,13 @@ impl TaskJournal for Store {
             .bind(id)
             .bind(runner)
             .bind(end.state.name())
-            .bind(end.result.to_string())
-            .bind(i64::from(end.is_error))
-            .bind(end.message.as_deref())
+            .bind(result)
+            .bind(i64::from(is_error))
+            .bind(message)
             .bind(now as i64)
-            .execute(self.pool())
+            .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
             Ok(done.rows_affected() == 1)
         })
         .await

@@ -62,7 +62,7 @@ impl CallState {
             Ok(Take::New) => {}
         }
         let (locks, plugin) = (self.shared.locks.clone(), self.call.plugin().clone());
-        let name = |cx: &crate::CallContext| LockName { plugin, chat: cx.chat_id.clone(), key: key.clone() };
+        let name = |cx: &crate::CallContext| LockName { plugin, owner: cx.owner_id.clone(), chat: cx.chat_id.clone(), key: key.clone() };
         let guard = self.call.import(async |cx| locks.acquire(&name(cx)).await).await?;
         // A lock service that fails ends the call: the guarded step must
         // not run unguarded.

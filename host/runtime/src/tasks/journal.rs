@@ -115,8 +115,10 @@ pub struct JournalError(pub String);
 /// another owner's task reads as absent.
 #[async_trait]
 pub trait TaskJournal: Send + Sync + 'static {
-    /// Records a new task. It is durable when this returns.
-    async fn insert(&self, task: &TaskRecord) -> Result<(), JournalError>;
+    /// Records a new task. It is durable when this returns. A journal that
+    /// keeps quotas ([`crate::quota`]) counts the owner's tasks and stored
+    /// bytes in the same transaction as the insert, and refuses past them.
+    async fn insert(&self, task: &TaskRecord) -> Result<(), crate::quota::Refused<JournalError>>;
     /// Task `id` of `owner_id`.
     async fn get(&self, owner_id: &str, id: &str) -> Result<Option<TaskRecord>, JournalError>;
     /// The newest `limit` tasks of `owner_id`, newest first.
@@ -152,7 +154,8 @@ pub struct TaskEnd {
     pub message: Option<String>,
 }
 
-/// A journal in memory: tasks last as long as the process.
+/// A journal in memory: tasks last as long as the process, and no quota
+/// holds them (quotas are kept by a shared store, such as toolshed-local's).
 #[derive(Default)]
 pub struct MemoryJournal {
     tasks: Mutex<HashMap<String, TaskRecord>>,
@@ -166,7 +169,7 @@ impl MemoryJournal {
 
 #[async_trait]
 impl TaskJournal for MemoryJournal {
-    async fn insert(&self, task: &TaskRecord) -> Result<(), JournalError> {
+    async fn insert(&self, task: &TaskRecord) -> Result<(), crate::quota::Refused<JournalError>> {
         self.tasks().insert(task.id.clone(), task.clone());
         Ok(())
     }

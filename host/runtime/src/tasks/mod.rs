@@ -150,14 +150,14 @@ impl Tasks {
     ///
     /// # Errors
     ///
-    /// The error object refusing the task: an unknown tool, or a journal
-    /// that cannot record it.
+    /// The error object refusing the task: an unknown tool, a quota of the
+    /// caller's (`QUOTA_EXCEEDED`), or a journal that cannot record it.
     pub async fn start(self: &Arc<Self>, cx: &CallContext, tool: &str, arguments: Value) -> Result<TaskRecord, HostError> {
         let mut task = self.record(cx, tool, arguments).await?;
         task.runner = Some(self.runner.clone());
         task.lease_expires_at_ms = Some(task.created_at_ms + self.settings.lease.as_millis() as u64);
         task.attempts = 1;
-        self.journal.insert(&task).await.map_err(journal_failed)?;
+        self.journal.insert(&task).await.map_err(insert_refused)?;
         self.spawn(task.clone());
         Ok(task)
     }
@@ -170,7 +170,7 @@ impl Tasks {
     /// As [`Tasks::start`].
     pub async fn enqueue(&self, cx: &CallContext, tool: &str, arguments: Value) -> Result<TaskRecord, HostError> {
         let task = self.record(cx, tool, arguments).await?;
-        self.journal.insert(&task).await.map_err(journal_failed)?;
+        self.journal.insert(&task).await.map_err(insert_refused)?;
         Ok(task)
     }
 
@@ -357,6 +357,15 @@ impl Drop for TaskKeeper {
     }
 }
 
-fn journal_failed(e: JournalError) -> HostError {
-    HostError::new(Category::InternalError, "TASK_JOURNAL_FAILED", format!("the task could not be recorded: {}", e.0))
+/// The error object refusing a task: a quota names itself; a journal's
+/// failure keeps its detail (which may quote the store) for the log.
+fn insert_refused(refused: crate::quota::Refused<JournalError>) -> HostError {
+    match refused {
+        crate::quota::Refused::Quota(quota) => quota.error(),
+        crate::quota::Refused::Error(e) => {
+            tracing::warn!("a task could not be recorded: {}", e.0);
+            HostError::new(Category::InternalError, "TASK_JOURNAL_FAILED", "the task could not be recorded: the task store failed; the detail is in the host's log")
+                .suggest("Try again in a moment; if it keeps failing, tell the operator.")
+        }
+    }
 }
