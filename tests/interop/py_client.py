@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import importlib.metadata
 import json
+import logging
 import secrets
 import socket
 import subprocess
@@ -458,7 +459,17 @@ def print_table(header: list[str], body: list[list[str]]) -> None:
         print(line(r))
 
 
+class SdkWarnings(logging.Handler):
+    """What the SDK logs as a warning or worse about the server (a session
+    whose DELETE it took as failed, a message it could not read) is a
+    failure: a client at its default settings would show it to its user."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        failures.append(f"[py] the SDK logged {record.levelname}: {record.getMessage()}")
+
+
 async def main() -> int:
+    logging.getLogger("mcp").addHandler(SdkWarnings(logging.WARNING))
     if len(sys.argv) != 4:
         print("usage: python py_client.py TOOLSHED WORK_DIR PYTHON_DEV_V2_DIR", file=sys.stderr)
         return 2

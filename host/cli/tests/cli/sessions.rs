@@ -90,7 +90,7 @@ async fn cycle(addr: SocketAddr, cycles: usize, padding: usize) {
             let client = reqwest::Client::new();
             for _ in (worker..cycles).step_by(8) {
                 let id = open(&client, addr, None, padding).await.expect("a session");
-                assert_eq!(close(&client, addr, None, &id).await, 202);
+                assert_eq!(close(&client, addr, None, &id).await, 204);
             }
         }));
     }
@@ -160,7 +160,7 @@ async fn a_session_id_used_by_another_principal_is_not_found() {
     assert_eq!(response.status(), 200, "ada's session lives on");
     assert!(response.text().await.unwrap().contains("list_templates"));
     assert_eq!(settings.sessions.open(), 1);
-    assert_eq!(close(&client, addr, Some("t-ada"), &id).await, 202);
+    assert_eq!(close(&client, addr, Some("t-ada"), &id).await, 204);
 }
 
 /// Sessions are capped per principal and in all: an `initialize` past a cap
@@ -179,6 +179,6 @@ async fn sessions_past_a_cap_are_turned_away_and_ended_ones_make_room() {
     open(&client, addr, Some("t-bob"), 0).await.expect("bob is not held back by ada's cap");
     assert_eq!(open(&client, addr, Some("t-cy"), 0).await, Err(503), "past the server's cap of 3");
     assert_eq!(settings.sessions.open(), 3);
-    assert_eq!(close(&client, addr, Some("t-ada"), &first).await, 202);
+    assert_eq!(close(&client, addr, Some("t-ada"), &first).await, 204);
     open(&client, addr, Some("t-cy"), 0).await.expect("a deleted session makes room");
 }

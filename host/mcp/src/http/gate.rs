@@ -145,10 +145,21 @@ pub(crate) async fn admit(State(gate): State<Arc<Gate>>, request: Request, next:
         })
         .await;
     if !turned_away {
-        return answer;
+        return session_end_as_no_content(&asked, answer);
     }
     gate.audit_refusal(&asked, StatusCode::SERVICE_UNAVAILABLE, "a cap on sessions", Some(&owner));
     sessions_full()
+}
+
+/// A session ended by DELETE is answered 204: the session is gone when the
+/// answer is sent, which 202 ("accepted, not yet done") does not say, and
+/// clients such as the Python SDK count anything but 200 or 204 as a
+/// failed termination.
+fn session_end_as_no_content(asked: &Asked, mut answer: Response) -> Response {
+    if asked.method == "DELETE" && answer.status() == StatusCode::ACCEPTED {
+        *answer.status_mut() = StatusCode::NO_CONTENT;
+    }
+    answer
 }
 
 /// The answer to an `initialize` past a cap on sessions.
