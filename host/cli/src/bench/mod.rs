@@ -5,6 +5,7 @@
 //! absolute times on shared machines drift from run to run.
 
 pub mod http;
+pub mod memory;
 pub mod native;
 pub mod scenario;
 pub mod stdio;
@@ -161,6 +162,16 @@ pub struct Report {
     pub http_p50_ms: f64,
     /// 99th percentile time of a call over HTTP, in ms.
     pub http_p99_ms: f64,
+    /// serve's RSS idle after `tools/list` on a fresh data directory, once
+    /// its background compile has finished, in MiB.
+    pub idle_cold_rss_mib: f64,
+    /// serve's RSS idle after `tools/list` with the compiled cache, in MiB.
+    pub idle_warm_rss_mib: f64,
+    /// serve's peak RSS through the measured stdio rounds, in MiB.
+    pub stdio_peak_rss_mib: f64,
+    /// serve's peak RSS from a changed plugin written to its optimized code
+    /// serving, in MiB.
+    pub swap_peak_rss_mib: f64,
     /// How many calls at once the runtimes were built for: serve's capacity.
     pub serve_capacity: u32,
     /// The machine the figures come from.
@@ -670,6 +681,7 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
     let stdio = stdio::measure(if options.quick { 100 } else { 4_000 }, stdio_in_flight)?;
     let http_connections = 64;
     let http = http::measure(if options.quick { 100 } else { 3_000 }, http_connections)?;
+    let memory = memory::measure()?;
 
     Ok(Report {
         instance_us_median,
@@ -726,6 +738,10 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
         ratio_http_calls: http.calls_per_s / http.in_process_calls_per_s,
         http_p50_ms: http.p50_ms,
         http_p99_ms: http.p99_ms,
+        idle_cold_rss_mib: memory.idle_cold_mib,
+        idle_warm_rss_mib: memory.idle_warm_mib,
+        stdio_peak_rss_mib: stdio.server_peak_rss_mib,
+        swap_peak_rss_mib: memory.peak_swap_mib,
         serve_capacity,
         machine: machine(),
     })
@@ -857,6 +873,14 @@ impl Report {
                 ">= 0.5x".into(),
             ),
             ("MCP HTTP: call time p50 / p99", format!("{:.2} / {:.2} ms", self.http_p50_ms, self.http_p99_ms), String::new()),
+            ("serve RSS idle, warm (cache)", format!("{:.1} MiB", self.idle_warm_rss_mib), "<= 24 MiB".into()),
+            ("serve RSS idle, cold, compiles done", format!("{:.1} MiB", self.idle_cold_rss_mib), "<= 40 MiB".into()),
+            (
+                "serve peak RSS, stdio load",
+                format!("{:.1} MiB ({} in flight)", self.stdio_peak_rss_mib, self.stdio_in_flight),
+                "<= 36 MiB".into(),
+            ),
+            ("serve peak RSS, hot swap", format!("{:.1} MiB (file written to optimized code)", self.swap_peak_rss_mib), String::new()),
         ];
         let mut out = format!("toolshed bench on {} (builds wait {} ms)\n\n", self.machine, self.build_wait_ms);
         out.push_str(&format!("{:<38} {:<48} {}\n", "measure", "figure", "target"));

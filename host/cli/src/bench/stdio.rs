@@ -28,6 +28,8 @@ pub struct StdioFigures {
     pub in_process_cpu_us_per_call: f64,
     /// Calls answered per second over stdio.
     pub calls_per_s: f64,
+    /// The `serve` process's peak RSS in MiB during the measured rounds.
+    pub server_peak_rss_mib: f64,
 }
 
 /// The tool both sides call: quick, and answered from the local store.
@@ -120,25 +122,33 @@ impl ServeHost {
 /// its own, ended and reaped when dropped.
 pub(crate) struct ServeChild {
     pub(crate) child: std::process::Child,
-    _data: tempfile::TempDir,
+    /// A data directory of its own, removed after the child has ended.
+    owned_data: Option<tempfile::TempDir>,
 }
 
 impl ServeChild {
     /// Starts `serve ARGS` with its standard input and output piped or not.
     pub(crate) fn start(args: &[&str], piped: bool) -> anyhow::Result<ServeChild> {
         let data = tempfile::tempdir()?;
+        let mut serve = Self::start_in(data.path(), args, piped)?;
+        serve.owned_data = Some(data);
+        Ok(serve)
+    }
+
+    /// The same in the data directory `data`, which outlives it.
+    pub(crate) fn start_in(data: &std::path::Path, args: &[&str], piped: bool) -> anyhow::Result<ServeChild> {
         let stdio = || if piped { Stdio::piped() } else { Stdio::null() };
         let child = Command::new(std::env::current_exe()?)
             .arg("serve")
             .args(args)
             .arg("--data-dir")
-            .arg(data.path())
+            .arg(data)
             .stdin(stdio())
             .stdout(stdio())
             .stderr(Stdio::null())
             .spawn()
             .context("starting toolshed serve")?;
-        Ok(ServeChild { child, _data: data })
+        Ok(ServeChild { child, owned_data: None })
     }
 }
 
@@ -150,7 +160,7 @@ impl Drop for ServeChild {
 }
 
 /// A `toolshed serve` child speaking newline-delimited JSON-RPC on stdio.
-struct Server {
+pub(crate) struct Server {
     serve: ServeChild,
     input: std::process::ChildStdin,
     output: BufReader<std::process::ChildStdout>,
@@ -159,10 +169,35 @@ struct Server {
 
 impl Server {
     fn start() -> anyhow::Result<Server> {
-        let mut serve = ServeChild::start(&[], true)?;
+        Self::over(ServeChild::start(&[], true)?)
+    }
+
+    /// `serve ARGS` in the data directory `data`.
+    pub(crate) fn start_in(data: &std::path::Path, args: &[&str]) -> anyhow::Result<Server> {
+        Self::over(ServeChild::start_in(data, args, true)?)
+    }
+
+    fn over(mut serve: ServeChild) -> anyhow::Result<Server> {
         let input = serve.child.stdin.take().context("serve's stdin")?;
         let output = BufReader::new(serve.child.stdout.take().context("serve's stdout")?);
         Ok(Server { serve, input, output, next_id: 0 })
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.serve.child.id()
+    }
+
+    /// Waits for the next notification named `method`, passing over others.
+    pub(crate) fn notification(&mut self, method: &str) -> anyhow::Result<()> {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            anyhow::ensure!(self.output.read_line(&mut line)? > 0, "serve closed its output before {method}");
+            let message: Value = serde_json::from_str(&line).context("a JSON-RPC line from serve")?;
+            if message.get("id").is_none() && message["method"] == method {
+                return Ok(());
+            }
+        }
     }
 
     fn send(&mut self, method: &str, params: Value) -> anyhow::Result<u64> {
@@ -205,7 +240,7 @@ impl Server {
 
     /// Initializes as a client at default settings would, and waits until
     /// the tools are listed.
-    fn initialize(&mut self) -> anyhow::Result<()> {
+    pub(crate) fn initialize(&mut self) -> anyhow::Result<()> {
         let client = json!({ "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "toolshed-bench", "version": "0" } });
         self.request("initialize", client)?;
         self.notify("notifications/initialized")?;
@@ -261,6 +296,9 @@ pub fn measure(calls: usize, in_flight: usize) -> anyhow::Result<StdioFigures> {
     server.call_many(calls.min(200), in_flight)?;
     own.call_many(calls.min(200), in_flight)?;
 
+    // The peak of the measured rounds alone, not of the start-up compile.
+    super::memory::settle(pid)?;
+    super::memory::reset_peak_rss(pid)?;
     let (mut served_cpu, mut served_rate, mut own_cpu) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         let before = process_cpu_us(pid)?;
@@ -277,5 +315,6 @@ pub fn measure(calls: usize, in_flight: usize) -> anyhow::Result<StdioFigures> {
         server_cpu_us_per_call: median(served_cpu),
         in_process_cpu_us_per_call: median(own_cpu),
         calls_per_s: median(served_rate),
+        server_peak_rss_mib: super::memory::peak_rss_mib(pid)?,
     })
 }

@@ -49,11 +49,20 @@ fn bench_json_prints_one_object_with_the_tracked_keys() {
         "ratio_http_calls",
         "http_p50_ms",
         "http_p99_ms",
+        "idle_cold_rss_mib",
+        "idle_warm_rss_mib",
+        "stdio_peak_rss_mib",
+        "swap_peak_rss_mib",
     ] {
         let value = report[key].as_f64().unwrap_or_else(|| panic!("{key} missing or not a number in {report}"));
         assert!(value.is_finite() && value >= 0.0, "{key} = {value}");
     }
     assert_eq!(report["swap_failed_calls"], 0);
+    // The memory rows read a live serve process: a figure of a MiB or less
+    // would mean nothing was read.
+    for key in ["idle_cold_rss_mib", "idle_warm_rss_mib", "stdio_peak_rss_mib", "swap_peak_rss_mib"] {
+        assert!(report[key].as_f64().unwrap() > 1.0, "{key} = {}", report[key]);
+    }
     // Each swap announces one tool-list change; its move to optimized code none.
     assert_eq!(report["swap_list_changes"], report["swaps"]);
 }
