@@ -55,9 +55,11 @@ impl std::fmt::Display for Grant {
     }
 }
 
-/// Whether `import` is a WASI interface: always linked, deny-by-default.
+/// Whether `import` is a WASI interface that is always linked and denies
+/// by default. `wasi:http` is not one: it is linked only for plugins
+/// granted it.
 pub fn is_wasi(import: &str) -> bool {
-    import.starts_with("wasi:")
+    import.starts_with("wasi:") && !import.starts_with("wasi:http/")
 }
 
 #[cfg(test)]
