@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 
 mod body;
+pub mod config;
 pub mod guard;
 pub mod secrets;
 mod send;
@@ -28,6 +29,7 @@ use toolshed_runtime::wasmtime::component::Linker;
 use toolshed_runtime::{Capability, Providers};
 use wasmtime_wasi_http::{WasiHttp, WasiHttpCtxView};
 
+pub use config::Config;
 pub use secrets::{NoSecrets, Secret, SecretStore, Secrets};
 
 /// The unversioned names of the interfaces this capability links.

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
-use toolshed_network::{Network, NetworkProviders, SecretStore, Secrets};
+use toolshed_network::{Config, Network, NetworkProviders, SecretStore, Secrets};
 use toolshed_runtime::{CallContext, Policy, Runtime, Toolshed};
 
 /// What the server saw of one request.
@@ -150,9 +150,9 @@ fn cx(chat: &str, owner: &str) -> CallContext {
 /// (the text after `[plugins.net]`'s grants), with `secrets`.
 async fn host_with(policy: &str, secrets: Arc<dyn Secrets>) -> Toolshed {
     logs();
-    let text = format!("[plugins.net]\ngrants = [\"toolshed:runtime/*\", \"wasi:http/*\"]\n{policy}");
+    let text = format!("[plugins.net]\ngrants = [\"toolshed:runtime/*\", \"wasi:http/*\", \"wasi:config/*\"]\n{policy}");
     let policy = Policy::from_toml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let runtime = Arc::new(Runtime::builder().capability(Network).policy(policy).cache_dir(cache_dir()).build().unwrap());
+    let runtime = Arc::new(Runtime::builder().capability(Network).capability(Config).policy(policy).cache_dir(cache_dir()).build().unwrap());
     let host = Toolshed::builder(runtime).provide(NetworkProviders::new(secrets)).build().unwrap();
     host.install("net", toolshed_fixtures::NETWORK.to_vec()).await.unwrap();
     host
@@ -195,7 +195,8 @@ async fn an_allowed_get_reaches_the_server_and_the_plugin_reads_the_answer() {
 
 #[tokio::test]
 async fn a_plugin_not_granted_wasi_http_is_refused_at_load_naming_it() {
-    let runtime = Arc::new(Runtime::builder().capability(Network).cache_dir(cache_dir()).build().unwrap());
+    let policy = Policy::from_toml("[plugins.net]\ngrants = [\"toolshed:runtime/*\", \"wasi:config/*\"]\n").unwrap();
+    let runtime = Arc::new(Runtime::builder().capability(Network).capability(Config).policy(policy).cache_dir(cache_dir()).build().unwrap());
     let host = Toolshed::builder(runtime).provide(NetworkProviders::new(Arc::new(SecretStore::new()))).build().unwrap();
     let err = host.install("net", toolshed_fixtures::NETWORK.to_vec()).await.err().expect("refused").to_string();
     assert!(err.contains("wasi:http/") && err.contains("does not grant"), "{err}");
@@ -395,4 +396,13 @@ async fn each_principal_sends_its_own_secret() {
     let out = fetch(&host, &cx("chat-principal", "user-c"), json!({ "url": url })).await;
     assert!(out["error"].as_str().unwrap().contains("InternalError"), "{out}");
     assert_eq!(server.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn a_plugin_reads_its_configuration_from_its_policy() {
+    let host = host("config = { base_url = \"https://platform.example.com/v1\", organization = \"acme\" }\n").await;
+    let out = host.call(&cx("chat-config", "u"), "read_setting", &json!({ "key": "organization" }).to_string()).await;
+    assert_eq!(out.value["value"], "acme", "{}", out.value);
+    let out = host.call(&cx("chat-config", "u"), "read_setting", &json!({ "key": "token" }).to_string()).await;
+    assert_eq!(out.value, json!({}), "an unset key reads as none");
 }

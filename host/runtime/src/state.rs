@@ -51,6 +51,7 @@ pub struct Call {
     plugin: Arc<str>,
     tool: Arc<str>,
     network: Option<Arc<NetworkPolicy>>,
+    config: Arc<std::collections::BTreeMap<String, String>>,
     deadline: tokio::time::Instant,
     pub(crate) limiter: CallLimiter,
 }
@@ -74,6 +75,11 @@ impl Call {
     /// Where the plugin's policy lets it send HTTP requests, if anywhere.
     pub fn network(&self) -> Option<&Arc<NetworkPolicy>> {
         self.network.as_ref()
+    }
+
+    /// The plugin's configuration, from its policy.
+    pub fn config(&self) -> &Arc<std::collections::BTreeMap<String, String>> {
+        &self.config
     }
 
     /// When the call's deadline passes: nothing it waits on may outlast it.
@@ -138,6 +144,8 @@ pub(crate) struct CallSetup<'a> {
     pub(crate) deadline: tokio::time::Instant,
     /// Where the plugin may send HTTP requests.
     pub(crate) network: Option<Arc<NetworkPolicy>>,
+    /// The plugin's configuration.
+    pub(crate) config: Arc<std::collections::BTreeMap<String, String>>,
 }
 
 impl CallState {
@@ -153,6 +161,7 @@ impl CallState {
                 plugin: who.plugin,
                 tool: who.tool,
                 network: setup.network,
+                config: setup.config,
                 deadline: setup.deadline,
                 limiter: CallLimiter::new(setup.limits, setup.epoch),
             },

@@ -223,6 +223,7 @@ impl Toolshed {
             wait_until: None,
             deadline: tokio::time::Instant::now() + plugin.policy.limits.deadline,
             network: plugin.policy.network.clone(),
+            config: plugin.policy.config.clone(),
         };
         let mut store = Store::new(plugin.pre.engine(), CallState::new(self.shared.clone(), who, setup));
         sandbox::arm(&mut store);
@@ -259,6 +260,7 @@ impl Toolshed {
                 wait_until,
                 deadline,
                 network: plugin.policy.network.clone(),
+                config: plugin.policy.config.clone(),
             };
             let mut state = CallState::new(shared.clone(), who, setup);
             if let Some(carried) = carried.take() {

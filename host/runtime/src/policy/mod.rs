@@ -27,6 +27,9 @@ pub use network::NetworkPolicy;
 /// The interface a plugin must be granted to send HTTP requests.
 pub const OUTGOING_HTTP: &str = "wasi:http/outgoing-handler";
 
+/// The interface a plugin reads its configuration through.
+pub const CONFIG: &str = "wasi:config/store";
+
 /// Whether `grants` let a plugin import `import` (WASI is always linked,
 /// and denies everything by default).
 pub fn grant_allows(grants: &[Grant], import: &str) -> bool {
@@ -77,6 +80,9 @@ pub struct PluginPolicy {
     /// Where it may send HTTP requests (with `wasi:http` granted); none
     /// without a `network` section.
     pub network: Option<std::sync::Arc<NetworkPolicy>>,
+    /// Its configuration (base URLs, organization names: nothing secret),
+    /// read through `wasi:config/store` when granted.
+    pub config: std::sync::Arc<BTreeMap<String, String>>,
 }
 
 /// Every plugin's policy.
@@ -104,6 +110,8 @@ struct PluginFile {
     limits: LimitsFile,
     smoke: Option<Smoke>,
     network: Option<network::NetworkFile>,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
 }
 
 /// A policy file that cannot be used.
@@ -157,7 +165,14 @@ impl Policy {
                     Some(std::sync::Arc::new(section.parse().map_err(grant)?))
                 }
             };
-            let policy = PluginPolicy { grants, limits: plugin.limits.over(&defaults), smoke: plugin.smoke, network };
+            if !plugin.config.is_empty() && !grants.iter().any(|g| g.allows(CONFIG)) {
+                return Err(PolicyError::Grant {
+                    plugin: name.clone(),
+                    reason: format!("it has a config section but is not granted {CONFIG}: add \"wasi:config/*\" to its grants"),
+                });
+            }
+            let config = std::sync::Arc::new(plugin.config);
+            let policy = PluginPolicy { grants, limits: plugin.limits.over(&defaults), smoke: plugin.smoke, network, config };
             plugins.insert(name, policy);
         }
         Ok(Policy { defaults, plugins })
@@ -187,6 +202,7 @@ impl Policy {
             limits: self.defaults.clone(),
             smoke: None,
             network: None,
+            config: Default::default(),
         })
     }
 
@@ -261,6 +277,18 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("plugin a") && err.contains("127.0.0.1"), "{err}");
+    }
+
+    #[test]
+    fn configuration_is_strings_and_needs_wasi_config() {
+        let policy = Policy::from_toml("[plugins.a]\ngrants = [\"wasi:config/*\"]\nconfig = { base_url = \"https://a.com\", org = \"acme\" }\n").unwrap();
+        assert_eq!(policy.plugin("a").config.get("org").map(String::as_str), Some("acme"));
+        assert!(grant_allows(&policy.plugin("a").grants, "wasi:config/store@0.2.0-draft"));
+        assert!(!grant_allows(&[], "wasi:config/store@0.2.0-draft"));
+        let err = Policy::from_toml("[plugins.a]\nconfig = { org = \"acme\" }\n").unwrap_err().to_string();
+        assert!(err.contains("wasi:config/store"), "{err}");
+        let err = Policy::from_toml("[plugins.a]\ngrants = [\"wasi:config/*\"]\nconfig = { port = 5 }\n").unwrap_err().to_string();
+        assert!(err.contains("string"), "{err}");
     }
 
     #[test]
