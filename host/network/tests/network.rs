@@ -229,8 +229,10 @@ async fn requests_outside_the_list_are_refused_before_any_connection_and_logged(
     }
     assert_eq!(server.connections(), 0, "no refused request reached the server");
     let logs = logged();
-    let line = logs.lines().find(|l| l.contains("chat-refused-7f3a") && l.contains("outgoing request refused")).expect("the refusal is logged");
-    assert!(line.contains("plugin=net") && line.contains("tool=fetch") && line.contains("/v2/ok") || logs.contains("/v2/ok"), "{line}");
+    let refusals: Vec<&str> = logs.lines().filter(|l| l.contains("outgoing request refused") && l.contains("chat=chat-refused-7f3a")).collect();
+    assert_eq!(refusals.len(), 6, "one record per refused request: {refusals:#?}");
+    assert!(refusals.iter().all(|l| l.contains("plugin=net") && l.contains("tool=fetch")), "{refusals:#?}");
+    assert!(refusals.iter().any(|l| l.contains("/v2/ok") && l.contains("matches no allow entry")), "{refusals:#?}");
 }
 
 #[tokio::test]
