@@ -276,6 +276,17 @@ mod tests {
     }
 
     #[test]
+    fn a_name_with_env_reads_the_hosts_environment_and_nothing_else_does() {
+        // SAFETY: no other test reads or writes this variable.
+        unsafe { std::env::set_var("TOOLSHED_TEST_SECRET_7Q", "from-env") };
+        let store = SecretStore::from_toml("TOOLSHED_TEST_SECRET_7Q = \"from-file\"\n").unwrap();
+        assert_eq!(store.secret(&cx("a"), "env:TOOLSHED_TEST_SECRET_7Q"), Some(Secret::new("from-env")));
+        assert_eq!(store.secret(&cx("a"), "TOOLSHED_TEST_SECRET_7Q"), Some(Secret::new("from-file")), "a plain name reads the file");
+        assert_eq!(SecretStore::new().secret(&cx("a"), "TOOLSHED_TEST_SECRET_7Q"), None, "and never the environment");
+        assert_eq!(SecretStore::new().secret(&cx("a"), "env:TOOLSHED_TEST_UNSET_7Q"), None);
+    }
+
+    #[test]
     fn a_malformed_file_is_refused_without_quoting_it() {
         let err = SecretStore::from_toml("TOKEN = \"sekrit\nOTHER = 1").err().unwrap();
         assert!(!err.contains("sekrit"), "{err}");
