@@ -96,7 +96,7 @@ async fn serve(stream: tokio::net::TcpStream, port: u16, log: Arc<Mutex<Vec<Seen
         }
         "/v1/silent" => std::future::pending::<()>().await,
         "/v1/slow" => {
-            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             stream.write_all(plain("200 OK", "", "hello").as_bytes()).await?;
         }
         _ => stream.write_all(plain("200 OK", "", "hello").as_bytes()).await?,
@@ -335,9 +335,9 @@ async fn a_request_that_gets_no_answer_times_out_at_the_wait_asked_for() {
 
 #[tokio::test]
 async fn waiting_on_the_network_is_not_computation() {
-    // 20 ms of compute; the server takes 300 ms to answer.
+    // 50 ms of compute; the server takes 500 ms to answer.
     let server = Server::start().await;
-    let host = host(&format!("limits = {{ compute_ms = 20 }}\n{}", allow(server.port, ""))).await;
+    let host = host(&format!("limits = {{ compute_ms = 50 }}\n{}", allow(server.port, ""))).await;
     let out = fetch(&host, &cx("chat-slow", "u"), json!({ "url": format!("http://localhost:{}/v1/slow", server.port) })).await;
     assert_eq!(out["status"], 200, "{out}");
 }
