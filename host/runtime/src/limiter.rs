@@ -105,7 +105,26 @@ pub struct CallLimiter {
     /// Ticks since `compute_since` the guest spent yielded, waiting for the
     /// executor to run it again: a busy host's queue, not computation.
     queued: Arc<AtomicU64>,
+    /// The last tick host work the guest waited on outside an import
+    /// completed at ([`ComputeRestart`]); computation counts from it too.
+    restarted: Arc<AtomicU64>,
     hit: Option<Limit>,
+}
+
+/// Restarts a call's compute budget from outside its imports: host work
+/// the guest waits on (a response it polls for) made progress, so the
+/// time before was waiting, not computation.
+#[derive(Clone)]
+pub struct ComputeRestart {
+    epoch: Arc<AtomicU64>,
+    restarted: Arc<AtomicU64>,
+}
+
+impl ComputeRestart {
+    /// The guest's computation counts from now.
+    pub fn restart(&self) {
+        self.restarted.fetch_max(self.epoch.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
 }
 
 impl CallLimiter {
@@ -121,8 +140,14 @@ impl CallLimiter {
             import_calls: 0,
             compute_since,
             queued: Arc::new(AtomicU64::new(0)),
+            restarted: Arc::new(AtomicU64::new(compute_since)),
             hit: None,
         }
+    }
+
+    /// A handle that restarts the compute budget.
+    pub fn restart_handle(&self) -> ComputeRestart {
+        ComputeRestart { epoch: self.epoch.clone(), restarted: self.restarted.clone() }
     }
 
     /// The limit that stopped the call, if one did.
@@ -161,6 +186,12 @@ impl CallLimiter {
     /// the executor's queue, is past its budget.
     pub fn over_budget(&mut self) -> bool {
         let now = self.epoch.load(Ordering::Relaxed);
+        let restarted = self.restarted.load(Ordering::Relaxed);
+        if restarted > self.compute_since {
+            // Host work the guest waited on completed since: count from there.
+            self.compute_since = restarted;
+            self.queued.store(0, Ordering::Relaxed);
+        }
         let computed = now.saturating_sub(self.compute_since).saturating_sub(self.queued.load(Ordering::Relaxed));
         if computed > self.compute_ticks {
             self.hit = Some(Limit::Compute);
@@ -235,5 +266,19 @@ mod tests {
         limiter.leave_import();
         epoch.fetch_add(100, Ordering::Relaxed);
         assert!(!limiter.over_budget());
+    }
+
+    #[test]
+    fn host_work_completing_while_the_guest_waits_restarts_its_budget() {
+        let epoch = Arc::new(AtomicU64::new(0));
+        let mut limiter = limiter(&epoch);
+        let restart = limiter.restart_handle();
+        // The guest blocks on a response for 500 ticks; it arrives.
+        epoch.store(500, Ordering::Relaxed);
+        restart.restart();
+        epoch.fetch_add(50, Ordering::Relaxed);
+        assert!(!limiter.over_budget(), "50 ticks computed since the response came");
+        epoch.fetch_add(51, Ordering::Relaxed);
+        assert!(limiter.over_budget(), "101 ticks computed since");
     }
 }

@@ -13,7 +13,7 @@ use crate::clock::Clock;
 use crate::context::CallContext;
 use crate::locks::{CallLocks, ChatLocks, LockTable};
 use crate::park::{Carried, ParkRequest};
-use crate::policy::Limits;
+use crate::policy::{Limits, NetworkPolicy};
 use crate::progress::{ProgressSink, Reporter};
 use crate::limiter::CallLimiter;
 
@@ -50,6 +50,9 @@ pub struct Call {
     cx: CallContext,
     plugin: Arc<str>,
     tool: Arc<str>,
+    network: Option<Arc<NetworkPolicy>>,
+    config: Arc<std::collections::BTreeMap<String, String>>,
+    deadline: tokio::time::Instant,
     pub(crate) limiter: CallLimiter,
 }
 
@@ -67,6 +70,29 @@ impl Call {
     /// The tool being called.
     pub fn tool(&self) -> &Arc<str> {
         &self.tool
+    }
+
+    /// Where the plugin's policy lets it send HTTP requests, if anywhere.
+    pub fn network(&self) -> Option<&Arc<NetworkPolicy>> {
+        self.network.as_ref()
+    }
+
+    /// The plugin's configuration, from its policy.
+    pub fn config(&self) -> &Arc<std::collections::BTreeMap<String, String>> {
+        &self.config
+    }
+
+    /// When the call's deadline passes: nothing it waits on may outlast it.
+    pub fn deadline(&self) -> tokio::time::Instant {
+        self.deadline
+    }
+
+    /// A handle that restarts the guest's compute budget, for host work
+    /// that completes while the guest waits on it outside [`Call::import`]
+    /// (a response arriving on a stream the guest polls): waiting on it is
+    /// not computation.
+    pub fn compute_restart(&self) -> crate::limiter::ComputeRestart {
+        self.limiter.restart_handle()
     }
 
     /// Answers one host call with `answer`: counts it against the call's
@@ -104,6 +130,8 @@ pub struct CallState {
     pub(crate) parks: u32,
     /// Set when this run parks the call.
     pub(crate) park: Option<ParkRequest>,
+    /// Capabilities' state for this run, by type, made on first use.
+    extensions: Vec<(std::any::TypeId, Box<dyn std::any::Any + Send>)>,
 }
 
 /// How a call is run, beyond who it is.
@@ -112,6 +140,12 @@ pub(crate) struct CallSetup<'a> {
     pub(crate) epoch: Arc<AtomicU64>,
     pub(crate) progress: Option<Arc<dyn ProgressSink>>,
     pub(crate) wait_until: Option<u64>,
+    /// When the whole call must end.
+    pub(crate) deadline: tokio::time::Instant,
+    /// Where the plugin may send HTTP requests.
+    pub(crate) network: Option<Arc<NetworkPolicy>>,
+    /// The plugin's configuration.
+    pub(crate) config: Arc<std::collections::BTreeMap<String, String>>,
 }
 
 impl CallState {
@@ -122,7 +156,15 @@ impl CallState {
         Self {
             wasi,
             table: ResourceTable::new(),
-            call: Call { cx: who.cx, plugin: who.plugin, tool: who.tool, limiter: CallLimiter::new(setup.limits, setup.epoch) },
+            call: Call {
+                cx: who.cx,
+                plugin: who.plugin,
+                tool: who.tool,
+                network: setup.network,
+                config: setup.config,
+                deadline: setup.deadline,
+                limiter: CallLimiter::new(setup.limits, setup.epoch),
+            },
             shared,
             locks: CallLocks::default(),
             progress: Reporter::new(setup.progress),
@@ -131,6 +173,7 @@ impl CallState {
             resumed: None,
             parks: 0,
             park: None,
+            extensions: Vec::new(),
         }
     }
 
@@ -168,6 +211,24 @@ impl CallState {
     /// The call's resource table, for capabilities that hand out resources.
     pub fn table(&mut self) -> &mut ResourceTable {
         &mut self.table
+    }
+
+    /// A capability's state of type `T` for this run, made by `make` on
+    /// first use, with the resource table beside it: what a capability
+    /// whose interfaces keep state between host calls (as `wasi:http`
+    /// does) hands its host code. It is dropped with the run.
+    pub fn extension<T: Send + 'static>(&mut self, make: impl FnOnce(&Call, &Providers) -> T) -> (&mut T, &mut ResourceTable) {
+        let id = std::any::TypeId::of::<T>();
+        let at = match self.extensions.iter().position(|(t, _)| *t == id) {
+            Some(at) => at,
+            None => {
+                let made = make(&self.call, &self.shared.providers);
+                self.extensions.push((id, Box::new(made)));
+                self.extensions.len() - 1
+            }
+        };
+        let state = self.extensions[at].1.downcast_mut::<T>().expect("an extension is stored under its own type");
+        (state, &mut self.table)
     }
 
     /// Writes a plugin's log line under this call's budget.

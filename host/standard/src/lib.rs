@@ -15,8 +15,11 @@ use toolshed_runtime::{Runtime, RuntimeBuilder};
 
 /// A runtime builder offering the standard capabilities: `toolshed:infra`
 /// (db, control, agent-connect, build logs and versions) and
-/// `toolshed:platform` (registries), beside the runtime's own interfaces.
+/// `toolshed:platform` (registries), and outgoing HTTP (`wasi:http`, held
+/// to each plugin's allow-list) with plugin configuration (`wasi:config`),
+/// beside the runtime's own interfaces.
 /// A plugin is linked with those its policy grants.
 pub fn runtime() -> RuntimeBuilder {
-    Runtime::builder().capability(toolshed_infra::Infra).capability(toolshed_platform::Platform)
+    Runtime::builder().capability(toolshed_infra::Infra).capability(toolshed_platform::Platform).capability(toolshed_network::Network)
+        .capability(toolshed_network::Config)
 }

@@ -51,6 +51,23 @@ pub fn runtime_builder(policy: Policy, data_dir: &Path) -> toolshed_runtime::Run
         .cache_key_file(data_dir.join("compiled.key"))
 }
 
+/// The secrets file in the data directory: the secrets the host adds to
+/// plugins' HTTP requests (see docs/network.md).
+pub const SECRETS_FILE: &str = "secrets.toml";
+
+/// The network providers of a host: the secrets file of `data_dir` when
+/// there is one (refused when others than its owner may read it), and the
+/// environment.
+///
+/// # Errors
+///
+/// When the secrets file cannot be used.
+pub fn network_providers(data_dir: &Path) -> anyhow::Result<toolshed_network::NetworkProviders> {
+    let path = data_dir.join(SECRETS_FILE);
+    let secrets = if path.exists() { toolshed_network::SecretStore::from_file(&path)? } else { toolshed_network::SecretStore::new() };
+    Ok(toolshed_network::NetworkProviders::new(Arc::new(secrets)))
+}
+
 /// A host over the local backend, with its plugins installing.
 pub struct App {
     /// The local backend: chats, tasks and, unless the tools drive Coder,
@@ -103,7 +120,8 @@ impl App {
         };
         let runtime = Arc::new(runtime_builder(policy, &data_dir).first_tier(first_tier).build()?);
         let backend = open_backend_as(global, orphans, quotas).await?;
-        let mut builder = Toolshed::builder(runtime).clock(Arc::new(SystemClock)).backend(&backend);
+        let mut builder =
+            Toolshed::builder(runtime).clock(Arc::new(SystemClock)).backend(&backend).provide(network_providers(&data_dir)?);
         let mut coder_user = None;
         if let Some((url, token_file)) = coder {
             // Coder answers the infra interfaces; the local backend keeps

@@ -1,6 +1,7 @@
 //! The `toolshed` command line.
 
 pub mod demo;
+pub mod secret;
 pub mod tasks;
 
 use std::path::{Path, PathBuf};
@@ -74,6 +75,9 @@ pub enum Command {
     /// Manages templates.
     #[command(subcommand)]
     Template(TemplateCommand),
+    /// Manages the secrets the host adds to plugins' HTTP requests.
+    #[command(subcommand)]
+    Secret(SecretCommand),
     /// Lists the workspaces and the chats they are bound to.
     Workspaces,
     /// Prints a build's log.
@@ -307,6 +311,21 @@ pub enum TemplateCommand {
     List,
 }
 
+/// Secret commands.
+#[derive(Subcommand)]
+pub enum SecretCommand {
+    /// Sets secret NAME in the data directory's secrets.toml (made 0600),
+    /// reading the value from the terminal without echo, or from stdin
+    /// when it is not a terminal.
+    Set {
+        /// The secret's name, as the policy's `header.secret` names it.
+        name: String,
+        /// Set it for this principal (an owner id) only.
+        #[arg(long)]
+        principal: Option<String>,
+    },
+}
+
 /// Runs the command.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
@@ -361,6 +380,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             let backend = open_backend(&cli.global).await?;
             let pushed = backend.push_template(&dir).await?;
             println!("template {} version {} ({}) is now active", pushed.template_id, pushed.number, pushed.version_id);
+        }
+        Command::Secret(SecretCommand::Set { name, principal }) => {
+            let data_dir = cli.global.data_dir.clone().unwrap_or_else(toolshed_local::LocalConfig::default_data_dir);
+            std::fs::create_dir_all(&data_dir)?;
+            let path = data_dir.join(crate::app::SECRETS_FILE);
+            let value = secret::read_value(&name)?;
+            toolshed_network::secrets::write_secret(&path, principal.as_deref(), &name, &value)?;
+            eprintln!("secret {name} set in {}", path.display());
         }
         Command::Template(TemplateCommand::List) => {
             let backend = open_backend(&cli.global).await?;

@@ -16,6 +16,7 @@ mod new;
 mod processes;
 mod replicas;
 mod sandbox;
+mod secrets;
 mod sessions;
 mod sockets;
 mod backend;

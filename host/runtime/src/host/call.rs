@@ -216,7 +216,15 @@ impl Toolshed {
     pub async fn instantiate_only(&self, plugin: &Plugin) -> wasmtime::Result<()> {
         let cx = CallContext { chat_id: "probe".into(), owner_id: "probe".into(), owner_name: "probe".into(), organization_id: "probe".into() };
         let who = CallIdentity { cx, plugin: plugin.name.clone(), tool: "instance".into() };
-        let setup = CallSetup { limits: &plugin.policy.limits, epoch: self.runtime.epoch.clone(), progress: None, wait_until: None };
+        let setup = CallSetup {
+            limits: &plugin.policy.limits,
+            epoch: self.runtime.epoch.clone(),
+            progress: None,
+            wait_until: None,
+            deadline: tokio::time::Instant::now() + plugin.policy.limits.deadline,
+            network: plugin.policy.network.clone(),
+            config: plugin.policy.config.clone(),
+        };
         let mut store = Store::new(plugin.pre.engine(), CallState::new(self.shared.clone(), who, setup));
         sandbox::arm(&mut store);
         plugin.pre.instantiate_async(&mut store).await?;
@@ -235,6 +243,8 @@ impl Toolshed {
         let _call = Live::new(&self.stats.calls);
         let limits = &plugin.policy.limits;
         let wait_until = options.wait_budget.map(|budget| shared.clock.now_ms().saturating_add(budget.as_millis() as u64));
+        // The deadline `call_with` holds the whole call to, from about now.
+        let deadline = tokio::time::Instant::now() + limits.deadline;
         // A call runs once, or once more after each time it parks; between
         // runs it holds no instance and no slot, only what it carries.
         let mut carried = None;
@@ -243,7 +253,15 @@ impl Toolshed {
             // answers "busy" instead of failing inside the pool.
             let admitted = self.runtime.admission().admit().await?;
             let who = CallIdentity { cx: cx.clone(), plugin: plugin.name.clone(), tool: tool.name.as_str().into() };
-            let setup = CallSetup { limits, epoch: self.runtime.epoch.clone(), progress: options.progress.clone(), wait_until };
+            let setup = CallSetup {
+                limits,
+                epoch: self.runtime.epoch.clone(),
+                progress: options.progress.clone(),
+                wait_until,
+                deadline,
+                network: plugin.policy.network.clone(),
+                config: plugin.policy.config.clone(),
+            };
             let mut state = CallState::new(shared.clone(), who, setup);
             if let Some(carried) = carried.take() {
                 state.resume(carried);

@@ -55,9 +55,11 @@ impl std::fmt::Display for Grant {
     }
 }
 
-/// Whether `import` is a WASI interface: always linked, deny-by-default.
+/// Whether `import` is a WASI interface that is always linked and denies
+/// by default. `wasi:http` and `wasi:config` are not: they are linked only
+/// for plugins granted them.
 pub fn is_wasi(import: &str) -> bool {
-    import.starts_with("wasi:")
+    import.starts_with("wasi:") && !import.starts_with("wasi:http/") && !import.starts_with("wasi:config/")
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@
 
 mod grant;
 mod limits;
+pub mod network;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -21,6 +22,13 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use grant::Grant;
+pub use network::NetworkPolicy;
+
+/// The interface a plugin must be granted to send HTTP requests.
+pub const OUTGOING_HTTP: &str = "wasi:http/outgoing-handler";
+
+/// The interface a plugin reads its configuration through.
+pub const CONFIG: &str = "wasi:config/store";
 
 /// Whether `grants` let a plugin import `import` (WASI is always linked,
 /// and denies everything by default).
@@ -69,6 +77,12 @@ pub struct PluginPolicy {
     pub limits: Limits,
     /// The call that checks a new version, if any.
     pub smoke: Option<Smoke>,
+    /// Where it may send HTTP requests (with `wasi:http` granted); none
+    /// without a `network` section.
+    pub network: Option<std::sync::Arc<NetworkPolicy>>,
+    /// Its configuration (base URLs, organization names: nothing secret),
+    /// read through `wasi:config/store` when granted.
+    pub config: std::sync::Arc<BTreeMap<String, String>>,
 }
 
 /// Every plugin's policy.
@@ -95,6 +109,9 @@ struct PluginFile {
     #[serde(default)]
     limits: LimitsFile,
     smoke: Option<Smoke>,
+    network: Option<network::NetworkFile>,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
 }
 
 /// A policy file that cannot be used.
@@ -138,7 +155,24 @@ impl Policy {
                 .map(|g| g.parse::<Grant>())
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|reason| PolicyError::Grant { plugin: name.clone(), reason })?;
-            let policy = PluginPolicy { grants, limits: plugin.limits.over(&defaults), smoke: plugin.smoke };
+            let network = match &plugin.network {
+                None => None,
+                Some(section) => {
+                    let grant = |reason: String| PolicyError::Grant { plugin: name.clone(), reason };
+                    if !grants.iter().any(|g| g.allows(OUTGOING_HTTP)) {
+                        return Err(grant(format!("it has a network section but is not granted {OUTGOING_HTTP}: add \"wasi:http/*\" to its grants")));
+                    }
+                    Some(std::sync::Arc::new(section.parse().map_err(grant)?))
+                }
+            };
+            if !plugin.config.is_empty() && !grants.iter().any(|g| g.allows(CONFIG)) {
+                return Err(PolicyError::Grant {
+                    plugin: name.clone(),
+                    reason: format!("it has a config section but is not granted {CONFIG}: add \"wasi:config/*\" to its grants"),
+                });
+            }
+            let config = std::sync::Arc::new(plugin.config);
+            let policy = PluginPolicy { grants, limits: plugin.limits.over(&defaults), smoke: plugin.smoke, network, config };
             plugins.insert(name, policy);
         }
         Ok(Policy { defaults, plugins })
@@ -167,6 +201,8 @@ impl Policy {
             grants: vec![Grant::Package("toolshed:runtime".into())],
             limits: self.defaults.clone(),
             smoke: None,
+            network: None,
+            config: Default::default(),
         })
     }
 
@@ -224,6 +260,35 @@ mod tests {
         assert!(err.contains("memroy_mib"), "{err}");
         let err = Policy::from_toml("[plugins.a]\ngrants = [\"db\"]\n").unwrap_err().to_string();
         assert!(err.contains("plugin a") && err.contains("db"), "{err}");
+    }
+
+    #[test]
+    fn wasi_http_needs_a_grant_and_a_network_section_needs_wasi_http() {
+        assert!(grant_allows(&[], "wasi:cli/environment@0.2.6"), "the rest of WASI is linked, denying by default");
+        assert!(!grant_allows(&[], "wasi:http/outgoing-handler@0.2.6"));
+        let granted = Policy::from_toml("[plugins.a]\ngrants = [\"wasi:http/*\"]\n").unwrap();
+        assert!(grant_allows(&granted.plugin("a").grants, "wasi:http/types@0.2.6"));
+        assert_eq!(granted.plugin("a").network, None, "granted, but no destination listed");
+        let err = Policy::from_toml("[plugins.a]\ngrants = []\n[[plugins.a.network.allow]]\nurl = \"https://a.com/\"\nmethods = [\"GET\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("plugin a") && err.contains("wasi:http/outgoing-handler"), "{err}");
+        let err = Policy::from_toml("[plugins.a]\ngrants = [\"wasi:http/*\"]\n[[plugins.a.network.allow]]\nurl = \"https://127.0.0.1/\"\nmethods = [\"GET\"]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("plugin a") && err.contains("127.0.0.1"), "{err}");
+    }
+
+    #[test]
+    fn configuration_is_strings_and_needs_wasi_config() {
+        let policy = Policy::from_toml("[plugins.a]\ngrants = [\"wasi:config/*\"]\nconfig = { base_url = \"https://a.com\", org = \"acme\" }\n").unwrap();
+        assert_eq!(policy.plugin("a").config.get("org").map(String::as_str), Some("acme"));
+        assert!(grant_allows(&policy.plugin("a").grants, "wasi:config/store@0.2.0-draft"));
+        assert!(!grant_allows(&[], "wasi:config/store@0.2.0-draft"));
+        let err = Policy::from_toml("[plugins.a]\nconfig = { org = \"acme\" }\n").unwrap_err().to_string();
+        assert!(err.contains("wasi:config/store"), "{err}");
+        let err = Policy::from_toml("[plugins.a]\ngrants = [\"wasi:config/*\"]\nconfig = { port = 5 }\n").unwrap_err().to_string();
+        assert!(err.contains("string"), "{err}");
     }
 
     #[test]
