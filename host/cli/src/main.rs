@@ -16,12 +16,11 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// pages to the system only when some thread allocates again, so an idle
 /// `serve` kept what its start-up compile had freed: 64 MiB idle after a
 /// cold start instead of 51 MiB. One background thread, for every arena,
-/// returns them after a second, and lazily-freed ("muzzy") pages are not
-/// kept at all. Measured both ways in one bench run each, alternating: no
-/// call, throughput or latency row was worse (docs/performance.md, "Where
-/// the memory goes").
+/// returns them after a second instead of ten. Measured both ways in one
+/// bench run each, alternating: no call, throughput or latency row was
+/// worse (docs/performance.md, "Where the memory goes").
 #[unsafe(export_name = "_rjem_malloc_conf")]
-pub static MALLOC_CONF: &[u8] = b"background_thread:true,max_background_threads:1,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+pub static MALLOC_CONF: &[u8] = b"background_thread:true,max_background_threads:1,dirty_decay_ms:1000\0";
 
 /// Log lines a slow stderr may fall behind by before lines are dropped.
 const LOG_BACKLOG_LINES: usize = 10_000;
