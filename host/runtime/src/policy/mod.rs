@@ -20,7 +20,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-pub use grant::Grant;
+pub use grant::{Grant, is_wasi};
 
 /// Whether `grants` let a plugin import `import` (WASI is always linked,
 /// and denies everything by default).
