@@ -119,6 +119,23 @@ pub enum Command {
         #[arg(long)]
         toolshed: Option<String>,
     },
+    /// Embeds a plugin's WIT docs and toolshed API version into a component
+    /// built by any toolchain (componentize-py, componentize-js, Go, C,
+    /// .NET), as `toolshed-pack` does for Rust builds.
+    Pack {
+        /// The component (`.wasm`).
+        component: PathBuf,
+        /// The WIT package the component was built from (its dependencies in `DIR/deps`).
+        #[arg(long, value_name = "DIR")]
+        wit: PathBuf,
+        /// The world it targets, such as plugins:hello/hello-plugin (default:
+        /// the package's only world).
+        #[arg(long)]
+        world: Option<String>,
+        /// Where to write the packed plugin (default: over the component).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
     /// Runs a workspace agent (started by the local backend).
     #[command(hide = true)]
     Agent {
@@ -420,6 +437,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             // stdout: `toolshed token ... >> tokens.toml` never writes the token.
             eprintln!("the token, shown once; give it to the client as its bearer token:\n{token}");
             print!("{entry}");
+        }
+        Command::Pack { component, wit, world, out } => {
+            let bytes = std::fs::read(&component).map_err(|e| anyhow::anyhow!("reading {}: {e}", component.display()))?;
+            let packed = toolshed_pack::pack(bytes, &wit, world.as_deref()).map_err(|e| anyhow::anyhow!("{}: {e:#}", component.display()))?;
+            let out = out.unwrap_or(component);
+            std::fs::write(&out, packed).map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
+            println!("packed {}", out.display());
         }
         Command::New { name, dir, toolshed } => {
             let toolshed = match toolshed {

@@ -13,6 +13,7 @@ mod keys;
 mod local;
 mod mcp;
 mod new;
+mod pack;
 mod processes;
 mod replicas;
 mod sandbox;
