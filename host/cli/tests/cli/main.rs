@@ -14,6 +14,7 @@ mod local;
 mod mcp;
 mod new;
 mod pack;
+mod plugin_test;
 mod processes;
 mod replicas;
 mod sandbox;
