@@ -159,7 +159,8 @@ impl Project {
     }
 }
 
-/// Where toolchain builds are kept by source hash: `TOOLSHED_BUILD_CACHE`,
+/// Where toolchain builds are kept by source hash (and their compiled
+/// code, in `compiled/`): `TOOLSHED_BUILD_CACHE`,
 /// else `$XDG_CACHE_HOME/toolshed/builds`, else `~/.cache/toolshed/builds`;
 /// `None` when none is known, or `TOOLSHED_BUILD_CACHE` is empty (no cache).
 pub fn cache_dir() -> Option<PathBuf> {
