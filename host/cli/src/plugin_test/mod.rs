@@ -4,7 +4,7 @@
 //! every plugin must pass. A Python or JavaScript author writes no Rust.
 
 mod build;
-mod cases;
+pub mod cases;
 mod checks;
 
 use std::path::Path;

@@ -100,3 +100,21 @@ fn a_directory_that_is_no_project_is_refused_naming_what_it_lacks() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a plugin project"), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// guest/templates-python answers list_templates and read_template in
+/// Python; CI runs its cases against it with `toolshed test`. The same
+/// cases hold for the workspace tools' Rust, so both answer alike.
+#[tokio::test(start_paused = true)]
+async fn the_python_templates_cases_hold_for_the_rust_workspace_tools() {
+    use toolshed::plugin_test::cases;
+    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest/templates-python/tests/cases.json");
+    let all = cases::parse(&std::fs::read_to_string(file).unwrap()).unwrap();
+    assert!(all.len() >= 6);
+    let runtime = toolshed_harness::runtime_under(toolshed_builtin::policy());
+    let plugin = std::sync::Arc::new(runtime.compile("workspace-tools", toolshed_builtin::WORKSPACE_TOOLS).unwrap());
+    for case in &all {
+        let env = toolshed_harness::TestEnv::on(runtime.clone(), std::slice::from_ref(&plugin));
+        let (_, verdict) = cases::run(&env, case).await;
+        assert!(verdict.is_ok(), "{}: {}", case.name, verdict.unwrap_err());
+    }
+}
