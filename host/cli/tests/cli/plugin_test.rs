@@ -101,14 +101,18 @@ fn a_directory_that_is_no_project_is_refused_naming_what_it_lacks() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a plugin project"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// guest/templates-python answers list_templates and read_template in
-/// Python; CI runs its cases against it with `toolshed test`. The same
-/// cases hold for the workspace tools' Rust, so both answer alike.
+/// guest/templates-python and guest/templates-javascript answer
+/// list_templates and read_template in Python and JavaScript; CI runs
+/// their cases against them with `toolshed test`. The same cases hold for
+/// the workspace tools' Rust, so all three answer alike.
 #[tokio::test(start_paused = true)]
-async fn the_python_templates_cases_hold_for_the_rust_workspace_tools() {
+async fn the_python_and_javascript_templates_cases_hold_for_the_rust_workspace_tools() {
     use toolshed::plugin_test::cases;
-    let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest/templates-python/tests/cases.json");
-    let all = cases::parse(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let guest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest");
+    let python = std::fs::read_to_string(guest.join("templates-python/tests/cases.json")).unwrap();
+    let javascript = std::fs::read_to_string(guest.join("templates-javascript/tests/cases.json")).unwrap();
+    assert!(python == javascript, "the two languages' cases differ");
+    let all = cases::parse(&python).unwrap();
     assert!(all.len() >= 6);
     let runtime = toolshed_harness::runtime_under(toolshed_builtin::policy());
     let plugin = std::sync::Arc::new(runtime.compile("workspace-tools", toolshed_builtin::WORKSPACE_TOOLS).unwrap());
