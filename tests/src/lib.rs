@@ -33,10 +33,12 @@
 
 mod env;
 mod fake;
+mod handmade;
 pub mod ids;
 mod record;
 mod script;
 
+pub use handmade::HandMade;
 pub use env::{EPOCH_MS, OutputExt, TestEnv, assert_answer_fits_schema, plugin_on, runtime_under};
 pub use fake::{FakeBackend, INACTIVE_DISCONNECT_MS, default_context};
 pub use record::{Attempt, Call, Read, ReadKind, Recorder};

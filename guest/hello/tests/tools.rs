@@ -8,7 +8,8 @@ use toolshed_runtime::Policy;
 const PLUGIN: &[u8] = include_bytes!(env!("HELLO_WASM"));
 
 fn env() -> TestEnv {
-    let policy = Policy::from_toml("[plugins.hello]\ngrants = [\"toolshed:runtime/log\"]\n").expect("the policy parses");
+    // The policy `toolshed serve --policy policy.toml` serves it under.
+    let policy = Policy::from_toml(include_str!("../policy.toml")).expect("the policy parses");
     TestEnv::serving(policy, &[("hello", PLUGIN)])
 }
 

@@ -14,21 +14,24 @@ pub struct WorldDocs {
     /// Docs keyed by the host's paths: `func`, `func/param.field...`,
     /// `func/ok.field...`, `func/err.field...`.
     pub docs: BTreeMap<String, String>,
-    /// The world's package version, such as `0.2.0`.
+    /// The toolshed API version the world is written against, such as
+    /// `0.2.0`: its package's version when it is a toolshed package, else
+    /// the newest version of the toolshed runtime and tools packages it uses.
     pub version: Option<String>,
 }
 
 /// The docs of every function `world` exports, read from the WIT package in
-/// `wit_dir` (its dependencies in `wit_dir/deps`).
+/// `wit_dir` (its dependencies in `wit_dir/deps`). Without a name, the
+/// package's only world.
 ///
 /// # Errors
 ///
 /// When the WIT cannot be parsed or the world is not found.
-pub fn docs_for_world(wit_dir: &Path, world: &str) -> anyhow::Result<WorldDocs> {
+pub fn docs_for_world(wit_dir: &Path, world: Option<&str>) -> anyhow::Result<WorldDocs> {
     let mut resolve = Resolve::default();
     let (package, _) = resolve.push_dir(wit_dir).with_context(|| format!("parsing WIT in {}", wit_dir.display()))?;
-    let world_id = resolve.select_world(&[package], Some(world))?;
-    let version = resolve.worlds[world_id].package.and_then(|p| resolve.packages[p].name.version.as_ref()).map(ToString::to_string);
+    let world_id = resolve.select_world(&[package], world).with_context(|| format!("choosing the world in {}", wit_dir.display()))?;
+    let version = api_version(&resolve, world_id);
     let mut docs = BTreeMap::new();
     for item in resolve.worlds[world_id].exports.values() {
         let WorldItem::Interface { id, .. } = item else { continue };
@@ -56,6 +59,27 @@ pub fn docs_for_world(wit_dir: &Path, world: &str) -> anyhow::Result<WorldDocs> 
         }
     }
     Ok(WorldDocs { docs, version })
+}
+
+/// The toolshed API version `world` is written against. A plugin's own
+/// package (`plugins:hello@0.1.0`) versions the plugin, not the API: its
+/// API is that of the toolshed runtime and tools packages it uses.
+fn api_version(resolve: &Resolve, world: wit_parser::WorldId) -> Option<String> {
+    let name_of = |package: wit_parser::PackageId| &resolve.packages[package].name;
+    if let Some(own) = resolve.worlds[world].package.map(name_of).filter(|name| name.namespace == "toolshed") {
+        return own.version.as_ref().map(ToString::to_string);
+    }
+    let items = resolve.worlds[world].imports.values().chain(resolve.worlds[world].exports.values());
+    items
+        .filter_map(|item| match item {
+            WorldItem::Interface { id, .. } => resolve.interfaces[*id].package,
+            _ => None,
+        })
+        .map(name_of)
+        .filter(|name| name.namespace == "toolshed" && (name.name == "runtime" || name.name == "tools"))
+        .filter_map(|name| name.version.clone())
+        .max()
+        .map(|version| version.to_string())
 }
 
 /// Doc text as flowing paragraphs: WIT comments are wrapped for the

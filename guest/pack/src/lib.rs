@@ -45,6 +45,28 @@ impl<'a> Guest<'a> {
     }
 }
 
+/// `component`, built by any toolchain for `world` of the WIT package in
+/// `wit_dir` (the package's only world when `None`), with the world's docs
+/// and its toolshed API version embedded as the host reads them.
+///
+/// # Errors
+///
+/// When the WIT cannot be read, the world is not found, or the bytes are
+/// not a component.
+pub fn pack(component: Vec<u8>, wit_dir: &Path, world: Option<&str>) -> anyhow::Result<Vec<u8>> {
+    // A component starts with the magic and a layer of 1; a core module's layer is 0.
+    anyhow::ensure!(
+        component.len() >= 8 && component[..4] == *b"\0asm" && component[6..8] == [1, 0],
+        "not a WebAssembly component (a core module must be made a component first, e.g. by wasm-tools component new)"
+    );
+    let world = docs_for_world(wit_dir, world)?;
+    let plugin = embed_docs(component, &world.docs);
+    Ok(match &world.version {
+        Some(version) => embed_section(plugin, toolshed_contract::API_VERSION_SECTION, version.as_bytes()),
+        None => plugin,
+    })
+}
+
 /// Environment variables a parent cargo sets for build scripts that must not
 /// leak into the nested build, which has its own target and flags.
 const PARENT_ONLY_ENV: [&str; 7] = [
@@ -108,12 +130,7 @@ pub fn build_plugin(workspace: &Path, target_dir: &Path, out_dir: &Path, guest: 
     }
     let artifact = target_dir.join(TARGET).join("release").join(format!("{}.wasm", guest.package.replace('-', "_")));
     let component = std::fs::read(&artifact).with_context(|| format!("reading {}", artifact.display()))?;
-    let world = docs_for_world(&workspace.join(guest.wit), guest.world)?;
-    let plugin = embed_docs(component, &world.docs);
-    let plugin = match &world.version {
-        Some(version) => embed_section(plugin, toolshed_contract::API_VERSION_SECTION, version.as_bytes()),
-        None => plugin,
-    };
+    let plugin = pack(component, &workspace.join(guest.wit), Some(guest.world))?;
     std::fs::create_dir_all(out_dir)?;
     let name = if guest.output.is_empty() { guest.package } else { guest.output };
     let out = out_dir.join(format!("{name}.wasm"));

@@ -56,24 +56,29 @@ impl Admission {
         }
     }
 
-    /// How many calls may run at once.
+    /// How many call slots there are: as many calls of plugins that take
+    /// one slot may run at once.
     pub fn capacity(&self) -> u32 {
         self.capacity
     }
 
-    /// How many calls run now.
+    /// How many call slots running calls hold now.
     pub fn running(&self) -> usize {
         self.capacity as usize - self.slots.available_permits()
     }
 
-    /// Takes a slot, waiting in the queue when all are taken.
+    /// Takes `slots` call slots (a plugin's
+    /// [`slots`](crate::Plugin::slots), at most the capacity: the plugin
+    /// was refused at load otherwise), waiting in the queue when too few
+    /// are free.
     ///
     /// # Errors
     ///
     /// A recoverable "host busy" error when the queue is full or the wait
     /// runs out.
-    pub async fn admit(&self) -> Result<Admitted, HostError> {
-        if let Ok(permit) = self.slots.clone().try_acquire_owned() {
+    pub async fn admit(&self, slots: u32) -> Result<Admitted, HostError> {
+        let slots = slots.clamp(1, self.capacity);
+        if let Ok(permit) = self.slots.clone().try_acquire_many_owned(slots) {
             return Ok(Admitted { _permit: permit });
         }
         if self.queued.fetch_add(1, Ordering::Relaxed) >= self.max_queued {
@@ -81,7 +86,7 @@ impl Admission {
             return Err(self.busy());
         }
         let _queued = Queued(&self.queued);
-        match tokio::time::timeout(self.queue_wait, self.slots.clone().acquire_owned()).await {
+        match tokio::time::timeout(self.queue_wait, self.slots.clone().acquire_many_owned(slots)).await {
             Ok(Ok(permit)) => Ok(Admitted { _permit: permit }),
             _ => Err(self.busy()),
         }
@@ -99,5 +104,31 @@ impl Admission {
         )
         .field("capacity", self.capacity)
         .suggest("Wait a few seconds, then make the same call again.")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_call_of_several_slots_holds_them_all_until_it_ends() {
+        // No queue wait: a call that finds too few free slots is told at once.
+        let admission = Admission::new(4, Duration::ZERO);
+        let runtime_plugin = admission.admit(3).await.expect("three of four slots are free");
+        assert_eq!(admission.running(), 3);
+        let rust_plugin = admission.admit(1).await.expect("the fourth is free");
+        assert_eq!(admission.admit(1).await.err().expect("all four are held").code, "HOST_BUSY");
+        drop(runtime_plugin);
+        let _again = admission.admit(3).await.expect("freed with the call");
+        drop(rust_plugin);
+        assert_eq!(admission.running(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_call_asking_more_slots_than_exist_takes_them_all() {
+        let admission = Admission::new(2, Duration::ZERO);
+        let _all = admission.admit(10).await.expect("clamped to the capacity");
+        assert_eq!(admission.running(), 2);
     }
 }

@@ -24,10 +24,33 @@ impl Default for PoolSize {
     }
 }
 
-/// Memory mappings one running call holds, measured at ten thousand waiting
-/// calls: its pooled stack (with its guard page), its linear memory (with
-/// its copy-on-write image), its tables.
-pub const MAPPINGS_PER_CALL: u32 = 6;
+/// What one call slot reserves in the instance pool. A call of a plugin
+/// whose instance needs more holds several slots
+/// (the plugin's footprint decides how many: `plugin::Footprint::slots`).
+#[derive(Debug, Clone, Copy)]
+pub struct Slot {
+    /// Core module instances.
+    pub core_instances: u32,
+    /// Linear memories.
+    pub memories: u32,
+    /// Tables.
+    pub tables: u32,
+    /// Memory mappings, measured at ten thousand waiting calls of a Rust
+    /// plugin: its pooled stack (with its guard page), its linear memory
+    /// (with its copy-on-write image), its tables.
+    pub mappings: u32,
+}
+
+/// One call slot: a Rust plugin's call fits in one.
+pub const SLOT: Slot = Slot { core_instances: 4, memories: 1, tables: 4, mappings: 6 };
+
+/// Memory mappings one call slot holds.
+pub const MAPPINGS_PER_CALL: u32 = SLOT.mappings;
+
+/// The most one plugin's instance may take, whatever its slots: language
+/// runtimes link a dozen or more core modules (componentize-py's
+/// `--stub-wasi` build, 38), each with its table.
+pub const PER_COMPONENT: Slot = Slot { core_instances: 64, memories: 4, tables: 32, mappings: 0 };
 
 /// Mappings left for everything else a host process maps: its threads'
 /// stacks, libraries, heap arenas, the first tier, sockets and files.
@@ -60,15 +83,17 @@ pub fn build(pool: &PoolSize) -> wasmtime::Result<(Engine, Arc<AtomicU64>)> {
     let mut config = sandbox_config(pool);
 
     let mut pooling = PoolingAllocationConfig::default();
+    // Sized in call slots: a call holds as many as its plugin's footprint
+    // fills, so these pools are never asked for more than they have.
     pooling.total_component_instances(pool.concurrent_calls);
-    pooling.total_core_instances(pool.concurrent_calls * 4);
-    pooling.total_memories(pool.concurrent_calls);
-    pooling.total_tables(pool.concurrent_calls * 4);
+    pooling.total_core_instances(pool.concurrent_calls * SLOT.core_instances);
+    pooling.total_memories(pool.concurrent_calls * SLOT.memories);
+    pooling.total_tables(pool.concurrent_calls * SLOT.tables);
     pooling.total_stacks(pool.concurrent_calls);
     pooling.max_memory_size(pool.memory_bytes);
-    pooling.max_core_instances_per_component(16);
-    pooling.max_memories_per_component(2);
-    pooling.max_tables_per_component(8);
+    pooling.max_core_instances_per_component(PER_COMPONENT.core_instances);
+    pooling.max_memories_per_component(PER_COMPONENT.memories);
+    pooling.max_tables_per_component(PER_COMPONENT.tables);
     // Resetting a used slot with madvise costs a TLB shootdown on every core.
     // Keep the low part of each memory resident and reset only its dirty
     // pages with memset (PAGEMAP_SCAN, Linux 6.7+), and batch what is left.

@@ -13,7 +13,7 @@ use crate::admission::{Admission, DEFAULT_CONCURRENT_CALLS, DEFAULT_QUEUE_WAIT};
 use crate::capability::Capability;
 use crate::providers::Providers;
 use crate::engine::{self, PoolSize};
-use crate::plugin::{CacheLimits, CacheStats, Compiled, CompiledCache, LoadError, Plugin, Tier};
+use crate::plugin::{CacheLimits, CacheStats, Compiled, CompiledCache, Footprint, LoadError, Plugin, Tier};
 use crate::policy::{Grant, Policy};
 use crate::reflect::Metadata;
 use crate::state::CallState;
@@ -226,8 +226,9 @@ impl Runtime {
     fn compiled_with(name: &str, bytes: &[u8], compile: impl FnOnce(&[u8]) -> wasmtime::Result<Component>) -> Result<Arc<Compiled>, LoadError> {
         let invalid = |reason: String| LoadError::Invalid { plugin: name.to_string(), reason };
         let metadata = Metadata::from_component(bytes).map_err(|e| invalid(format!("{e:#}")))?;
+        let footprint = Footprint::of(bytes).map_err(|e| invalid(format!("{e:#}")))?;
         let component = compile(bytes).map_err(|e| invalid(format!("{e:#}")))?;
-        Ok(Arc::new(Compiled { component, metadata }))
+        Ok(Arc::new(Compiled { component, metadata, footprint }))
     }
 
     /// Counts `compiled` among the live components under `key` for as long
@@ -242,7 +243,7 @@ impl Runtime {
     fn link(&self, engine: &Engine, name: &str, compiled: Arc<Compiled>, hash: String, tier: Tier) -> Result<Plugin, LoadError> {
         let policy = self.policy.plugin(name);
         let linker = self.linker_for(engine, &policy.grants).map_err(|e| LoadError::Link { plugin: name.to_string(), reason: format!("{e:#}") })?;
-        Plugin::from_component(engine, &linker, name, compiled, hash, policy, self.provided(), tier)
+        Plugin::from_component(engine, &linker, name, compiled, hash, policy, self.provided(), tier, self.admission.capacity())
     }
 
     /// A linker with WASI, the runtime interfaces, and exactly the
@@ -250,6 +251,7 @@ impl Runtime {
     /// does not exist for it.
     fn linker_for(&self, engine: &Engine, grants: &[Grant]) -> wasmtime::Result<Linker<CallState>> {
         let mut linker = Linker::new(engine);
+        // The packages of `plugin::WASI_PACKAGES_LINKED`: keep the two together.
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         crate::interfaces::add_to_linker(&mut linker)?;
         for capability in &self.capabilities {

@@ -5,6 +5,7 @@
 //! absolute times on shared machines drift from run to run.
 
 pub mod http;
+pub mod languages;
 pub mod memory;
 pub mod native;
 pub mod scenario;
@@ -50,6 +51,9 @@ pub struct Report {
     /// That shape / wasmtime's floor: the part of the instance cost the host
     /// cannot remove.
     pub ratio_instance_shape_floor: f64,
+    /// The hello plugin in Python and JavaScript against Rust, when
+    /// `toolshed test` has built all three.
+    pub languages: Option<languages::Languages>,
     /// Median hosted call time of list_templates over 100 templates.
     pub hosted_us_list_templates: f64,
     /// Median native call time of the same, served as a native JSON tool (JSON
@@ -681,6 +685,7 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
     let stdio = stdio::measure(if options.quick { 100 } else { 4_000 }, stdio_in_flight)?;
     let http_connections = 64;
     let http = http::measure(if options.quick { 100 } else { 3_000 }, http_connections)?;
+    let languages = languages::measure(if options.quick { 20 } else { 1_000 })?;
     let memory = memory::measure()?;
 
     Ok(Report {
@@ -689,6 +694,7 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
         ratio_instance_floor: instance_us_median / instance_floor_us_median,
         instance_shape_us_median,
         ratio_instance_shape_floor: instance_shape_us_median / instance_floor_us_median,
+        languages,
         hosted_us_list_templates: hosted_us["list_templates"].0,
         native_us_list_templates: hosted_us["list_templates"].1,
         ratio_list_templates: hosted_us["list_templates"].0 / hosted_us["list_templates"].1,
@@ -882,6 +888,15 @@ impl Report {
             ),
             ("serve peak RSS, hot swap", format!("{:.1} MiB (file written to optimized code)", self.swap_peak_rss_mib), String::new()),
         ];
+        let mut rows: Vec<(String, String, String)> = rows.into_iter().map(|(name, figure, target)| (name.to_string(), figure, target)).collect();
+        match &self.languages {
+            Some(languages) => rows.extend(languages.rows()),
+            None => rows.push((
+                "Python and JavaScript hello".into(),
+                "not built: toolshed test guest/hello guest/hello-python guest/hello-javascript".into(),
+                String::new(),
+            )),
+        }
         let mut out = format!("toolshed bench on {} (builds wait {} ms)\n\n", self.machine, self.build_wait_ms);
         out.push_str(&format!("{:<38} {:<48} {}\n", "measure", "figure", "target"));
         for (name, figure, target) in rows {

@@ -110,11 +110,15 @@ pub enum Command {
         #[arg(long)]
         organization_id: String,
     },
-    /// Makes a plugin crate to start from: a WIT world, the tool logic over
-    /// a small host trait, the component adapter and one harness test.
+    /// Makes a plugin project to start from: a WIT world, the tool logic,
+    /// a policy, the cases `toolshed test` runs, and a README (Rust: also
+    /// the component adapter and a harness test).
     New {
         /// The plugin's name: lowercase words joined by '-', such as hello-tools.
         name: String,
+        /// The language to write it in.
+        #[arg(long, value_enum, default_value = "rust")]
+        lang: crate::new::Language,
         /// Where to make it (default: here).
         #[arg(long, default_value = ".")]
         dir: PathBuf,
@@ -122,6 +126,31 @@ pub enum Command {
         /// should name it (default: the checkout this binary was built from).
         #[arg(long)]
         toolshed: Option<String>,
+    },
+    /// Embeds a plugin's WIT docs and toolshed API version into a component
+    /// built by any toolchain (componentize-py, componentize-js, Go, C,
+    /// .NET), as `toolshed-pack` does for Rust builds.
+    Pack {
+        /// The component (`.wasm`).
+        component: PathBuf,
+        /// The WIT package the component was built from (its dependencies in `DIR/deps`).
+        #[arg(long, value_name = "DIR")]
+        wit: PathBuf,
+        /// The world it targets, such as plugins:hello/hello-plugin (default:
+        /// the package's only world).
+        #[arg(long)]
+        world: Option<String>,
+        /// Where to write the packed plugin (default: over the component).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+    },
+    /// Builds a plugin project of any language (Rust, Python, JavaScript),
+    /// packs it, and tests it on the real host against the scripted fake
+    /// backend on virtual time: its tests/cases.json, then the checks every
+    /// plugin must pass. Exits 1 when a step fails.
+    Test {
+        /// The project directory, as `toolshed new` makes it.
+        dir: PathBuf,
     },
     /// Runs a workspace agent (started by the local backend).
     #[command(hide = true)]
@@ -448,7 +477,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             eprintln!("the token, shown once; give it to the client as its bearer token:\n{token}");
             print!("{entry}");
         }
-        Command::New { name, dir, toolshed } => {
+        Command::Test { dir } => {
+            let outcome = tokio::task::spawn_blocking(move || crate::plugin_test::run(&dir)).await??;
+            print!("{}", outcome.report());
+            if !outcome.passed() {
+                std::process::exit(1);
+            }
+        }
+        Command::Pack { component, wit, world, out } => {
+            let bytes = std::fs::read(&component).map_err(|e| anyhow::anyhow!("reading {}: {e}", component.display()))?;
+            let packed = toolshed_pack::pack(bytes, &wit, world.as_deref()).map_err(|e| anyhow::anyhow!("{}: {e:#}", component.display()))?;
+            let out = out.unwrap_or(component);
+            std::fs::write(&out, packed).map_err(|e| anyhow::anyhow!("writing {}: {e}", out.display()))?;
+            println!("packed {}", out.display());
+        }
+        Command::New { name, lang, dir, toolshed } => {
             let toolshed = match toolshed {
                 Some(path) => path,
                 None => {
@@ -457,9 +500,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     checkout.display().to_string()
                 }
             };
-            let root = crate::new::create(&name, &dir, &toolshed)?;
+            let root = crate::new::create(lang, &name, &dir, &toolshed)?;
             println!("made plugin {name} in {}", root.display());
-            println!("  cargo test --manifest-path {}/Cargo.toml   # builds the component and runs its harness test", root.display());
+            match lang {
+                crate::new::Language::Rust => {
+                    println!("  cargo test --manifest-path {}/Cargo.toml   # builds the component and runs its harness test", root.display())
+                }
+                crate::new::Language::Python => println!("  (cd {} && python3 -m venv .venv && .venv/bin/pip install -r requirements.txt)", root.display()),
+                crate::new::Language::Javascript => println!("  (cd {} && npm ci)", root.display()),
+            }
+            println!("  toolshed test {}   # builds, packs, runs tests/cases.json and the standard checks", root.display());
         }
         Command::Agent { db, agent_id, socket, dir, script, database_fd, bubblewrap, heartbeat_ms } => {
             let database = match database_fd {

@@ -57,6 +57,14 @@ fn bench_json_prints_one_object_with_the_tracked_keys() {
         let value = report[key].as_f64().unwrap_or_else(|| panic!("{key} missing or not a number in {report}"));
         assert!(value.is_finite() && value >= 0.0, "{key} = {value}");
     }
+    // The other languages' rows: null until `toolshed test` has built the
+    // three hello plugins, then each language's figures.
+    let languages = report.get("languages").expect("the languages key is always there");
+    assert!(
+        languages.is_null()
+            || ["rust", "python", "javascript"].iter().all(|l| ["call_us", "compile_ms", "cache_load_ms"].iter().all(|k| languages[l][k].as_f64().is_some_and(|v| v > 0.0))),
+        "{languages}"
+    );
     assert_eq!(report["swap_failed_calls"], 0);
     // The memory rows read a live serve process: a figure of a MiB or less
     // would mean nothing was read.

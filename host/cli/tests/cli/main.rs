@@ -13,6 +13,8 @@ mod keys;
 mod local;
 mod mcp;
 mod new;
+mod pack;
+mod plugin_test;
 mod processes;
 mod replicas;
 mod sandbox;

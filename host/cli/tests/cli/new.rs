@@ -6,25 +6,30 @@ use std::path::Path;
 use crate::support::TOOLSHED;
 
 #[test]
-fn toolshed_new_writes_the_plugin_the_workspace_builds_and_tests() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(TOOLSHED).args(["new", "hello", "--toolshed", "../..", "--dir"]).arg(dir.path()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let made = dir.path().join("hello");
-    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest/hello");
-    let mut compared = 0;
-    for (path, entry) in toolshed::new::files("hello", "../..") {
-        let (ours, theirs) = (made.join(&path), committed.join(&path));
-        match entry {
-            toolshed::new::Entry::File(_) => {
-                let (a, b) = (std::fs::read_to_string(&ours).unwrap(), std::fs::read_to_string(&theirs).unwrap());
-                assert!(a == b, "{} differs from the committed guest/hello; regenerate it with `toolshed new hello --dir guest --toolshed ../..`", path.display());
+fn toolshed_new_writes_the_plugins_the_workspace_builds_and_tests_in_each_language() {
+    use toolshed::new::Language;
+    for (language, flag, committed, files) in
+        [(Language::Rust, "rust", "guest/hello", 14), (Language::Python, "python", "guest/hello-python", 12), (Language::Javascript, "javascript", "guest/hello-javascript", 13)]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(TOOLSHED).args(["new", "hello", "--lang", flag, "--toolshed", "../..", "--dir"]).arg(dir.path()).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let made = dir.path().join("hello");
+        let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(committed);
+        let mut compared = 0;
+        for (path, entry) in toolshed::new::files_in(language, "hello", "../..") {
+            let (ours, theirs) = (made.join(&path), committed.join(&path));
+            match entry {
+                toolshed::new::Entry::File(_) => {
+                    let (a, b) = (std::fs::read_to_string(&ours).unwrap(), std::fs::read_to_string(&theirs).unwrap_or_default());
+                    assert!(a == b, "{} differs from the committed {}; regenerate it with `toolshed new hello --lang {flag} --toolshed ../..`", path.display(), committed.display());
+                }
+                toolshed::new::Entry::Link(_) => assert_eq!(std::fs::read_link(&ours).unwrap(), std::fs::read_link(&theirs).unwrap(), "{}", path.display()),
             }
-            toolshed::new::Entry::Link(_) => assert_eq!(std::fs::read_link(&ours).unwrap(), std::fs::read_link(&theirs).unwrap(), "{}", path.display()),
+            compared += 1;
         }
-        compared += 1;
+        assert_eq!(compared, files, "{flag}");
     }
-    assert_eq!(compared, 11);
 }
 
 #[test]

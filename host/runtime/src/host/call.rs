@@ -251,7 +251,7 @@ impl Toolshed {
         let results = loop {
             // Wait for a free instance slot before taking one; a full host
             // answers "busy" instead of failing inside the pool.
-            let admitted = self.runtime.admission().admit().await?;
+            let admitted = self.runtime.admission().admit(plugin.slots).await?;
             let who = CallIdentity { cx: cx.clone(), plugin: plugin.name.clone(), tool: tool.name.as_str().into() };
             let setup = CallSetup {
                 limits,

@@ -7,8 +7,10 @@ use wasmtime::Engine;
 use wasmtime::component::types::ComponentItem;
 use wasmtime::component::{InstancePre, Linker};
 
+use super::footprint::Footprint;
 use super::tool::Tool;
-use crate::policy::{PluginPolicy, grant_allows};
+use super::toolchain::{Toolchain, is_tool_interface, wasi_linked};
+use crate::policy::{PluginPolicy, grant_allows, is_wasi};
 use crate::state::CallState;
 
 /// Why a plugin could not be loaded.
@@ -31,12 +33,14 @@ pub enum LoadError {
         reason: String,
     },
     /// The component imports an interface its policy does not grant.
-    #[error("plugin {plugin}: imports {interface}, which its policy does not grant")]
+    #[error("plugin {plugin}: imports {interface}, which its policy does not grant; grant it in the policy or leave it out of the world{}", leave_out.as_deref().map(|how| format!("; {how}")).unwrap_or_default())]
     NotGranted {
         /// The plugin.
         plugin: String,
         /// The interface.
         interface: String,
+        /// How the plugin's toolchain leaves the import out, when known.
+        leave_out: Option<String>,
     },
     /// A tool's signature uses a type with no JSON form.
     #[error("plugin {plugin}: {source}")]
@@ -46,14 +50,17 @@ pub enum LoadError {
         /// The unsupported type.
         source: crate::reflect::UnsupportedType,
     },
-    /// The component imports a toolshed interface no capability of this
-    /// host provides.
-    #[error("plugin {plugin}: imports {interface}, which this host does not provide")]
+    /// The component imports an interface this host does not provide: one
+    /// neither the runtime nor a capability of it has, or a WASI one outside
+    /// the packages it links.
+    #[error("plugin {plugin}: imports {interface}, which this host does not provide{}", leave_out.as_deref().map(|how| format!("; {how}")).unwrap_or_default())]
     NotProvided {
         /// The plugin.
         plugin: String,
         /// The interface.
         interface: String,
+        /// How the plugin's toolchain leaves the import out, when known.
+        leave_out: Option<String>,
     },
     /// The plugin was built for an API version this host does not load.
     #[error("plugin {plugin}: built for toolshed API {version}; this host loads {supported}")]
@@ -74,10 +81,20 @@ pub enum LoadError {
         reason: String,
     },
     /// The component exports no tools.
-    #[error("plugin {plugin}: exports no tool interface")]
+    #[error("plugin {plugin}: exports no tool interface (an interface of a package, such as plugins:hello/hello-tools, outside wasi:)")]
     NoTools {
         /// The plugin.
         plugin: String,
+    },
+    /// One call of the plugin needs more call slots than the host has.
+    #[error("plugin {plugin}: one instance needs {need}, and this host allows {allowed}")]
+    TooLarge {
+        /// The plugin.
+        plugin: String,
+        /// What an instance needs, such as "38 core instances".
+        need: String,
+        /// What the host allows.
+        allowed: String,
     },
     /// A tool of the plugin is already served by another plugin.
     #[error("plugin {plugin}: its tool {tool} is already served by plugin {other}; the plugin was refused")]
@@ -122,10 +139,12 @@ impl Tier {
     }
 }
 
-/// A compiled component and the docs read from it.
+/// A compiled component, the docs read from it, and what one instance of
+/// it takes from the pool.
 pub(crate) struct Compiled {
     pub(crate) component: wasmtime::component::Component,
     pub(crate) metadata: crate::reflect::Metadata,
+    pub(crate) footprint: Footprint,
 }
 
 /// A compiled plugin, ready to instantiate once per call.
@@ -143,6 +162,10 @@ pub struct Plugin {
     pub api_version: String,
     /// Which compiler made the code this version runs.
     pub tier: Tier,
+    /// What one instance takes from the pool.
+    pub footprint: Footprint,
+    /// The call slots one call holds ([`Footprint::slots`]).
+    pub slots: u32,
     pub(crate) pre: InstancePre<CallState>,
     /// Keeps the compiled code alive exactly as long as this version is.
     _compiled: Arc<Compiled>,
@@ -170,9 +193,13 @@ impl Plugin {
         policy: PluginPolicy,
         provided: Vec<&'static str>,
         tier: Tier,
+        capacity: u32,
     ) -> Result<Plugin, LoadError> {
         let (component, docs) = (&compiled.component, &compiled.metadata.docs);
+        let footprint = compiled.footprint;
+        check_fits(name, &footprint, capacity)?;
         let api_version = api_version(name, compiled.metadata.api_version.as_deref(), component, engine)?;
+        let toolchain = Toolchain::detect(component, engine, &compiled.metadata.processed_by);
         for (import, item) in component.component_type().imports(engine) {
             // An interface of types only grants nothing.
             let has_functions = match &item.ty {
@@ -181,17 +208,24 @@ impl Plugin {
                 }
                 _ => true,
             };
-            if has_functions && !grant_allows(&policy.grants, import) {
-                return Err(LoadError::NotGranted { plugin: name.to_string(), interface: import.to_string() });
+            if !has_functions {
+                continue;
+            }
+            if !grant_allows(&policy.grants, import) {
+                return Err(LoadError::NotGranted { plugin: name.to_string(), interface: import.to_string(), leave_out: toolchain.how_to_leave_out(import) });
             }
             let unversioned = import.split('@').next().unwrap_or(import);
-            if has_functions && import.starts_with("toolshed:") && !provided.contains(&unversioned) {
-                return Err(LoadError::NotProvided { plugin: name.to_string(), interface: import.to_string() });
+            let linked = if is_wasi(import) { wasi_linked(import) } else { provided.contains(&unversioned) };
+            if !linked {
+                return Err(LoadError::NotProvided { plugin: name.to_string(), interface: import.to_string(), leave_out: toolchain.how_to_leave_out(import) });
             }
         }
         let mut tools = Vec::new();
         for (export_name, item) in component.component_type().exports(engine) {
             let ComponentItem::ComponentInstance(instance) = item.ty else { continue };
+            if !is_tool_interface(export_name) {
+                continue;
+            }
             let Some(instance_index) = component.get_export_index(None, export_name) else { continue };
             for (func_name, item) in instance.exports(engine) {
                 let ComponentItem::ComponentFunc(func) = item.ty else { continue };
@@ -207,8 +241,19 @@ impl Plugin {
         let pre = linker
             .instantiate_pre(component)
             .map_err(|e| LoadError::Link { plugin: name.to_string(), reason: format!("{e:#}") })?;
-        Ok(Plugin { name: name.into(), hash, tools, policy, api_version, tier, pre, _compiled: compiled })
+        Ok(Plugin { name: name.into(), hash, tools, policy, api_version, tier, footprint, slots: footprint.slots(), pre, _compiled: compiled })
     }
+}
+
+/// Refuses a plugin one call of which would hold more call slots than the
+/// host has: it could never run. (What exceeds the pool's maxima for one
+/// component, wasmtime refuses when compiling it, naming the count.)
+fn check_fits(name: &str, footprint: &Footprint, capacity: u32) -> Result<(), LoadError> {
+    let slots = footprint.slots();
+    if slots > capacity {
+        return Err(LoadError::TooLarge { plugin: name.to_string(), need: format!("{slots} call slots"), allowed: format!("{capacity}") });
+    }
+    Ok(())
 }
 
 /// The API version a plugin was built for: its declared one, which this

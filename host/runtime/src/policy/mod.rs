@@ -21,7 +21,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-pub use grant::Grant;
+pub use grant::{Grant, is_wasi};
 pub use network::NetworkPolicy;
 
 /// The interface a plugin must be granted to send HTTP requests.

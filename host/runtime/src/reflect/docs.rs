@@ -24,6 +24,9 @@ pub struct Metadata {
     pub docs: Docs,
     /// The API version from its `toolshed:api-version` section, if it has one.
     pub api_version: Option<String>,
+    /// The tools its `producers` sections say processed it, such as
+    /// `ComponentizeJS`: how the host tells which toolchain built it.
+    pub processed_by: Vec<String>,
 }
 
 impl Metadata {
@@ -37,7 +40,12 @@ impl Metadata {
         let mut metadata = Metadata::default();
         for payload in wasmparser::Parser::new(0).parse_all(bytes) {
             let wasmparser::Payload::CustomSection(section) = payload? else { continue };
-            if section.name() == SECTION {
+            if let wasmparser::KnownCustom::Producers(producers) = section.as_known() {
+                // A malformed producers section only says less about the toolchain.
+                for field in producers.into_iter().flatten().filter(|f| f.name == "processed-by") {
+                    metadata.processed_by.extend(field.values.into_iter().flatten().map(|v| v.name.to_string()));
+                }
+            } else if section.name() == SECTION {
                 let entries: HashMap<String, String> = serde_json::from_slice(section.data())
                     .map_err(|e| anyhow::anyhow!("the {SECTION} section is not a JSON object of strings: {e}"))?;
                 metadata.docs = Docs { entries };
