@@ -14,11 +14,13 @@
 
 #![deny(missing_docs)]
 
+pub mod allow_list;
 mod body;
 pub mod config;
 pub mod guard;
 pub mod secrets;
 mod send;
+mod who;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -12,7 +12,8 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody};
 
 use crate::NetworkProviders;
 use crate::body::{Capped, Direction};
-use crate::guard::{Allowed, Who, check_addresses};
+use crate::allow_list::{Allowed, check_addresses};
+use crate::who::Who;
 
 /// An allowed request and everything needed to send it.
 pub(crate) struct Job {

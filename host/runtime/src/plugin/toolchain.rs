@@ -23,7 +23,9 @@ pub const WASI_PACKAGES_LINKED: [&str; 6] = ["wasi:cli", "wasi:clocks", "wasi:fi
 /// toolchain's helper and never a tool.
 pub fn is_tool_interface(export: &str) -> bool {
     let Some((package, interface)) = export.split_once('/') else { return false };
-    package.contains(':') && !interface.is_empty() && !crate::policy::is_wasi(export)
+    // Every `wasi:` export is the toolchain's (a command's `run`, an HTTP
+    // handler), whether or not the host links that package.
+    package.contains(':') && !interface.is_empty() && !package.starts_with("wasi:")
 }
 
 /// Whether the host links `import`, a `wasi:` interface.
