@@ -92,7 +92,6 @@ fn set_secret(data: &std::path::Path, name: &str, principal: &str, value: &str) 
 /// --principal`, and a third caller with none of its own sends none.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn under_http_serve_each_authenticated_caller_sends_their_own_secret() {
-    use tokio::io::AsyncBufReadExt;
     use toolshed_mcp::auth::hash_token;
     let (port, seen) = recording_server().await;
     let root = tempfile::tempdir().unwrap();
@@ -121,33 +120,10 @@ async fn under_http_serve_each_authenticated_caller_sends_their_own_secret() {
     let tokens_file = root.path().join("tokens.toml");
     std::fs::write(&tokens_file, tokens).unwrap();
 
-    let mut serve = tokio::process::Command::new(crate::support::TOOLSHED)
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["serve", "--http", "127.0.0.1:0", "--auth-tokens"])
-        .arg(&tokens_file)
-        .arg("--plugins")
-        .arg(&plugins)
-        .arg("--policy")
-        .arg(&policy)
-        .env("TOOLSHED_LOG", "warn,toolshed_mcp=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(serve.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(std::time::Duration::from_secs(120), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("serving MCP on http://").nth(1) {
-                return rest.trim_end_matches("/mcp").parse::<std::net::SocketAddr>().unwrap();
-            }
-        }
-        panic!("serve exited before it served");
-    })
-    .await
-    .expect("serve served within 120 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let mut command = tokio::process::Command::new(crate::support::TOOLSHED);
+    command.arg("--data-dir").arg(&data).args(["serve", "--http", "127.0.0.1:0", "--auth-tokens"]).arg(&tokens_file);
+    command.arg("--plugins").arg(&plugins).arg("--policy").arg(&policy);
+    let (_serve, addr) = crate::support::serving_http(command).await;
 
     let url = format!("http://localhost:{port}/v1/registries");
     let arguments = serde_json::json!({ "method": "GET", "url": url, "follow": false });

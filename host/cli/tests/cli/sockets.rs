@@ -86,32 +86,9 @@ async fn serve(dir: &std::path::Path, token: &str, extra: &[&str]) -> (tokio::pr
         ),
     )
     .unwrap();
-    let mut child = tokio::process::Command::new(TOOLSHED)
-        .arg("--data-dir")
-        .arg(data_dir(dir))
-        .args(["serve", "--http", "127.0.0.1:0", "--auth-tokens"])
-        .arg(&tokens)
-        .args(extra)
-        .env("TOOLSHED_LOG", "warn,toolshed_mcp=info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(120), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            if let Some(rest) = line.split("serving MCP on http://").nth(1) {
-                return rest.trim_end_matches("/mcp").parse::<SocketAddr>().unwrap();
-            }
-        }
-        panic!("serve exited before it served");
-    })
-    .await
-    .expect("serve served within 120 s");
-    // Keep reading its log, so a full pipe never stalls it.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, addr)
+    let mut command = tokio::process::Command::new(TOOLSHED);
+    command.arg("--data-dir").arg(data_dir(dir)).args(["serve", "--http", "127.0.0.1:0", "--auth-tokens"]).arg(&tokens).args(extra);
+    crate::support::serving_http(command).await
 }
 
 /// What a client that means no harm sees: the metadata and an

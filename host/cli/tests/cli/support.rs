@@ -195,3 +195,30 @@ pub async fn completed_task(client: &rmcp::service::RunningService<rmcp::RoleCli
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// Starts `command` (a `toolshed serve --http 127.0.0.1:0 …`) and waits
+/// until it says where it serves; its log keeps being read, so a full pipe
+/// never stalls it. The child is killed when dropped.
+pub async fn serving_http(mut command: tokio::process::Command) -> (tokio::process::Child, std::net::SocketAddr) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = command
+        .env("TOOLSHED_LOG", "warn,toolshed_mcp=info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(std::time::Duration::from_secs(120), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.split("serving MCP on http://").nth(1) {
+                return rest.trim_end_matches("/mcp").parse::<std::net::SocketAddr>().unwrap();
+            }
+        }
+        panic!("serve exited before it served");
+    })
+    .await
+    .expect("serve served within 120 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
