@@ -893,7 +893,7 @@ impl Report {
             Some(languages) => rows.extend(languages.rows()),
             None => rows.push((
                 "Python and JavaScript hello".into(),
-                "not built: toolshed test guest/hello guest/hello-python guest/hello-javascript".into(),
+                "not built: run .ci/languages target/debug/toolshed".into(),
                 String::new(),
             )),
         }

@@ -241,17 +241,33 @@ impl Server {
     /// Initializes as a client at default settings would, and waits until
     /// the tools are listed.
     pub(crate) fn initialize(&mut self) -> anyhow::Result<()> {
+        self.initialize_for(TOOL)
+    }
+
+    /// The same, waiting until `tool` is listed.
+    pub(crate) fn initialize_for(&mut self, tool: &str) -> anyhow::Result<()> {
         let client = json!({ "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "toolshed-bench", "version": "0" } });
         self.request("initialize", client)?;
         self.notify("notifications/initialized")?;
-        for _ in 0..50 {
+        for _ in 0..300 {
             let listed = self.request("tools/list", json!({}))?;
             let tools = listed["result"]["tools"].as_array().cloned().unwrap_or_default();
-            if tools.iter().any(|t| t["name"] == TOOL) {
+            if tools.iter().any(|t| t["name"] == tool) {
                 return Ok(());
             }
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
-        anyhow::bail!("serve never listed {TOOL}")
+        anyhow::bail!("serve never listed {tool}")
+    }
+
+    /// Makes `calls` calls of `tool`, each once the one before is answered.
+    pub(crate) fn call_one_by_one(&mut self, tool: &str, arguments: &Value, calls: usize) -> anyhow::Result<()> {
+        let call = json!({ "name": tool, "arguments": arguments });
+        for _ in 0..calls {
+            let response = self.request("tools/call", call.clone())?;
+            anyhow::ensure!(response["result"]["isError"] != true, "{tool} failed over stdio: {response}");
+        }
+        Ok(())
     }
 
     /// Makes `calls` calls with `in_flight` outstanding at a time.

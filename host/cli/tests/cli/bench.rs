@@ -59,10 +59,17 @@ fn bench_json_prints_one_object_with_the_tracked_keys() {
     }
     // The other languages' rows: null until `toolshed test` has built the
     // three hello plugins, then each language's figures.
+    // CI builds them first and sets TOOLSHED_REQUIRE_LANGUAGES.
     let languages = report.get("languages").expect("the languages key is always there");
+    assert!(!languages.is_null() || std::env::var_os("TOOLSHED_REQUIRE_LANGUAGES").is_none(), "TOOLSHED_REQUIRE_LANGUAGES is set and the languages rows are missing");
+    let timed = ["call_us", "stdio_call_us", "compile_ms", "first_tier_ms", "swap_first_call_ms", "cache_load_ms", "cache_first_call_ms", "initial_memory_kib"];
     assert!(
         languages.is_null()
-            || ["rust", "python", "javascript"].iter().all(|l| ["call_us", "compile_ms", "cache_load_ms"].iter().all(|k| languages[l][k].as_f64().is_some_and(|v| v > 0.0))),
+            || ["rust", "python", "javascript"].iter().all(|l| {
+                timed.iter().all(|k| languages[l][k].as_f64().is_some_and(|v| v > 0.0))
+                    && languages[l]["faults_per_call"].as_f64().is_some_and(|v| v >= 0.0)
+                    && languages[l]["core_instances"].as_u64().is_some_and(|v| v >= 1)
+            }),
         "{languages}"
     );
     assert_eq!(report["swap_failed_calls"], 0);

@@ -10,6 +10,7 @@ mod features;
 mod floods;
 mod http;
 mod keys;
+mod languages;
 mod local;
 mod mcp;
 mod new;
