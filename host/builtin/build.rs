@@ -17,7 +17,10 @@ fn main() -> anyhow::Result<()> {
     // The guests get their own target directory: the parent build holds the
     // lock on the main one.
     let target_dir = workspace.join("target").join("guests");
-    for watched in ["wit", "guest"] {
+    // Only what the embedded guests are built from: the other projects
+    // under guest/ (Python virtualenvs, node_modules, build outputs) change
+    // without touching them.
+    for watched in ["wit", "guest/workspace-tools", "guest/registry-tools", "guest/support", "guest/contract", "Cargo.lock"] {
         println!("cargo:rerun-if-changed={}", workspace.join(watched).display());
     }
 
