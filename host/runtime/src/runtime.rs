@@ -29,6 +29,8 @@ pub struct RuntimeBuilder {
     queue_wait: Option<Duration>,
     cache_limits: CacheLimits,
     first_tier: bool,
+    /// The program (and its arguments) that compiles in a child process.
+    child_compiler: Option<(PathBuf, Vec<String>)>,
 }
 
 impl RuntimeBuilder {
@@ -93,6 +95,16 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Run the optimizing compile of a plugin the cache lacks in a child
+    /// process: `program` with `args`, which reads the component on its
+    /// standard input and writes wasmtime's artifact for this runtime's
+    /// engine on its standard output (`toolshed precompile`; see
+    /// [`crate::plugin::ChildCompiler`]). Default: compile in this process.
+    pub fn compile_in_child(mut self, program: impl Into<PathBuf>, args: Vec<String>) -> Self {
+        self.child_compiler = Some((program.into(), args));
+        self
+    }
+
     /// Builds the runtime.
     ///
     /// # Errors
@@ -135,7 +147,11 @@ impl RuntimeBuilder {
             policy,
             cache: {
                 let key_file = self.cache_key_file.or_else(|| self.cache_dir.as_deref().and_then(CompiledCache::default_key_file));
-                CompiledCache::with_key_file(self.cache_dir, key_file, self.cache_limits)
+                let cache = CompiledCache::with_key_file(self.cache_dir, key_file, self.cache_limits);
+                match self.child_compiler {
+                    Some((program, args)) => cache.compile_elsewhere(Arc::new(crate::plugin::ChildCompiler::new(program, args, pool.clone()))),
+                    None => cache,
+                }
             },
             compiled: Mutex::new(HashMap::new()),
             admission: Admission::new(capacity, self.queue_wait.unwrap_or(DEFAULT_QUEUE_WAIT)),

@@ -118,7 +118,16 @@ impl App {
             Some(path) => Policy::from_file(path)?,
             None => toolshed_builtin::policy(),
         };
-        let runtime = Arc::new(runtime_builder(policy, &data_dir).first_tier(first_tier).build()?);
+        let mut runtime = runtime_builder(policy, &data_dir).first_tier(first_tier);
+        if first_tier {
+            // A process that stays up compiles in a child, which takes the
+            // compiler's memory with it when it ends (plugin::ChildCompiler).
+            match std::env::current_exe() {
+                Ok(exe) => runtime = runtime.compile_in_child(exe, vec!["precompile".into()]),
+                Err(e) => tracing::debug!("compiling in this process: {e}"),
+            }
+        }
+        let runtime = Arc::new(runtime.build()?);
         let backend = open_backend_as(global, orphans, quotas).await?;
         let mut builder =
             Toolshed::builder(runtime).clock(Arc::new(SystemClock)).backend(&backend).provide(network_providers(&data_dir)?);

@@ -88,6 +88,18 @@ pub enum Command {
     },
     /// Lists the loaded plugins, their versions and policy.
     Plugins,
+    /// Compiles the component on standard input for the engine of a host
+    /// with this pool and writes wasmtime's artifact to standard output:
+    /// `serve` runs its optimizing compiles this way, in a child process.
+    #[command(hide = true)]
+    Precompile {
+        /// The pool's concurrent calls.
+        #[arg(long)]
+        calls: u32,
+        /// The largest linear memory of a call, in bytes.
+        #[arg(long)]
+        memory_bytes: usize,
+    },
     /// Measures the runtime against the native baseline and prints the figures.
     Bench {
         /// Print one JSON object instead of a table.
@@ -460,6 +472,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                     println!("    smoke call: {} {} (within {} s)", smoke.tool, smoke.arguments, smoke.deadline.as_secs());
                 }
             }
+        }
+        Command::Precompile { calls, memory_bytes } => {
+            let pool = toolshed_runtime::engine::PoolSize { concurrent_calls: calls, memory_bytes };
+            tokio::task::spawn_blocking(move || {
+                toolshed_runtime::plugin::precompile_stdio(&pool, &mut std::io::stdin().lock(), &mut std::io::stdout().lock())
+            })
+            .await??;
         }
         Command::Bench { json, quick } => {
             let report = tokio::task::spawn_blocking(move || crate::bench::run(crate::bench::BenchOptions { quick })).await??;

@@ -4,6 +4,7 @@
 mod audit;
 mod bench;
 mod coder;
+mod compile;
 mod demo;
 mod exits;
 mod features;

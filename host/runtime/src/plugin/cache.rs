@@ -21,7 +21,7 @@
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -30,10 +30,13 @@ use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
+use super::compiler::OutOfProcessCompiler;
+
 /// Counters of what the cache did.
 #[derive(Debug, Default)]
 pub struct CacheStats {
     compiled: AtomicU64,
+    compiled_elsewhere: AtomicU64,
     loaded: AtomicU64,
     rejected: AtomicU64,
     deserialized: AtomicU64,
@@ -43,6 +46,10 @@ impl CacheStats {
     /// Components compiled from wasm.
     pub fn compiled(&self) -> u64 {
         self.compiled.load(Ordering::Relaxed)
+    }
+    /// Of those, the ones compiled by the out-of-process compiler.
+    pub fn compiled_elsewhere(&self) -> u64 {
+        self.compiled_elsewhere.load(Ordering::Relaxed)
     }
     /// Components loaded from a cache entry.
     pub fn loaded(&self) -> u64 {
@@ -90,6 +97,8 @@ pub struct CompiledCache {
     key: OnceLock<Option<[u8; KEY_BYTES]>>,
     limits: CacheLimits,
     stats: CacheStats,
+    /// Where a component the cache lacks is compiled, when not here.
+    elsewhere: Option<Arc<dyn OutOfProcessCompiler>>,
 }
 
 impl CompiledCache {
@@ -109,7 +118,14 @@ impl CompiledCache {
     /// `key_file` (made, 0600, if missing). Keep the key where nothing that
     /// may write `dir` can read it.
     pub fn with_key_file(dir: Option<PathBuf>, key_file: Option<PathBuf>, limits: CacheLimits) -> Self {
-        Self { dir, key_file, key: OnceLock::new(), limits, stats: CacheStats::default() }
+        Self { dir, key_file, key: OnceLock::new(), limits, stats: CacheStats::default(), elsewhere: None }
+    }
+
+    /// Compiles what the cache lacks with `compiler` (falling back to this
+    /// process when it fails).
+    pub fn compile_elsewhere(mut self, compiler: Arc<dyn OutOfProcessCompiler>) -> Self {
+        self.elsewhere = Some(compiler);
+        self
     }
 
     /// The key file of a cache in `dir` unless told otherwise: beside the
@@ -169,7 +185,7 @@ impl CompiledCache {
                 }
             }
         }
-        let component = Component::new(engine, wasm)?;
+        let component = self.compile(engine, wasm)?;
         self.stats.compiled.fetch_add(1, Ordering::Relaxed);
         if let Some((path, key)) = &keyed {
             let tag = Tag { key, wasm_hash, engine: &engine_id(engine) };
@@ -181,6 +197,28 @@ impl CompiledCache {
             }
         }
         Ok(component)
+    }
+
+    /// Compiles `wasm`, out of process when a compiler for that is set and
+    /// its artifact loads, here otherwise.
+    fn compile(&self, engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Component> {
+        if let Some(elsewhere) = &self.elsewhere {
+            // SAFETY: the artifact is wasmtime's own serialization, made by
+            // this executable in a child it started for this compile, as
+            // trusted as a compile here; deserialize still refuses one made
+            // for another engine configuration.
+            let loaded = elsewhere
+                .precompile(wasm)
+                .and_then(|artifact| unsafe { Component::deserialize(engine, &artifact) }.map_err(|e| anyhow::anyhow!("{e:#}")));
+            match loaded {
+                Ok(component) => {
+                    self.stats.compiled_elsewhere.fetch_add(1, Ordering::Relaxed);
+                    return Ok(component);
+                }
+                Err(e) => tracing::warn!("compiling in this process: the out-of-process compile did not give a usable artifact: {e:#}"),
+            }
+        }
+        Component::new(engine, wasm)
     }
 
     /// Deletes entries of other engine builds, stale partial files, then the

@@ -1,6 +1,7 @@
 //! Plugins: compiled components, their tools, and how they are loaded.
 
 mod cache;
+mod compiler;
 mod footprint;
 mod load;
 mod tool;
@@ -8,6 +9,7 @@ mod toolchain;
 mod watch;
 
 pub use cache::{CacheLimits, CacheStats, CompiledCache};
+pub use compiler::{ChildCompiler, MAX_ARTIFACT_BYTES, OutOfProcessCompiler, precompile_stdio};
 pub use footprint::Footprint;
 pub(crate) use load::Compiled;
 pub use load::{LoadError, Plugin, Tier};
