@@ -114,7 +114,9 @@ impl PluginsFile {
             text.push('\n');
         }
         let quoted = |s: &str| serde_json::to_string(s).expect("a string serializes");
-        text.push_str(&format!("\n[plugins.{}]\nsource = {}\n", quoted(name), quoted(&source.to_string())));
+        let bare = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        let key = if bare { name.to_string() } else { quoted(name) };
+        text.push_str(&format!("\n[plugins.{key}]\nsource = {}\n", quoted(&source.to_string())));
         write_atomically(path, text.as_bytes())
     }
 }

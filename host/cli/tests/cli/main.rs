@@ -16,6 +16,7 @@ mod new;
 mod pack;
 mod plugin_test;
 mod processes;
+mod registry;
 mod replicas;
 mod sandbox;
 mod secrets;
