@@ -133,7 +133,14 @@ pub struct Registry {
     http: reqwest::Client,
     credentials: Credentials,
     timeout: Duration,
+    /// Authorization headers by repository and operation, with when they
+    /// were made: one login serves the requests of a minute.
+    logins: Mutex<HashMap<(String, bool), (Option<String>, std::time::Instant)>>,
 }
+
+/// How long a login is reused: well inside the shortest token lifetime
+/// registries give (60 s by the token specification's default).
+const LOGIN_REUSE: Duration = Duration::from_secs(30);
 
 /// The media types a manifest request accepts: the wasm artifact's, and
 /// the lists, so that one is refused by name rather than as not found.
@@ -180,6 +187,7 @@ impl Registry {
             http,
             credentials,
             timeout: options.timeout,
+            logins: Mutex::new(HashMap::new()),
         })
     }
 
@@ -213,16 +221,24 @@ impl Registry {
         if let Credentials::Bearer(token) = &self.credentials {
             return Ok(Some(format!("Bearer {token}")));
         }
+        let key = (reference.repository.clone(), operation == RegistryOperation::Push);
+        if let Some((header, made)) = self.logins.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key)
+            && made.elapsed() < LOGIN_REUSE
+        {
+            return Ok(header.clone());
+        }
         let token = self
             .timed("the login", async { self.client.auth(&reference.to_oci(), &self.auth(), operation).await.map_err(|e| self.oci_error(reference, "the login", e)) })
             .await?;
-        Ok(match (token, &self.credentials) {
+        let header = match (token, &self.credentials) {
             (Some(token), _) => Some(format!("Bearer {token}")),
             (None, Credentials::Basic { username, password }) => {
                 Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))))
             }
             (None, _) => None,
-        })
+        };
+        self.logins.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, (header.clone(), std::time::Instant::now()));
+        Ok(header)
     }
 
     /// GETs `path` (under `/v2/REPOSITORY/`) and reads at most `limit`

@@ -130,10 +130,9 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OciError> {
     static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let serial = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let temporary = dir.join(format!(".{name}.{}.{serial}.tmp", std::process::id()));
-    let written = std::fs::File::create(&temporary).and_then(|mut file| {
-        file.write_all(bytes)?;
-        file.sync_all()
-    });
+    // No fsync: a blob torn by a crash no longer hashes to its name, and
+    // every read checks that, so it is fetched again rather than used.
+    let written = std::fs::File::create(&temporary).and_then(|mut file| file.write_all(bytes));
     if let Err(e) = written.and_then(|()| std::fs::rename(&temporary, path)) {
         let _ = std::fs::remove_file(&temporary);
         return Err(OciError::io(format!("writing {}", path.display()), e));
