@@ -12,6 +12,7 @@
 //! - [`artifact`]: the wasm artifact's manifest, written and checked;
 //! - [`registry`]: the distribution protocol with bounded reads;
 //! - [`store`]: blobs by content address;
+//! - [`pull`]: the order of the checks, the store before the registry;
 //! - [`signature`]: cosign's keyed simple-signing signatures;
 //! - [`trust`]: which key is trusted where;
 //! - [`lock`]: `plugins.toml`, `plugins.lock` and what installs from them.
