@@ -41,6 +41,37 @@ impl TestRegistry {
     /// registry does not start listening within 60 s.
     pub fn try_start() -> Result<TestRegistry, String> {
         let dir = tempfile::tempdir().map_err(|e| format!("a temporary directory: {e}"))?;
+        Self::start_in(dir, "")
+    }
+
+    /// A registry serving HTTPS with a certificate for 127.0.0.1 from a CA
+    /// of its own, made by `openssl`; returns it with the CA's PEM.
+    ///
+    /// # Panics
+    ///
+    /// As [`TestRegistry::start`], and when `openssl` fails.
+    pub fn start_tls() -> (TestRegistry, Vec<u8>) {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        std::fs::write(dir.path().join("leaf.ext"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n").unwrap();
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        for args in [
+            [&["req", "-x509"][..], &ec[..], &["-keyout", &path("ca.key"), "-out", &path("ca.pem"), "-days", "2", "-subj", "/CN=toolshed test CA"][..]].concat(),
+            [&["req"][..], &ec[..], &["-keyout", &path("leaf.key"), "-out", &path("leaf.csr"), "-subj", "/CN=127.0.0.1"][..]].concat(),
+            vec![
+                "x509", "-req", "-in", &path("leaf.csr"), "-CA", &path("ca.pem"), "-CAkey", &path("ca.key"), "-CAcreateserial", "-out", &path("leaf.pem"), "-days", "2",
+                "-extfile", &path("leaf.ext"),
+            ],
+        ] {
+            let out = Command::new("openssl").args(&args).output().expect("openssl makes the test CA");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let ca = std::fs::read(dir.path().join("ca.pem")).unwrap();
+        let tls = format!("  tls:\n    certificate: {}\n    key: {}\n", path("leaf.pem"), path("leaf.key"));
+        (Self::start_in(dir, &tls).unwrap_or_else(|e| panic!("{e}")), ca)
+    }
+
+    fn start_in(dir: tempfile::TempDir, http_extra: &str) -> Result<TestRegistry, String> {
         let htpasswd = Command::new("htpasswd")
             .args(["-Bbn", USERNAME, PASSWORD])
             .output()
@@ -50,7 +81,7 @@ impl TestRegistry {
         }
         std::fs::write(dir.path().join("htpasswd"), &htpasswd.stdout).map_err(|e| e.to_string())?;
         let config = format!(
-            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n  secret: registry-test-secret\nauth:\n  htpasswd:\n    realm: toolshed-tests\n    path: {htpasswd}\n",
+            "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:0\n  secret: registry-test-secret\n{http_extra}auth:\n  htpasswd:\n    realm: toolshed-tests\n    path: {htpasswd}\n",
             storage = dir.path().join("storage").display(),
             htpasswd = dir.path().join("htpasswd").display(),
         );

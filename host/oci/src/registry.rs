@@ -60,11 +60,15 @@ pub struct RegistryOptions {
     pub ca_pem: Vec<Vec<u8>>,
     /// How long connecting, and each wait for bytes, may take.
     pub timeout: Duration,
+    /// Speak HTTPS to loopback registries too (a TLS registry reached
+    /// through a local tunnel or port-forward); by default they get plain
+    /// HTTP, and every other registry HTTPS.
+    pub loopback_tls: bool,
 }
 
 impl Default for RegistryOptions {
     fn default() -> Self {
-        RegistryOptions { credentials: None, docker_config: default_docker_config(), ca_pem: Vec::new(), timeout: Duration::from_secs(30) }
+        RegistryOptions { credentials: None, docker_config: default_docker_config(), ca_pem: Vec::new(), timeout: Duration::from_secs(30), loopback_tls: false }
     }
 }
 
@@ -148,14 +152,15 @@ const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, appli
 
 impl Registry {
     /// The registry at `host` (with its port). Loopback registries speak
-    /// plain HTTP, every other one HTTPS. Nothing is sent until asked.
+    /// plain HTTP unless `loopback_tls`, every other one HTTPS. Nothing is
+    /// sent until asked.
     ///
     /// # Errors
     ///
     /// When a CA certificate or the credentials file cannot be used.
     pub fn connect(host: &str, options: &RegistryOptions) -> Result<Registry, OciError> {
         crate::ensure_tls_provider();
-        let plain = crate::reference::is_loopback(host);
+        let plain = crate::reference::is_loopback(host) && !options.loopback_tls;
         let certificates: Vec<oci_client::client::Certificate> = options
             .ca_pem
             .iter()

@@ -18,6 +18,7 @@ fn author() -> RegistryOptions {
         docker_config: None,
         ca_pem: Vec::new(),
         timeout: Duration::from_secs(10),
+        loopback_tls: false,
     }
 }
 
@@ -351,4 +352,25 @@ async fn no_request_is_made_for_a_repository_no_key_is_trusted_for() {
     let reference = PluginRef::parse(&format!("oci://{}/elsewhere/hello:1", setup.registry.host())).unwrap();
     let refused = setup.pull(&reference).await.unwrap_err();
     assert!(matches!(refused, OciError::Untrusted { .. }), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_registry_is_trusted_through_the_given_ca_and_refused_without_it() {
+    let (registry, ca_pem) = TestRegistry::start_tls();
+    let reference = PluginRef::parse(&format!("oci://{}/tools/versioned:1", registry.host())).unwrap();
+    let key = p256::ecdsa::SigningKey::random(&mut rand_core());
+    let mut trust = TrustPolicy::default();
+    trust.trust(&reference.repository_path(), *key.verifying_key());
+    let store_dir = tempfile::tempdir().unwrap();
+
+    let without_ca = Registries::new(RegistryOptions { loopback_tls: true, ..author() });
+    let refused = without_ca.get(&reference.registry).unwrap().push_component(&reference, toolshed_fixtures::VERSIONED_V1).await.err().expect("an unknown CA is refused");
+    assert!(refused.to_string().to_lowercase().contains("certificate"), "{refused}");
+
+    let with_ca = Registries::new(RegistryOptions { loopback_tls: true, ca_pem: vec![ca_pem], ..author() });
+    let at = with_ca.get(&reference.registry).unwrap();
+    let pushed = at.push_component(&reference, toolshed_fixtures::VERSIONED_V1).await.unwrap();
+    at.push_signature(&reference, &pushed.digest, &key).await.unwrap();
+    let pulled = pull_verified(&reference, &with_ca, &BlobStore::new(store_dir.path()), &trust, true).await.unwrap();
+    assert_eq!(pulled.wasm, toolshed_fixtures::VERSIONED_V1);
 }

@@ -33,11 +33,15 @@ pub struct RegistryArgs {
     /// Seconds to wait for a registry to connect or send more.
     #[arg(long, global = true, default_value_t = 30)]
     pub registry_timeout: u64,
+    /// Speak HTTPS to registries on loopback too (a TLS registry through a
+    /// tunnel or port-forward); by default they get plain HTTP.
+    #[arg(long, global = true)]
+    pub registry_loopback_tls: bool,
 }
 
 impl Default for RegistryArgs {
     fn default() -> Self {
-        RegistryArgs { registry_username: None, registry_ca: None, registry_timeout: 30 }
+        RegistryArgs { registry_username: None, registry_ca: None, registry_timeout: 30, registry_loopback_tls: false }
     }
 }
 
@@ -65,6 +69,7 @@ impl RegistryArgs {
             credentials,
             ca_pem,
             timeout: std::time::Duration::from_secs(self.registry_timeout.max(1)),
+            loopback_tls: self.registry_loopback_tls,
             ..RegistryOptions::default()
         })
     }
