@@ -104,7 +104,8 @@ impl TestRegistry {
                 if let Some(rest) = line.split("listening on ").nth(1)
                     && let Some(found) = found.take()
                 {
-                    let addr = rest.split('"').next().unwrap_or(rest).trim().to_string();
+                    // "listening on 127.0.0.1:PORT", with ", tls" when it serves TLS.
+                    let addr = rest.split(['"', ',']).next().unwrap_or(rest).trim().to_string();
                     let _ = found.send(addr);
                 }
             }
