@@ -36,6 +36,7 @@ mod fake;
 mod handmade;
 pub mod ids;
 mod record;
+pub mod registry;
 mod script;
 
 pub use handmade::HandMade;

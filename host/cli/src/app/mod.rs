@@ -5,6 +5,7 @@
 //! benchmarks both build their hosts here.
 
 pub mod coder;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -36,6 +37,15 @@ pub struct HostOptions {
     /// The policy file: grants and limits per plugin (default: built in).
     #[arg(long, global = true)]
     pub policy: Option<PathBuf>,
+    /// Serve the plugins this plugins.toml names, from registries, at the
+    /// digests its plugins.lock pins, each verified; a server follows the
+    /// lock as `toolshed plugin update` moves it. For the plugin commands,
+    /// the file they read and write (default: plugins.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub plugins_toml: Option<PathBuf>,
+    /// How registries are reached.
+    #[command(flatten)]
+    pub registry: registry::RegistryArgs,
 }
 
 /// The runtime as `serve` and every command that runs plugins builds it:
@@ -81,6 +91,7 @@ pub struct App {
     /// what was refused.
     loading: Option<tokio::task::JoinHandle<Vec<(String, String)>>>,
     _watch: Option<PluginWatcher>,
+    _lock_watch: Option<registry::LockWatcher>,
 }
 
 impl App {
@@ -114,10 +125,18 @@ impl App {
         quotas: Quotas,
     ) -> anyhow::Result<App> {
         let data_dir = global.data_dir.clone().unwrap_or_else(LocalConfig::default_data_dir);
-        let policy = match &global.policy {
+        let mut policy = match &global.policy {
             Some(path) => Policy::from_file(path)?,
             None => toolshed_builtin::policy(),
         };
+        if global.plugins.is_some() && global.plugins_toml.is_some() {
+            anyhow::bail!("give --plugins DIR or --plugins-toml FILE, not both");
+        }
+        if let Some(path) = &global.plugins_toml {
+            // Each source's policy entry, over the policy file's.
+            let file = toolshed_oci::lock::PluginsFile::read(path)?;
+            policy.extend(Policy::from_toml(&file.policy_toml()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?);
+        }
         let mut runtime = runtime_builder(policy, &data_dir).first_tier(first_tier);
         if first_tier {
             // A process that stays up compiles in a child, which takes the
@@ -140,7 +159,25 @@ impl App {
             coder_user = Some(user);
         }
         let host = Arc::new(builder.build()?);
+        let mut lock_watch = None;
         let (loading, watch) = match &global.plugins {
+            None if global.plugins_toml.is_some() => {
+                let path = global.plugins_toml.as_deref().expect("matched");
+                let installer = registry::LockInstaller::new(host.clone(), path, global.registry.options()?, &data_dir);
+                if first_tier {
+                    // A server follows the lock; watch first, so a change
+                    // made while the rest load is seen.
+                    let file = toolshed_oci::lock::PluginsFile::read(path)?;
+                    let names = toolshed_oci::lock::LockFile::read(&file.lock_path())?.plugins.into_keys().collect();
+                    lock_watch = Some(installer.clone().watch(names)?);
+                }
+                let pending = host.installs_pending();
+                let loading = tokio::spawn(async move {
+                    let _pending = pending;
+                    installer.apply(&mut Default::default()).await
+                });
+                (loading, None)
+            }
             Some(dir) => {
                 // Watch first, so a file written while the rest load is seen.
                 let watch = toolshed_runtime::plugin::watch(host.clone(), dir)?;
@@ -170,7 +207,7 @@ impl App {
                 (loading, None)
             }
         };
-        Ok(App { backend, coder_user, host, loading: Some(loading), _watch: watch })
+        Ok(App { backend, coder_user, host, loading: Some(loading), _watch: watch, _lock_watch: lock_watch })
     }
 
     /// Waits until every plugin of the initial load is installed or refused,

@@ -8,6 +8,7 @@ pub mod http;
 pub mod languages;
 pub mod memory;
 pub mod native;
+pub mod registry;
 pub mod scenario;
 pub mod stdio;
 
@@ -54,6 +55,10 @@ pub struct Report {
     /// The hello plugin in Python and JavaScript against Rust, when
     /// `toolshed test` has built all three.
     pub languages: Option<languages::Languages>,
+    /// workspace-tools pulled from a loopback registry, verified and
+    /// serving its first call, against the same from a file on disk; when
+    /// Debian's docker-registry is installed.
+    pub registry: Option<registry::RegistryFigures>,
     /// Median hosted call time of list_templates over 100 templates.
     pub hosted_us_list_templates: f64,
     /// Median native call time of the same, served as a native JSON tool (JSON
@@ -219,17 +224,22 @@ pub fn serve_runtime_with_capacity(data_dir: &Path, calls: u32) -> anyhow::Resul
 
 /// A host serving workspace-tools over the instant scenario.
 pub fn hosted(runtime: &Arc<Runtime>, plugin: &Arc<Plugin>, templates: usize, build_ms: u64) -> Toolshed {
+    let host = instant_host(runtime, templates, build_ms);
+    host.publish(plugin.clone()).expect("one plugin never conflicts");
+    host
+}
+
+/// A host over the instant scenario with no plugin yet.
+pub fn instant_host(runtime: &Arc<Runtime>, templates: usize, build_ms: u64) -> Toolshed {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let backend = Arc::new(InstantBackend::new(templates, build_ms, clock.clone()));
     // The built-in policy grants registries too; this host offers none.
-    let host = Toolshed::builder(runtime.clone())
+    Toolshed::builder(runtime.clone())
         .clock(clock)
         .provide(InfraProviders::new(backend))
         .provide(toolshed_platform::PlatformProviders::new(Arc::new(toolshed_platform::NoPlatform)))
         .build()
-        .expect("both granted capabilities are provided");
-    host.publish(plugin.clone()).expect("one plugin never conflicts");
-    host
+        .expect("both granted capabilities are provided")
 }
 
 /// Median time of a fresh Store, an instance of `plugin`, and dropping both.
@@ -686,6 +696,7 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
     let http_connections = 64;
     let http = http::measure(if options.quick { 100 } else { 3_000 }, http_connections)?;
     let languages = languages::measure(if options.quick { 20 } else { 1_000 })?;
+    let registry = registry::measure(if options.quick { 2 } else { 20 })?;
     let memory = memory::measure()?;
 
     Ok(Report {
@@ -695,6 +706,7 @@ pub fn run(options: BenchOptions) -> anyhow::Result<Report> {
         instance_shape_us_median,
         ratio_instance_shape_floor: instance_shape_us_median / instance_floor_us_median,
         languages,
+        registry,
         hosted_us_list_templates: hosted_us["list_templates"].0,
         native_us_list_templates: hosted_us["list_templates"].1,
         ratio_list_templates: hosted_us["list_templates"].0 / hosted_us["list_templates"].1,
@@ -896,6 +908,17 @@ impl Report {
                 "not built: run .ci/languages target/debug/toolshed".into(),
                 String::new(),
             )),
+        }
+        match &self.registry {
+            Some(registry) => rows.push((
+                "plugin from a registry / from disk".into(),
+                format!(
+                    "{:.2}x ({:.1} / {:.1} ms: pull, verify, first call; {:.0} KiB)",
+                    registry.ratio, registry.pull_verify_first_call_ms, registry.disk_first_call_ms, registry.component_kib
+                ),
+                String::new(),
+            )),
+            None => rows.push(("plugin from a registry / from disk".into(), "not measured: install docker-registry and apache2-utils".into(), String::new())),
         }
         let mut out = format!("toolshed bench on {} (builds wait {} ms)\n\n", self.machine, self.build_wait_ms);
         out.push_str(&format!("{:<38} {:<48} {}\n", "measure", "figure", "target"));

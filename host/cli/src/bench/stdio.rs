@@ -103,7 +103,7 @@ impl ServeHost {
     pub(crate) fn open() -> anyhow::Result<ServeHost> {
         let data = tempfile::tempdir()?;
         let tokio = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        let global = HostOptions { data_dir: Some(data.path().to_path_buf()), database: None, plugins: None, policy: None };
+        let global = HostOptions { data_dir: Some(data.path().to_path_buf()), database: None, plugins: None, policy: None, plugins_toml: None, registry: Default::default() };
         let app = tokio.block_on(async {
             let mut app = App::open_runner(&global).await?;
             app.loaded().await;

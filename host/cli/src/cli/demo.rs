@@ -17,7 +17,7 @@ pub async fn run(data_dir: Option<PathBuf>, out: &mut impl Write) -> anyhow::Res
     let temporary = tempfile::tempdir()?;
     let data_dir = data_dir.unwrap_or_else(|| temporary.path().join("data"));
     let (v1, v2, _) = write_examples(&temporary.path().join("templates"))?;
-    let mut app = App::open(&HostOptions { data_dir: Some(data_dir.clone()), database: None, plugins: None, policy: None }).await?;
+    let mut app = App::open(&HostOptions { data_dir: Some(data_dir.clone()), database: None, plugins: None, policy: None, plugins_toml: None, registry: Default::default() }).await?;
     app.loaded().await;
     let pushed = app.backend.push_template(&v1).await?;
     writeln!(out, "toolshed demo: a local backend in {}", data_dir.display())?;

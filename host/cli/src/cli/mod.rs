@@ -1,6 +1,7 @@
 //! The `toolshed` command line.
 
 pub mod demo;
+pub mod plugin;
 pub mod secret;
 pub mod tasks;
 
@@ -100,6 +101,9 @@ pub enum Command {
         #[arg(long)]
         memory_bytes: usize,
     },
+    /// Plugins in OCI registries: push, sign, install, update.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
     /// Measures the runtime against the native baseline and prints the figures.
     Bench {
         /// Print one JSON object instead of a table.
@@ -480,6 +484,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             })
             .await??;
         }
+        Command::Plugin(command) => return plugin::run(command, &cli.global).await,
         Command::Bench { json, quick } => {
             let report = tokio::task::spawn_blocking(move || crate::bench::run(crate::bench::BenchOptions { quick })).await??;
             if json {
@@ -559,7 +564,7 @@ fn toml_entry(hash: &str, owner_id: &str, owner_name: &str, organization_id: &st
 /// (stdio) or a signal (SIGINT, SIGTERM) ends the process; the audit is
 /// written out before it returns.
 async fn serve(app: &App, args: ServeArgs, global: &HostOptions) -> anyhow::Result<()> {
-    let builtin_plugins = global.plugins.is_none();
+    let builtin_plugins = global.plugins.is_none() && global.plugins_toml.is_none();
     let audit = Arc::new(match args.audit_log.as_deref() {
         Some("-") => toolshed_mcp::audit::AuditLog::stderr(),
         Some(path) => toolshed_mcp::audit::AuditLog::file(Path::new(path))?,

@@ -72,6 +72,11 @@ fn bench_json_prints_one_object_with_the_tracked_keys() {
             }),
         "{languages}"
     );
+    // The registry row: CI installs docker-registry, so it is measured.
+    let registry = &report["registry"];
+    for key in ["pull_verify_first_call_ms", "disk_first_call_ms", "ratio"] {
+        assert!(registry[key].as_f64().is_some_and(|v| v.is_finite() && v > 0.0), "registry.{key} in {registry}");
+    }
     assert_eq!(report["swap_failed_calls"], 0);
     // The memory rows read a live serve process: a figure of a MiB or less
     // would mean nothing was read.

@@ -18,6 +18,7 @@ mod new;
 mod pack;
 mod plugin_test;
 mod processes;
+mod registry;
 mod replicas;
 mod sandbox;
 mod secrets;
