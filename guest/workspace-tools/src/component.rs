@@ -4,7 +4,8 @@ use crate::capabilities::Capabilities;
 use crate::wit::exports::toolshed::tools::workspace_tools::{self as api, Guest};
 use crate::wit::toolshed::infra::{agent_connect, control, db, types};
 use crate::wit::toolshed::builds::{logs, versions};
-use crate::wit::toolshed::runtime::{call, clock, events, locks, park};
+use crate::wit::exports::toolshed::tools::prompts;
+use crate::wit::toolshed::runtime::{call, clock, content, events, locks, park};
 
 /// The host as the tool logic sees it inside the component.
 struct ComponentHost;
@@ -121,6 +122,36 @@ impl Guest for Plugin {
     }
     fn stop_workspace() -> Result<api::StopWorkspaceResult, api::ToolError> {
         crate::stop_workspace(&ComponentHost)
+    }
+}
+
+impl crate::wit::exports::toolshed::tools::prompts::Guest for Plugin {
+    fn list_prompts() -> prompts::PromptListing {
+        let template = prompts::PromptArgument {
+            name: "template".into(),
+            description: Some("The name of the template to use, if the user named one.".into()),
+            required: false,
+        };
+        let prompt = prompts::Prompt {
+            name: crate::guide::NAME.into(),
+            title: Some("Provision a workspace".into()),
+            description: Some(crate::guide::DESCRIPTION.into()),
+            arguments: vec![template],
+        };
+        prompts::PromptListing { prompts: vec![prompt] }
+    }
+
+    fn get_prompt(name: String, arguments: Vec<(String, String)>) -> Result<prompts::PromptAnswer, api::ToolError> {
+        if name != crate::guide::NAME {
+            return Err(toolshed_guest::error(
+                toolshed_guest::types::ErrorCategory::FileNotFound,
+                "PROMPT_NOT_FOUND",
+                format!("no prompt named {name}; the workspace tools offer {}", crate::guide::NAME),
+            ));
+        }
+        let template = arguments.iter().find(|(k, _)| k == "template").map(|(_, v)| v.as_str());
+        let message = prompts::Message { role: prompts::Role::User, content: content::Block::Text(crate::guide::text(template)) };
+        Ok(prompts::PromptAnswer { description: Some(crate::guide::DESCRIPTION.into()), messages: vec![message] })
     }
 }
 

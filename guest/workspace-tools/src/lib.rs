@@ -1,5 +1,6 @@
 //! The workspace-lifecycle tools: `list_templates`, `read_template`,
-//! `create_workspace`, `start_workspace` and `stop_workspace`.
+//! `create_workspace`, `start_workspace` and `stop_workspace`; and the
+//! prompt that walks a model through them ([`guide`]).
 //!
 //! The tool logic is written against [`Capabilities`], a small trait over the
 //! host imports, so the same code runs inside the component (through the
@@ -14,6 +15,7 @@ mod builds;
 mod capabilities;
 mod errors;
 mod existing;
+pub mod guide;
 mod lifecycle;
 mod naming;
 mod parked;
@@ -31,8 +33,8 @@ mod component;
 pub mod wit {
     wit_bindgen::generate!({
         path: "../../wit/tools",
-        world: "toolshed:tools/workspace-plugin@0.2.0",
-        with: { "toolshed:tools/types@0.2.0": toolshed_guest::types },
+        world: "toolshed:tools/workspace-plugin@0.3.0",
+        with: { "toolshed:tools/types@0.3.0": toolshed_guest::types },
         additional_derives: [serde::Serialize, serde::Deserialize],
         generate_all,
     });

@@ -1,7 +1,7 @@
 //! The conformance suites, run through the workspace tools as they were
 //! built for toolshed API 0.1.0: an archived `.wasm`, never rebuilt. It
 //! imports `toolshed:runtime@0.1.0`, which the host still serves by
-//! delegating to the 0.2.0 implementation.
+//! delegating to the newest implementation.
 //!
 //! The suite files are the same as in `tests/all`; only the plugin differs.
 
