@@ -5,7 +5,7 @@ use crate::wit::exports::toolshed::tools::workspace_tools::{self as api, Guest};
 use crate::wit::toolshed::infra::{agent_connect, control, db, types};
 use crate::wit::toolshed::builds::{logs, versions};
 use crate::wit::exports::toolshed::tools::prompts;
-use crate::wit::toolshed::runtime::{call, clock, content, events, locks, park};
+use crate::wit::toolshed::runtime::{ask, call, clock, content, events, locks, park};
 
 /// The host as the tool logic sees it inside the component.
 struct ComponentHost;
@@ -96,6 +96,17 @@ impl Capabilities for ComponentHost {
     }
     fn start_uses_active_version(&self, workspace_id: &str) -> bool {
         versions::start_uses_active_version(workspace_id)
+    }
+    fn ask(&self, message: &str, form: &str) -> crate::capabilities::Asked {
+        use crate::capabilities::Asked;
+        match ask::ask(message, form) {
+            Ok(ask::Answer::Accept(json)) => match serde_json::from_str(&json) {
+                Ok(serde_json::Value::Object(fields)) => Asked::Answer(fields),
+                _ => Asked::Unavailable,
+            },
+            Ok(ask::Answer::Decline | ask::Answer::Cancel) => Asked::Declined,
+            Err(_) => Asked::Unavailable,
+        }
     }
     fn can_connect(&self) -> bool {
         agent_connect::available()

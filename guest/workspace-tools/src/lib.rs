@@ -11,6 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 mod agents;
+mod asking;
 mod builds;
 mod capabilities;
 mod errors;
@@ -40,6 +41,6 @@ pub mod wit {
     });
 }
 
-pub use capabilities::Capabilities;
+pub use capabilities::{Asked, Capabilities};
 pub use lifecycle::{create_workspace, start_workspace, stop_workspace};
 pub use templates::{list_templates, read_template};

@@ -214,3 +214,101 @@ async fn resources_and_prompts_are_offers_not_tools() {
     let out = env.host.call_offer(&env.context(), "conformance", "list_prompts", &json!({}), CallOptions::default()).await;
     assert_eq!(out.value["prompts"].as_array().map(Vec::len), Some(4), "{}", out.value);
 }
+
+/// The workspace tools with a client, in the test's chat.
+async fn call_tools(env: &TestEnv, tool: &str, arguments: Value, client: Option<Arc<FakeClient>>) -> ToolOutput {
+    call_with_client(env, tool, arguments, client).await
+}
+
+/// The parameters of every create and start the backend was asked for.
+fn requested_parameters(env: &TestEnv) -> Vec<Vec<(String, String)>> {
+    env.backend
+        .recorder()
+        .calls()
+        .into_iter()
+        .filter_map(|(_, call)| match call {
+            toolshed_harness::Call::CreateWorkspace(request) => Some(request.parameters),
+            toolshed_harness::Call::CreateBuild(request) if request.transition == toolshed_harness::Transition::Start => Some(request.parameters),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn create_workspace_asks_for_a_required_parameter_without_a_default() {
+    let (env, template) = crate::support::env_with_template();
+    env.backend.set_parameters(&template.active_version_id, vec![crate::support::parameter("region", true)]);
+    let client = FakeClient::new(Some(User::Answers(json!({ "region": "eu" }))));
+    let out = call_tools(&env, "create_workspace", json!({ "template_id": template.id }), Some(client.clone())).await;
+    assert_eq!(out.ok()["created"], true);
+    let asked = client.asked.lock().unwrap().clone();
+    assert_eq!(asked.len(), 1, "asked once");
+    assert!(asked[0].0.contains("docker"), "the question names the template: {}", asked[0].0);
+    assert_eq!(asked[0].1["required"], json!(["region"]));
+    assert_eq!(requested_parameters(&env), vec![vec![("region".to_string(), "eu".to_string())]]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn create_workspace_does_not_ask_for_what_it_was_given() {
+    let (env, template) = crate::support::env_with_template();
+    env.backend.set_parameters(&template.active_version_id, vec![crate::support::parameter("region", true)]);
+    let client = FakeClient::new(Some(User::Answers(json!({ "region": "us" }))));
+    let out = call_tools(&env, "create_workspace", json!({ "template_id": template.id, "parameters": { "region": "eu" } }), Some(client.clone())).await;
+    assert_eq!(out.ok()["created"], true);
+    assert!(client.asked.lock().unwrap().is_empty());
+}
+
+/// A stopped workspace whose template's new active version needs `region`.
+fn outdated_env() -> TestEnv {
+    let (env, template) = crate::support::env_with_template();
+    env.backend.require_active_version(&template.id, true);
+    env.backend.add_workspace(&template, toolshed_harness::Transition::Stop, toolshed_harness::BuildPlan::job(toolshed_harness::JobScript::succeeded()));
+    env.backend.new_template_version(&template.id, vec![crate::support::parameter("region", true)]);
+    env
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_workspace_asks_for_the_new_versions_parameter_and_starts() {
+    let env = outdated_env();
+    let client = FakeClient::new(Some(User::Answers(json!({ "region": "eu" }))));
+    let out = call_tools(&env, "start_workspace", json!({}), Some(client.clone())).await;
+    assert_eq!(out.ok()["updated_to_active_version"], true);
+    assert_eq!(client.asked.lock().unwrap()[0].1["required"], json!(["region"]));
+    assert_eq!(requested_parameters(&env).last().unwrap(), &vec![("region".to_string(), "eu".to_string())]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_that_cannot_ask_gets_the_manual_update_error() {
+    let env = outdated_env();
+    for client in [None, Some(FakeClient::new(None))] {
+        let out = call_tools(&env, "start_workspace", json!({}), client).await;
+        assert_eq!(out.err()["code"], "TEMPLATE_PARAMETERS_REQUIRED");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_user_who_declines_is_not_guessed_for() {
+    let env = outdated_env();
+    let out = call_tools(&env, "start_workspace", json!({}), Some(FakeClient::new(Some(User::Answers(json!("no")))))).await;
+    let err = out.err();
+    assert_eq!(err["code"], "USER_DECLINED");
+    assert_eq!(err["category"], "user_cancelled");
+    assert!(err["error"].as_str().unwrap().contains("region"), "{err}");
+    assert_eq!(requested_parameters(&env).len(), 1, "no start after the refusal but the first");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_workspace_tools_offer_a_prompt_that_walks_through_create_wait_and_recover() {
+    let env = crate::support::env();
+    assert_eq!(env.host.offering("get_prompt"), ["workspace-tools"]);
+    let listed = env.host.call_offer(&env.context(), "workspace-tools", "list_prompts", &json!({}), CallOptions::default()).await;
+    assert_eq!(listed.value["prompts"][0]["name"], "provision_workspace", "{}", listed.value);
+    let call = json!({ "name": "provision_workspace", "arguments": { "template": "docker" } });
+    let out = env.host.call_offer(&env.context(), "workspace-tools", "get_prompt", &call, CallOptions::default()).await;
+    let text = out.value["messages"][0]["content"]["value"].as_str().unwrap_or_default();
+    for step in ["\"docker\"", "create_workspace", "STILL_IN_PROGRESS", "TEMPLATE_PARAMETERS_REQUIRED"] {
+        assert!(text.contains(step), "{step}: {}", out.value);
+    }
+    let out = env.host.call_offer(&env.context(), "workspace-tools", "get_prompt", &json!({ "name": "nope", "arguments": {} }), CallOptions::default()).await;
+    assert_eq!(out.value["code"], "PROMPT_NOT_FOUND");
+}
