@@ -84,10 +84,10 @@ async fn content_blocks_come_back_beside_the_result_in_order() {
 async fn an_oversized_content_block_is_refused_and_the_call_goes_on() {
     let env = conformance_env();
     let out = env.call("add_text_block", json!({ "bytes": MAX_BLOCK_BYTES + 1 })).await;
-    assert_eq!(reply(&out), "Err(ContentError::TooLarge)");
+    assert_eq!(reply(&out), "too-large");
     assert!(out.content.is_empty(), "nothing of the refused block is kept");
     let out = env.call("add_text_block", json!({ "bytes": 10 })).await;
-    assert_eq!(reply(&out), "Ok(())");
+    assert_eq!(reply(&out), "ok");
     assert_eq!(out.content, vec![Block::Text("x".repeat(10))]);
 }
 
@@ -96,14 +96,14 @@ async fn an_image_with_a_bad_mime_type_is_refused() {
     let env = conformance_env();
     for bad in ["text/html", "png", "image/", "audio/wav", "image/png\r\nX-Injected: 1"] {
         let out = env.call("add_image", json!({ "mime_type": bad })).await;
-        assert_eq!(reply(&out), "Err(ContentError::BadMimeType)", "{bad:?}");
+        assert_eq!(reply(&out), "bad-mime-type", "{bad:?}");
         assert!(out.content.is_empty(), "{bad:?}");
     }
     let out = env.call("add_image", json!({ "mime_type": "image/png" })).await;
-    assert_eq!(reply(&out), "Ok(())");
+    assert_eq!(reply(&out), "ok");
     assert_eq!(out.content.len(), 1);
     let out = env.call("add_link", json!({ "uri": "no scheme here" })).await;
-    assert_eq!(reply(&out), "Err(ContentError::BadUri)");
+    assert_eq!(reply(&out), "bad-uri");
 }
 
 #[tokio::test(start_paused = true)]
@@ -141,11 +141,11 @@ async fn an_answer_that_does_not_fit_the_form_never_reaches_the_tool() {
     let env = conformance_env();
     let client = FakeClient::new(Some(User::Answers(json!({ "username": "testuser", "email": "test@example.com" }))));
     let out = call_with_client(&env, "test_elicitation", json!({ "message": "Who are you?" }), Some(client)).await;
-    assert_eq!(out.value["text"], "User response: no answer: AskError::AnswerMismatch");
+    assert_eq!(out.value["text"], "User response: no answer: answer-mismatch");
     let form = r#"{"type":"object","properties":{"cpus":{"type":"integer"}}}"#;
     let client = FakeClient::new(Some(User::Answers(json!({ "cpus": "four" }))));
     let out = call_with_client(&env, "ask_form", json!({ "message": "How many?", "schema": form }), Some(client)).await;
-    assert_eq!(reply(&out), "no answer: AskError::AnswerMismatch");
+    assert_eq!(reply(&out), "no answer: answer-mismatch");
 }
 
 #[tokio::test(start_paused = true)]
@@ -154,7 +154,7 @@ async fn a_form_a_client_cannot_show_is_refused_before_anyone_is_asked() {
     let client = FakeClient::new(Some(User::Answers(json!({}))));
     for bad in ["not json", r#"{"type":"object","properties":{"nested":{"type":"object"}}}"#, r#"{"type":"array"}"#] {
         let out = call_with_client(&env, "ask_form", json!({ "message": "?", "schema": bad }), Some(client.clone())).await;
-        assert_eq!(reply(&out), "no answer: AskError::BadSchema", "{bad}");
+        assert_eq!(reply(&out), "no answer: bad-schema", "{bad}");
     }
     assert!(client.asked.lock().unwrap().is_empty());
 }
@@ -163,9 +163,9 @@ async fn a_form_a_client_cannot_show_is_refused_before_anyone_is_asked() {
 async fn a_client_that_cannot_ask_gets_cannot_ask_at_once() {
     let env = conformance_env();
     let out = call_with_client(&env, "test_elicitation", json!({ "message": "?" }), Some(FakeClient::new(None))).await;
-    assert_eq!(out.value["text"], "User response: no answer: AskError::CannotAsk");
+    assert_eq!(out.value["text"], "User response: no answer: cannot-ask");
     let out = call_with_client(&env, "test_elicitation", json!({ "message": "?" }), None).await;
-    assert_eq!(out.value["text"], "User response: no answer: AskError::CannotAsk", "no client at all is a client that cannot ask");
+    assert_eq!(out.value["text"], "User response: no answer: cannot-ask", "no client at all is a client that cannot ask");
 }
 
 #[tokio::test(start_paused = true)]
@@ -180,7 +180,7 @@ async fn a_user_who_never_answers_holds_the_call_no_longer_than_its_deadline() {
     // The ask ends at the deadline the whole call ends at: whichever of the
     // two the host sees first, the caller gets an answer, not a hang.
     let text = out.value.to_string();
-    assert!(text.contains("NoAnswer") || out.value["code"] == "DEADLINE_EXCEEDED", "{text}");
+    assert!(text.contains("no answer: no-answer") || out.value["code"] == "DEADLINE_EXCEEDED", "{text}");
 }
 
 #[tokio::test(start_paused = true)]
