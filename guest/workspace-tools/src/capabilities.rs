@@ -68,6 +68,13 @@ pub trait Capabilities {
     /// rather than the version of its last build.
     fn start_uses_active_version(&self, workspace_id: &str) -> bool;
 
+    /// The end of what a build printed, where the host keeps build output
+    /// and the build is the caller's.
+    fn build_output(&self, build_id: &str) -> Option<String> {
+        let _ = build_id;
+        None
+    }
+
     /// Asks the user `message` with `form` (a JSON Schema object). A host
     /// without a user to ask answers [`Asked::Unavailable`].
     fn ask(&self, message: &str, form: &str) -> Asked {

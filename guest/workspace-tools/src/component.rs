@@ -4,7 +4,7 @@ use crate::capabilities::Capabilities;
 use crate::wit::exports::toolshed::tools::workspace_tools::{self as api, Guest};
 use crate::wit::toolshed::infra::{agent_connect, control, db, types};
 use crate::wit::toolshed::builds::{logs, versions};
-use crate::wit::exports::toolshed::tools::prompts;
+use crate::wit::exports::toolshed::tools::{prompts, resources};
 use crate::wit::toolshed::runtime::{ask, call, clock, content, events, locks, park};
 
 /// The host as the tool logic sees it inside the component.
@@ -48,6 +48,9 @@ impl Capabilities for ComponentHost {
     }
     fn build_log_line(&self, build_id: &str) -> Option<String> {
         logs::last_line(build_id)
+    }
+    fn build_output(&self, build_id: &str) -> Option<String> {
+        logs::output(build_id, crate::output::MAX_BYTES)
     }
     fn chat(&self) -> Result<types::Chat, types::QueryError> {
         db::get_chat()
@@ -126,13 +129,51 @@ impl Guest for Plugin {
         crate::read_template(&ComponentHost, args)
     }
     fn create_workspace(args: api::CreateWorkspaceArgs) -> Result<api::CreateWorkspaceResult, api::ToolError> {
-        crate::create_workspace(&ComponentHost, args)
+        let result = crate::create_workspace(&ComponentHost, args)?;
+        link_output(result.build_id.as_deref());
+        Ok(result)
     }
     fn start_workspace(args: api::StartWorkspaceArgs) -> Result<api::StartWorkspaceResult, api::ToolError> {
-        crate::start_workspace(&ComponentHost, args)
+        let result = crate::start_workspace(&ComponentHost, args)?;
+        link_output(result.build_id.as_deref());
+        Ok(result)
     }
     fn stop_workspace() -> Result<api::StopWorkspaceResult, api::ToolError> {
-        crate::stop_workspace(&ComponentHost)
+        let result = crate::stop_workspace(&ComponentHost)?;
+        link_output(result.build_id.as_deref());
+        Ok(result)
+    }
+}
+
+/// Links the answer to the output of the build it made or waited on, a
+/// resource its owner can read. A refused link loses only the link.
+fn link_output(build_id: Option<&str>) {
+    if let Some(build_id) = build_id {
+        let link = content::Link {
+            uri: crate::output::uri(build_id),
+            name: format!("build {build_id} output"),
+            description: Some("What the build printed: read it to see why a build failed.".into()),
+            mime_type: Some("text/plain".into()),
+        };
+        let _ = content::add(&content::Block::ResourceLink(link));
+    }
+}
+
+impl crate::wit::exports::toolshed::tools::resources::Guest for Plugin {
+    fn list_resources() -> resources::Listing {
+        let template = resources::ResourceTemplate {
+            uri_template: crate::output::URI_TEMPLATE.into(),
+            name: "build-output".into(),
+            title: Some("Build output".into()),
+            description: Some("What one of your builds printed; create, start and stop answers link to theirs.".into()),
+            mime_type: Some("text/plain".into()),
+        };
+        resources::Listing { resources: Vec::new(), templates: vec![template] }
+    }
+
+    fn read_resource(uri: String) -> Result<resources::ReadAnswer, api::ToolError> {
+        let text = crate::output::read(&ComponentHost, &uri)?;
+        Ok(resources::ReadAnswer { contents: vec![resources::Contents { uri, mime_type: Some("text/plain".into()), body: content::Body::Text(text) }] })
     }
 }
 

@@ -19,6 +19,7 @@ mod existing;
 pub mod guide;
 mod lifecycle;
 mod naming;
+pub mod output;
 mod parked;
 mod templates;
 mod ttl;

@@ -312,3 +312,32 @@ async fn the_workspace_tools_offer_a_prompt_that_walks_through_create_wait_and_r
     let out = env.host.call_offer(&env.context(), "workspace-tools", "get_prompt", &json!({ "name": "nope", "arguments": {} }), CallOptions::default()).await;
     assert_eq!(out.value["code"], "PROMPT_NOT_FOUND");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_builds_output_is_a_resource_only_its_owner_can_read_and_answers_link_to_it() {
+    let (env, template) = crate::support::env_with_template();
+    let script = toolshed_harness::JobScript::succeeded().printing("Step 9/9 : done");
+    env.backend.push_plan(toolshed_harness::BuildPlan::job(script));
+    let out = env.call("create_workspace", json!({ "template_id": template.id })).await;
+    let build_id = out.ok()["build_id"].as_str().unwrap().to_string();
+    let uri = format!("build://{build_id}/output");
+    assert!(out.content.iter().any(|block| matches!(block, Block::ResourceLink { uri: linked, .. } if *linked == uri)), "{:?}", out.content);
+
+    let read = |cx: toolshed_runtime::CallContext, uri: String| {
+        let host = env.host.clone();
+        async move { host.call_offer(&cx, "workspace-tools", "read_resource", &json!({ "uri": uri }), CallOptions::default()).await }
+    };
+    let mine = read(env.context(), uri.clone()).await;
+    assert_eq!(mine.ok()["contents"][0]["body"]["value"], "Step 9/9 : done");
+
+    let bob = toolshed_runtime::CallContext {
+        owner_id: toolshed_harness::ids::OTHER_OWNER.into(),
+        chat_id: "c-other".into(),
+        owner_name: "bob".into(),
+        organization_id: toolshed_harness::ids::ORG.into(),
+    };
+    let theirs = read(bob.clone(), uri).await;
+    let nobodys = read(bob, "build://00000000-0000-4000-8000-000000000000/output".into()).await;
+    assert_eq!(theirs.err()["code"], "RESOURCE_NOT_FOUND");
+    assert_eq!(theirs.value, nobodys.value, "another owner's build reads exactly as one that does not exist");
+}
