@@ -413,7 +413,11 @@ impl ServerHandler for McpServer {
 
     async fn subscribe(&self, request: SubscribeRequestParams, context: RequestContext<RoleServer>) -> Result<(), McpError> {
         let cx = self.offer_caller(&context).await?;
-        self.subscriptions.subscribe(&self.host, &cx, &request.uri).await
+        self.subscriptions.subscribe(&self.host, &cx, &request.uri).await?;
+        if self.subscriptions.start_watching() {
+            self.watch_subscriptions(&context, cx);
+        }
+        Ok(())
     }
 
     async fn unsubscribe(&self, request: UnsubscribeRequestParams, _context: RequestContext<RoleServer>) -> Result<(), McpError> {
@@ -583,6 +587,28 @@ impl ServerHandler for McpServer {
 }
 
 impl McpServer {
+    /// Tells this session's client, for as long as the session lasts, when
+    /// a resource it subscribed to reads differently, as the caller who
+    /// subscribed (`notifications/resources/updated`).
+    fn watch_subscriptions(&self, context: &RequestContext<RoleServer>, cx: toolshed_runtime::CallContext) {
+        let (host, subscriptions, peer, mut session) = (self.host.clone(), self.subscriptions.clone(), context.peer.clone(), self.alive.subscribe());
+        tokio::spawn(async move {
+            let read = |uri: String| {
+                let (host, cx) = (host.clone(), cx.clone());
+                async move { offers::read_resource(&host, &cx, &uri).await.ok().map(|read| offers::digest(&read)) }
+            };
+            let notify = |uri: String| {
+                let peer = peer.clone();
+                async move { peer.notify_resource_updated(rmcp::model::ResourceUpdatedNotificationParam::new(uri)).await.is_ok() }
+            };
+            tokio::select! {
+                () = offers::watch(subscriptions, read, notify) => {}
+                // The server's last clone is gone: the session ended.
+                _ = session.changed() => {}
+            }
+        });
+    }
+
     /// The calling context a resource or prompt request is answered for.
     async fn offer_caller(&self, context: &RequestContext<RoleServer>) -> Result<toolshed_runtime::CallContext, McpError> {
         self.host.installs_settled(LIST_GRACE).await;

@@ -4,8 +4,11 @@
 //! caller may see: another owner's resource reads as one that does not
 //! exist.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -151,45 +154,64 @@ fn not_found(uri: &str) -> McpError {
     )
 }
 
-/// The resources one session is subscribed to, bounded.
+/// How often a session's subscribed resources are read again, to tell
+/// its client which changed.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A digest of what a resource read answered, to tell a change (not a
+/// security boundary: it only decides whether to notify).
+pub(crate) fn digest(read: &rmcp::model::ReadResourceResult) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&read.contents).unwrap_or_default().hash(&mut hasher);
+    hasher.finish()
+}
+
+/// The resources one session is subscribed to, each with the digest of
+/// what it last read as; at most [`MAX_SUBSCRIPTIONS`].
 #[derive(Debug, Default)]
-pub struct Subscriptions(Mutex<HashSet<String>>);
+pub struct Subscriptions {
+    held: Mutex<HashMap<String, u64>>,
+    watching: AtomicBool,
+}
 
 impl Subscriptions {
     /// Subscribes to `uri`, which the caller can read (checked by reading
-    /// it); at most [`MAX_SUBSCRIPTIONS`] at once.
+    /// it, which also sets what a change is measured from); at most
+    /// [`MAX_SUBSCRIPTIONS`] at once.
     pub(crate) async fn subscribe(&self, host: &Toolshed, cx: &CallContext, uri: &str) -> Result<(), McpError> {
         if !self.has_room_for(uri) {
             return Err(too_many());
         }
-        read_resource(host, cx, uri).await?;
-        self.hold(uri)
+        let read = read_resource(host, cx, uri).await?;
+        self.hold(uri, digest(&read))
     }
 
     /// Whether `uri` is held or there is room for it.
     fn has_room_for(&self, uri: &str) -> bool {
-        let held = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        held.contains(uri) || held.len() < MAX_SUBSCRIPTIONS
+        let held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        held.contains_key(uri) || held.len() < MAX_SUBSCRIPTIONS
     }
 
-    /// Holds `uri`, unless the session is at [`MAX_SUBSCRIPTIONS`].
-    fn hold(&self, uri: &str) -> Result<(), McpError> {
-        let mut held = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if held.len() >= MAX_SUBSCRIPTIONS && !held.contains(uri) {
+    /// Holds `uri`, last read as `digest`, unless the session is at
+    /// [`MAX_SUBSCRIPTIONS`].
+    fn hold(&self, uri: &str, digest: u64) -> Result<(), McpError> {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        if held.len() >= MAX_SUBSCRIPTIONS && !held.contains_key(uri) {
             return Err(too_many());
         }
-        held.insert(uri.to_string());
+        held.insert(uri.to_string(), digest);
         Ok(())
     }
 
     /// Ends the subscription to `uri`, if there is one.
     pub(crate) fn unsubscribe(&self, uri: &str) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(uri);
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).remove(uri);
     }
 
     /// How many resources the session is subscribed to.
     pub fn len(&self) -> usize {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Whether the session is subscribed to nothing.
@@ -199,7 +221,54 @@ impl Subscriptions {
 
     /// Whether the session is subscribed to `uri`.
     pub fn contains(&self, uri: &str) -> bool {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).contains(uri)
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).contains_key(uri)
+    }
+
+    /// The URIs held now.
+    fn uris(&self) -> Vec<String> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
+    }
+
+    /// Whether `uri`, still held, now reads as `digest` after reading as
+    /// something else; remembers `digest`.
+    fn changed(&self, uri: &str, digest: u64) -> bool {
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        match held.get_mut(uri) {
+            Some(last) if *last != digest => {
+                *last = digest;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Marks the session's watcher as started; false when it already was.
+    pub(crate) fn start_watching(&self) -> bool {
+        !self.watching.swap(true, Ordering::SeqCst)
+    }
+}
+
+/// Reads every subscribed resource again each [`WATCH_INTERVAL`] with
+/// `read` (its digest, or `None` when it cannot be read now), and tells the
+/// client of each that changed with `notify`, until `notify` fails.
+pub(crate) async fn watch<R, RF, N, NF>(subscriptions: Arc<Subscriptions>, read: R, notify: N)
+where
+    R: Fn(String) -> RF,
+    RF: Future<Output = Option<u64>>,
+    N: Fn(String) -> NF,
+    NF: Future<Output = bool>,
+{
+    let mut tick = tokio::time::interval(WATCH_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        for uri in subscriptions.uris() {
+            let Some(now) = read(uri.clone()).await else { continue };
+            if subscriptions.changed(&uri, now) && !notify(uri).await {
+                return;
+            }
+        }
     }
 }
 
@@ -277,17 +346,61 @@ mod tests {
         let mut refused = 0;
         for i in 0..MAX_SUBSCRIPTIONS * 40 {
             let uri = format!("test://template/{i}/data");
-            if !subscriptions.has_room_for(&uri) || subscriptions.hold(&uri).is_err() {
+            if !subscriptions.has_room_for(&uri) || subscriptions.hold(&uri, 0).is_err() {
                 refused += 1;
             }
         }
         assert_eq!(subscriptions.len(), MAX_SUBSCRIPTIONS);
         assert_eq!(refused, MAX_SUBSCRIPTIONS * 39);
-        assert!(subscriptions.hold("test://template/0/data").is_ok(), "a resource already held is no new subscription");
+        assert!(subscriptions.hold("test://template/0/data", 0).is_ok(), "a resource already held is no new subscription");
         subscriptions.unsubscribe("test://template/0/data");
-        assert!(subscriptions.hold("test://another").is_ok(), "unsubscribing makes room");
-        let refusal = subscriptions.hold("test://one-too-many").unwrap_err();
+        assert!(subscriptions.hold("test://another", 0).is_ok(), "unsubscribing makes room");
+        let refusal = subscriptions.hold("test://one-too-many", 0).unwrap_err();
         assert!(refusal.message.contains("256 resources"), "{}", refusal.message);
+    }
+
+    /// Watches `uri`, which reads as each of `reads` in turn (then as the
+    /// last), for `ticks` intervals; answers the notifications sent.
+    async fn watched(reads: Vec<Option<u64>>, ticks: u32, notify_works: bool) -> Vec<String> {
+        let subscriptions = Arc::new(Subscriptions::default());
+        subscriptions.hold("build://b/output", 1).unwrap();
+        let reads = Arc::new(Mutex::new(reads.into_iter().collect::<std::collections::VecDeque<_>>()));
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let (shared_reads, shared_sent) = (reads.clone(), sent.clone());
+        let read = move |_uri: String| {
+            let reads = shared_reads.clone();
+            async move {
+                let mut reads = reads.lock().unwrap();
+                if reads.len() > 1 { reads.pop_front().unwrap() } else { reads.front().copied().flatten() }
+            }
+        };
+        let notify = move |uri: String| {
+            let sent = shared_sent.clone();
+            async move {
+                sent.lock().unwrap().push(uri);
+                notify_works
+            }
+        };
+        let watcher = tokio::spawn(watch(subscriptions, read, notify));
+        tokio::time::sleep(WATCH_INTERVAL * ticks + WATCH_INTERVAL / 2).await;
+        let ended = watcher.is_finished();
+        watcher.abort();
+        let sent = sent.lock().unwrap().clone();
+        assert_eq!(ended, !notify_works && !sent.is_empty(), "the watcher ends exactly when a notification fails");
+        sent
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_subscriber_hears_of_each_change_once_and_of_nothing_else() {
+        let sent = watched(vec![Some(1), Some(2), Some(2), None, Some(3), Some(3)], 8, true).await;
+        assert_eq!(sent, ["build://b/output", "build://b/output"], "1 -> 2 and 2 -> 3, an unreadable moment skipped");
+        assert!(watched(vec![Some(1)], 5, true).await.is_empty(), "no change, no notification");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_watcher_whose_client_is_gone_ends() {
+        let sent = watched(vec![Some(2), Some(3), Some(4)], 6, false).await;
+        assert_eq!(sent.len(), 1, "the first failed notification ends the watcher");
     }
 
     #[test]
