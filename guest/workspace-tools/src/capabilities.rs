@@ -75,6 +75,12 @@ pub trait Capabilities {
         None
     }
 
+    /// Whether the caller's user can be asked; when not, the tools read
+    /// nothing more to build a question.
+    fn can_ask(&self) -> bool {
+        false
+    }
+
     /// Asks the user `message` with `form` (a JSON Schema object). A host
     /// without a user to ask answers [`Asked::Unavailable`].
     fn ask(&self, message: &str, form: &str) -> Asked {

@@ -100,6 +100,9 @@ impl Capabilities for ComponentHost {
     fn start_uses_active_version(&self, workspace_id: &str) -> bool {
         versions::start_uses_active_version(workspace_id)
     }
+    fn can_ask(&self) -> bool {
+        ask::can_ask()
+    }
     fn ask(&self, message: &str, form: &str) -> crate::capabilities::Asked {
         use crate::capabilities::Asked;
         match ask::ask(message, form) {

@@ -132,7 +132,10 @@ pub fn create_workspace<C: Capabilities>(host: &C, args: CreateWorkspaceArgs) ->
     let mut parameters = args.parameters.clone().unwrap_or_default();
     // A required parameter without a default that the call does not give
     // has no obvious value: ask the user, when the client can (SPEC 3.6).
-    if let Ok(all) = host.template_parameters(&template.active_version_id) {
+    // A client that cannot costs no read of the parameters.
+    if host.can_ask()
+        && let Ok(all) = host.template_parameters(&template.active_version_id)
+    {
         let missing: Vec<&TemplateParameter> =
             all.iter().filter(|p| p.required && p.default_value.is_none() && !parameters.iter().any(|(k, _)| *k == p.name)).collect();
         let message = format!("The template {} needs values for these parameters to create your workspace.", template.name);
@@ -365,6 +368,9 @@ pub fn start_workspace<C: Capabilities>(host: &C, args: StartWorkspaceArgs) -> R
 /// a default), and starts again with their answers: the build, or `None`
 /// when the client cannot ask.
 fn start_with_answers<C: Capabilities>(host: &C, workspace: &Workspace, refusal: &ApiError, request: &CreateBuildRequest) -> Result<Option<Build>, ToolError> {
+    if !host.can_ask() {
+        return Ok(None);
+    }
     let Ok(template) = host.template(&workspace.template_id) else { return Ok(None) };
     let Ok(all) = host.template_parameters(&template.active_version_id) else { return Ok(None) };
     let named: Vec<&TemplateParameter> = all.iter().filter(|p| refusal.validations.iter().any(|v| v.field == p.name)).collect();

@@ -98,6 +98,10 @@ impl Client for CallClient {
         }
     }
 
+    fn can_ask(&self) -> bool {
+        self.asker.is_some()
+    }
+
     fn ask(&self, message: String, schema: Value) -> Option<Asking> {
         let peer = self.asker.clone()?;
         Some(Box::pin(async move {

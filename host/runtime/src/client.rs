@@ -51,6 +51,9 @@ pub trait Client: Send + Sync + 'static {
     /// own task, so it must return at once: queue or drop, never wait.
     fn log(&self, level: Level, logger: &str, message: &str);
 
+    /// Whether [`Client::ask`] can reach the user.
+    fn can_ask(&self) -> bool;
+
     /// Asks the user `message` with a form described by `schema` (already
     /// checked with [`check_schema`]); `None` when the client cannot ask.
     fn ask(&self, message: String, schema: Value) -> Option<Asking>;

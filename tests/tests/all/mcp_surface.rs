@@ -45,6 +45,10 @@ impl Client for FakeClient {
         self.logs.lock().unwrap().push((level, logger.to_string(), message.to_string()));
     }
 
+    fn can_ask(&self) -> bool {
+        self.user.is_some()
+    }
+
     fn ask(&self, message: String, schema: Value) -> Option<Asking> {
         let user = self.user.clone()?;
         self.asked.lock().unwrap().push((message, schema));

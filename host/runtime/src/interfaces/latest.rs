@@ -247,6 +247,11 @@ impl content::Host for CallState {
 }
 
 impl ask::Host for CallState {
+    async fn can_ask(&mut self) -> wasmtime::Result<bool> {
+        let client = self.client.clone();
+        self.call.import(async |_| client.is_some_and(|c| c.can_ask())).await
+    }
+
     async fn ask(&mut self, message: String, schema: String) -> wasmtime::Result<Result<ask::Answer, ask::AskError>> {
         use crate::client::Answer;
         Ok(match self.ask_user(message, schema).await? {
