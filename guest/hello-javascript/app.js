@@ -4,7 +4,7 @@
 // wit/: the exported interface is the object below, one method per tool,
 // and a tool error is thrown as the tool-error record.
 
-import { log } from 'toolshed:runtime/log@0.2.0';
+import { log } from 'toolshed:runtime/log@0.3.0';
 
 function refusal(code, message, suggestion) {
   return { error: message, category: 'validation-failed', code, recoverable: true, suggestions: [suggestion] };

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use toolshed_pack::{Guest, build_plugin};
 
 const GUESTS: &[Guest<'static>] = &[
-    Guest::new("workspace-tools", "toolshed:tools/workspace-plugin@0.2.0"),
-    Guest::new("registry-tools", "toolshed:tools/registry-plugin@0.2.0"),
+    Guest::new("workspace-tools", "toolshed:tools/workspace-plugin@0.3.0"),
+    Guest::new("registry-tools", "toolshed:tools/registry-plugin@0.3.0"),
 ];
 
 fn main() -> anyhow::Result<()> {

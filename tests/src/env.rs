@@ -112,7 +112,7 @@ impl TestEnv {
     /// Calls `tool` in the chat of `cx` for a caller that waits at most
     /// `budget` (`None`: as long as the call takes); its progress is recorded.
     pub async fn call_waiting(&self, cx: &CallContext, tool: &str, arguments: Value, budget: Option<std::time::Duration>) -> ToolOutput {
-        let options = CallOptions { progress: Some(self.backend.recorder().progress_sink(cx)), wait_budget: budget };
+        let options = CallOptions { progress: Some(self.backend.recorder().progress_sink(cx)), wait_budget: budget, client: None };
         let output = self.host.call_with(cx, tool, Arguments::Json(&arguments), options).await;
         assert_answer_fits_schema(&self.host, tool, &output);
         output

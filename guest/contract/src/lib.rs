@@ -15,10 +15,10 @@
 #![deny(missing_docs)]
 
 /// The API version guests built from this repository target.
-pub const API_VERSION: &str = "0.2.0";
+pub const API_VERSION: &str = "0.3.0";
 
 /// Every API version a host built from this repository loads, oldest first.
-pub const SUPPORTED_API_VERSIONS: [&str; 2] = ["0.1.0", "0.2.0"];
+pub const SUPPORTED_API_VERSIONS: [&str; 3] = ["0.1.0", "0.2.0", "0.3.0"];
 
 /// The custom section holding the API version a plugin was built for.
 pub const API_VERSION_SECTION: &str = "toolshed:api-version";

@@ -9,7 +9,7 @@ pub mod wit {
     wit_bindgen::generate!({
         path: "wit",
         world: "plugins:hello/hello-plugin@0.1.0",
-        with: { "toolshed:tools/types@0.2.0": toolshed_guest::types },
+        with: { "toolshed:tools/types@0.3.0": toolshed_guest::types },
         generate_all,
     });
 }

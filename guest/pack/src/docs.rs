@@ -15,7 +15,7 @@ pub struct WorldDocs {
     /// `func/ok.field...`, `func/err.field...`.
     pub docs: BTreeMap<String, String>,
     /// The toolshed API version the world is written against, such as
-    /// `0.2.0`: its package's version when it is a toolshed package, else
+    /// `0.2.0`: its package's version when it is the toolshed tools package, else
     /// the newest version of the toolshed runtime and tools packages it uses.
     pub version: Option<String>,
 }
@@ -66,7 +66,10 @@ pub fn docs_for_world(wit_dir: &Path, world: Option<&str>) -> anyhow::Result<Wor
 /// API is that of the toolshed runtime and tools packages it uses.
 fn api_version(resolve: &Resolve, world: wit_parser::WorldId) -> Option<String> {
     let name_of = |package: wit_parser::PackageId| &resolve.packages[package].name;
-    if let Some(own) = resolve.worlds[world].package.map(name_of).filter(|name| name.namespace == "toolshed") {
+    // A world of the tools package (the API itself) is its version; any
+    // other world, a fixture's in the toolshed namespace included, is the
+    // newest API it imports or exports.
+    if let Some(own) = resolve.worlds[world].package.map(name_of).filter(|name| name.namespace == "toolshed" && name.name == "tools") {
         return own.version.as_ref().map(ToString::to_string);
     }
     let items = resolve.worlds[world].imports.values().chain(resolve.worlds[world].exports.values());

@@ -11,7 +11,7 @@
 wit_bindgen::generate!({
     path: "wit",
     world: "toolshed:registry-http/registry-http@0.1.0",
-    with: { "toolshed:tools/types@0.2.0": toolshed_guest::types },
+    with: { "toolshed:tools/types@0.3.0": toolshed_guest::types },
     generate_all,
 });
 

@@ -17,8 +17,8 @@ mod component;
 pub mod wit {
     wit_bindgen::generate!({
         path: "../../wit/tools",
-        world: "toolshed:tools/registry-plugin@0.2.0",
-        with: { "toolshed:tools/types@0.2.0": toolshed_guest::types },
+        world: "toolshed:tools/registry-plugin@0.3.0",
+        with: { "toolshed:tools/types@0.3.0": toolshed_guest::types },
         generate_all,
     });
 }

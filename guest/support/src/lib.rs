@@ -6,8 +6,8 @@
 //! ```text
 //! wit_bindgen::generate!({
 //!     path: "../../wit/tools",
-//!     world: "toolshed:tools/workspace-plugin@0.2.0",
-//!     with: { "toolshed:tools/types@0.2.0": toolshed_guest::types },
+//!     world: "toolshed:tools/workspace-plugin@0.3.0",
+//!     with: { "toolshed:tools/types@0.3.0": toolshed_guest::types },
 //!     generate_all,
 //! });
 //! ```
@@ -15,7 +15,7 @@
 mod bindings {
     wit_bindgen::generate!({
         path: "../../wit/tools",
-        inline: "package toolshed:guest-support; world types { import toolshed:tools/types@0.2.0; }",
+        inline: "package toolshed:guest-support; world types { import toolshed:tools/types@0.3.0; }",
         world: "toolshed:guest-support/types",
         generate_all,
     });

@@ -6,6 +6,17 @@ use crate::wit::toolshed::infra::types::{
     Agent, Build, Chat, ControlError, Job, QueryError, Template, TemplateParameter, Workspace,
 };
 
+/// What came of asking the user.
+pub enum Asked {
+    /// The user answered the form with these values.
+    Answer(serde_json::Map<String, serde_json::Value>),
+    /// The user declined or dismissed it.
+    Declined,
+    /// No answer can come: the client cannot ask, failed, or answered
+    /// something that does not fit the form.
+    Unavailable,
+}
+
 /// What the tools need from their host. Each method mirrors one WIT import.
 pub trait Capabilities {
     /// Held while a chat's workspace is being changed; dropping releases it.
@@ -56,6 +67,26 @@ pub trait Capabilities {
     /// Whether a start of the workspace builds its template's active version
     /// rather than the version of its last build.
     fn start_uses_active_version(&self, workspace_id: &str) -> bool;
+
+    /// The end of what a build printed, where the host keeps build output
+    /// and the build is the caller's.
+    fn build_output(&self, build_id: &str) -> Option<String> {
+        let _ = build_id;
+        None
+    }
+
+    /// Whether the caller's user can be asked; when not, the tools read
+    /// nothing more to build a question.
+    fn can_ask(&self) -> bool {
+        false
+    }
+
+    /// Asks the user `message` with `form` (a JSON Schema object). A host
+    /// without a user to ask answers [`Asked::Unavailable`].
+    fn ask(&self, message: &str, form: &str) -> Asked {
+        let _ = (message, form);
+        Asked::Unavailable
+    }
 
     /// Whether the host can reach agents at all.
     fn can_connect(&self) -> bool;

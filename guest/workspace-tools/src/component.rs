@@ -4,7 +4,8 @@ use crate::capabilities::Capabilities;
 use crate::wit::exports::toolshed::tools::workspace_tools::{self as api, Guest};
 use crate::wit::toolshed::infra::{agent_connect, control, db, types};
 use crate::wit::toolshed::builds::{logs, versions};
-use crate::wit::toolshed::runtime::{call, clock, events, locks, park};
+use crate::wit::exports::toolshed::tools::{prompts, resources};
+use crate::wit::toolshed::runtime::{ask, call, clock, content, events, locks, park};
 
 /// The host as the tool logic sees it inside the component.
 struct ComponentHost;
@@ -47,6 +48,9 @@ impl Capabilities for ComponentHost {
     }
     fn build_log_line(&self, build_id: &str) -> Option<String> {
         logs::last_line(build_id)
+    }
+    fn build_output(&self, build_id: &str) -> Option<String> {
+        logs::output(build_id, crate::output::MAX_BYTES)
     }
     fn chat(&self) -> Result<types::Chat, types::QueryError> {
         db::get_chat()
@@ -96,6 +100,20 @@ impl Capabilities for ComponentHost {
     fn start_uses_active_version(&self, workspace_id: &str) -> bool {
         versions::start_uses_active_version(workspace_id)
     }
+    fn can_ask(&self) -> bool {
+        ask::can_ask()
+    }
+    fn ask(&self, message: &str, form: &str) -> crate::capabilities::Asked {
+        use crate::capabilities::Asked;
+        match ask::ask(message, form) {
+            Ok(ask::Answer::Accept(json)) => match serde_json::from_str(&json) {
+                Ok(serde_json::Value::Object(fields)) => Asked::Answer(fields),
+                _ => Asked::Unavailable,
+            },
+            Ok(ask::Answer::Decline | ask::Answer::Cancel) => Asked::Declined,
+            Err(_) => Asked::Unavailable,
+        }
+    }
     fn can_connect(&self) -> bool {
         agent_connect::available()
     }
@@ -114,13 +132,81 @@ impl Guest for Plugin {
         crate::read_template(&ComponentHost, args)
     }
     fn create_workspace(args: api::CreateWorkspaceArgs) -> Result<api::CreateWorkspaceResult, api::ToolError> {
-        crate::create_workspace(&ComponentHost, args)
+        let result = crate::create_workspace(&ComponentHost, args)?;
+        link_output(result.build_id.as_deref());
+        Ok(result)
     }
     fn start_workspace(args: api::StartWorkspaceArgs) -> Result<api::StartWorkspaceResult, api::ToolError> {
-        crate::start_workspace(&ComponentHost, args)
+        let result = crate::start_workspace(&ComponentHost, args)?;
+        link_output(result.build_id.as_deref());
+        Ok(result)
     }
     fn stop_workspace() -> Result<api::StopWorkspaceResult, api::ToolError> {
-        crate::stop_workspace(&ComponentHost)
+        let result = crate::stop_workspace(&ComponentHost)?;
+        link_output(result.build_id.as_deref());
+        Ok(result)
+    }
+}
+
+/// Links the answer to the output of the build it made or waited on, a
+/// resource its owner can read. A refused link loses only the link.
+fn link_output(build_id: Option<&str>) {
+    if let Some(build_id) = build_id {
+        let link = content::Link {
+            uri: crate::output::uri(build_id),
+            name: format!("build {build_id} output"),
+            description: Some("What the build printed: read it to see why a build failed.".into()),
+            mime_type: Some("text/plain".into()),
+        };
+        let _ = content::add(&content::Block::ResourceLink(link));
+    }
+}
+
+impl crate::wit::exports::toolshed::tools::resources::Guest for Plugin {
+    fn list_resources() -> resources::Listing {
+        let template = resources::ResourceTemplate {
+            uri_template: crate::output::URI_TEMPLATE.into(),
+            name: "build-output".into(),
+            title: Some("Build output".into()),
+            description: Some("What one of your builds printed; create, start and stop answers link to theirs.".into()),
+            mime_type: Some("text/plain".into()),
+        };
+        resources::Listing { resources: Vec::new(), templates: vec![template] }
+    }
+
+    fn read_resource(uri: String) -> Result<resources::ReadAnswer, api::ToolError> {
+        let text = crate::output::read(&ComponentHost, &uri)?;
+        Ok(resources::ReadAnswer { contents: vec![resources::Contents { uri, mime_type: Some("text/plain".into()), body: content::Body::Text(text) }] })
+    }
+}
+
+impl crate::wit::exports::toolshed::tools::prompts::Guest for Plugin {
+    fn list_prompts() -> prompts::PromptListing {
+        let template = prompts::PromptArgument {
+            name: "template".into(),
+            description: Some("The name of the template to use, if the user named one.".into()),
+            required: false,
+        };
+        let prompt = prompts::Prompt {
+            name: crate::guide::NAME.into(),
+            title: Some("Provision a workspace".into()),
+            description: Some(crate::guide::DESCRIPTION.into()),
+            arguments: vec![template],
+        };
+        prompts::PromptListing { prompts: vec![prompt] }
+    }
+
+    fn get_prompt(name: String, arguments: Vec<(String, String)>) -> Result<prompts::PromptAnswer, api::ToolError> {
+        if name != crate::guide::NAME {
+            return Err(toolshed_guest::error(
+                toolshed_guest::types::ErrorCategory::FileNotFound,
+                "PROMPT_NOT_FOUND",
+                format!("no prompt named {name}; the workspace tools offer {}", crate::guide::NAME),
+            ));
+        }
+        let template = arguments.iter().find(|(k, _)| k == "template").map(|(_, v)| v.as_str());
+        let message = prompts::Message { role: prompts::Role::User, content: content::Block::Text(crate::guide::text(template)) };
+        Ok(prompts::PromptAnswer { description: Some(crate::guide::DESCRIPTION.into()), messages: vec![message] })
     }
 }
 

@@ -1,5 +1,6 @@
 //! The workspace-lifecycle tools: `list_templates`, `read_template`,
-//! `create_workspace`, `start_workspace` and `stop_workspace`.
+//! `create_workspace`, `start_workspace` and `stop_workspace`; and the
+//! prompt that walks a model through them ([`guide`]).
 //!
 //! The tool logic is written against [`Capabilities`], a small trait over the
 //! host imports, so the same code runs inside the component (through the
@@ -10,12 +11,15 @@
 #![allow(clippy::result_large_err)]
 
 mod agents;
+mod asking;
 mod builds;
 mod capabilities;
 mod errors;
 mod existing;
+pub mod guide;
 mod lifecycle;
 mod naming;
+pub mod output;
 mod parked;
 mod templates;
 mod ttl;
@@ -31,13 +35,13 @@ mod component;
 pub mod wit {
     wit_bindgen::generate!({
         path: "../../wit/tools",
-        world: "toolshed:tools/workspace-plugin@0.2.0",
-        with: { "toolshed:tools/types@0.2.0": toolshed_guest::types },
+        world: "toolshed:tools/workspace-plugin@0.3.0",
+        with: { "toolshed:tools/types@0.3.0": toolshed_guest::types },
         additional_derives: [serde::Serialize, serde::Deserialize],
         generate_all,
     });
 }
 
-pub use capabilities::Capabilities;
+pub use capabilities::{Asked, Capabilities};
 pub use lifecycle::{create_workspace, start_workspace, stop_workspace};
 pub use templates::{list_templates, read_template};

@@ -1,6 +1,7 @@
 //! `create_workspace`, `start_workspace` and `stop_workspace` (SPEC 4.3-4.7).
 
 use crate::agents::{self, ConnectPhase};
+use crate::asking;
 use crate::builds::{Again, wait_for_build};
 use crate::parked::BuildWait;
 use crate::capabilities::Capabilities;
@@ -16,7 +17,7 @@ use crate::wit::exports::toolshed::tools::workspace_tools::{
 use crate::wit::toolshed::infra::control::{CreateBuildRequest, CreateWorkspaceRequest};
 use crate::wit::toolshed::infra::db::ChatBinding;
 use crate::wit::toolshed::infra::types::{
-    ApiError, Build, ControlError, JobStatus, QueryError, Transition, Workspace,
+    ApiError, Build, ControlError, JobStatus, QueryError, TemplateParameter, Transition, Workspace,
 };
 use toolshed_guest::types::ErrorCategory;
 
@@ -128,7 +129,20 @@ pub fn create_workspace<C: Capabilities>(host: &C, args: CreateWorkspaceArgs) ->
     }
 
     let ttl_ms = host.workspace_ttl().ok().and_then(|setting| ttl::ttl_ms(&setting));
-    let parameters = args.parameters.clone().unwrap_or_default();
+    let mut parameters = args.parameters.clone().unwrap_or_default();
+    // A required parameter without a default that the call does not give
+    // has no obvious value: ask the user, when the client can (SPEC 3.6).
+    // A client that cannot costs no read of the parameters.
+    if host.can_ask()
+        && let Ok(all) = host.template_parameters(&template.active_version_id)
+    {
+        let missing: Vec<&TemplateParameter> =
+            all.iter().filter(|p| p.required && p.default_value.is_none() && !parameters.iter().any(|(k, _)| *k == p.name)).collect();
+        let message = format!("The template {} needs values for these parameters to create your workspace.", template.name);
+        if let Some(answered) = asking::ask_for(host, &message, &missing)? {
+            parameters = asking::merged(&parameters, answered);
+        }
+    }
     let user_name = args.name.clone().filter(|n| !n.is_empty());
     let (mut name, generated) = match &user_name {
         Some(n) if naming::is_valid(n) => (n.clone(), false),
@@ -309,7 +323,7 @@ pub fn start_workspace<C: Capabilities>(host: &C, args: StartWorkspaceArgs) -> R
     };
     let build = match host.create_build(&request) {
         Ok(build) => build,
-        Err(ControlError::Api(api)) => {
+        Err(ControlError::Api(api)) => 'refused: {
             // The rewrite is for a start that moves to a new version: the
             // workspace's last build is on another one, and the backend says
             // starts use the active version (asked last, since over a remote
@@ -322,6 +336,11 @@ pub fn start_workspace<C: Capabilities>(host: &C, args: StartWorkspaceArgs) -> R
                 }
                 && host.start_uses_active_version(&workspace.id);
             if moving_to_active {
+                // The values the new version needs are not obvious: ask the
+                // user for them when the client can, and start with them.
+                if let Some(build) = start_with_answers(host, &workspace, &api, &request)? {
+                    break 'refused build;
+                }
                 return Err(manual_update_error(&api, &workspace.template_id));
             }
             let mut err = api_error(&api);
@@ -342,6 +361,32 @@ pub fn start_workspace<C: Capabilities>(host: &C, args: StartWorkspaceArgs) -> R
         _ => None,
     };
     finish_start(host, BuildWait { build_id: build.id, workspace_name: full_name(&workspace), started: host.now(), new_version })
+}
+
+/// Asks the user for the parameters a start onto the active version was
+/// refused for (those the refusal names, else every required one without
+/// a default), and starts again with their answers: the build, or `None`
+/// when the client cannot ask.
+fn start_with_answers<C: Capabilities>(host: &C, workspace: &Workspace, refusal: &ApiError, request: &CreateBuildRequest) -> Result<Option<Build>, ToolError> {
+    if !host.can_ask() {
+        return Ok(None);
+    }
+    let Ok(template) = host.template(&workspace.template_id) else { return Ok(None) };
+    let Ok(all) = host.template_parameters(&template.active_version_id) else { return Ok(None) };
+    let named: Vec<&TemplateParameter> = all.iter().filter(|p| refusal.validations.iter().any(|v| v.field == p.name)).collect();
+    let needed = if named.is_empty() {
+        all.iter().filter(|p| p.required && p.default_value.is_none() && !request.parameters.iter().any(|(k, _)| *k == p.name)).collect()
+    } else {
+        named
+    };
+    let message = format!("The template {} has a new version, which needs values for these parameters to start {}.", template.name, full_name(workspace));
+    let Some(answered) = asking::ask_for(host, &message, &needed)? else { return Ok(None) };
+    let retry = CreateBuildRequest { parameters: asking::merged(&request.parameters, answered), ..request.clone() };
+    match host.create_build(&retry) {
+        Ok(build) => Ok(Some(build)),
+        Err(ControlError::Api(api)) => Err(manual_update_error(&api, &workspace.template_id)),
+        Err(ControlError::Failed(text)) => Err(error(ErrorCategory::ExternalCommandFailed, "START_FAILED", format!("start workspace: {text}"))),
+    }
 }
 
 /// The end of a stop that made a build: the build.

@@ -116,7 +116,28 @@ impl logs::Host for InfraView<'_> {
         // Cut here too: a backend's line becomes the guest's progress.
         self.call.import(async |cx| p.logs.last_line(cx, &build_id).await.map(|l| toolshed_runtime::text::clip(&l, 1024))).await
     }
+
+    async fn output(&mut self, build_id: String, max_bytes: u32) -> wasmtime::Result<Option<String>> {
+        let p = self.providers()?;
+        if !is_id(&build_id) {
+            return self.call.import(async |_| None).await;
+        }
+        let max = max_bytes.min(MAX_OUTPUT_BYTES) as usize;
+        self.call.import(async |cx| p.logs.output(cx, &build_id, max).await.map(|text| tail(&text, max))).await
+    }
 }
+
+/// The last `max` bytes of `text` at most, cut at a character boundary.
+fn tail(text: &str, max: usize) -> String {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    text[start..].to_string()
+}
+
+/// The most of a build's output one read returns.
+pub const MAX_OUTPUT_BYTES: u32 = 64 << 10;
 
 impl versions::Host for InfraView<'_> {
     async fn start_uses_active_version(&mut self, workspace_id: String) -> wasmtime::Result<bool> {

@@ -194,6 +194,14 @@ pub trait BuildLogs: Send + Sync + 'static {
     /// The last line build `build_id` printed, if the backend keeps its
     /// output and the build is the caller's.
     async fn last_line(&self, cx: &CallContext, build_id: &str) -> Option<String>;
+
+    /// At most the last `max_bytes` bytes build `build_id` printed, if the
+    /// backend keeps its output and the build is the caller's. A backend
+    /// that keeps no output answers `None`.
+    async fn output(&self, cx: &CallContext, build_id: &str, max_bytes: usize) -> Option<String> {
+        let _ = (cx, build_id, max_bytes);
+        None
+    }
 }
 
 /// Which template version builds use (`toolshed:builds/versions`), scoped

@@ -544,6 +544,22 @@ impl BuildLogs for LocalBackend {
         self.build(cx, build_id).await.ok()?;
         last_line(&self.log_path(build_id))
     }
+
+    async fn output(&self, cx: &CallContext, build_id: &str, max_bytes: usize) -> Option<String> {
+        self.build(cx, build_id).await.ok()?;
+        output_tail(&self.log_path(build_id), max_bytes)
+    }
+}
+
+/// At most the last `max` bytes of the file at `path`, reading only those.
+fn output_tail(path: &Path, max: usize) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).ok()?;
+    let length = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(length.saturating_sub(max as u64))).ok()?;
+    let mut tail = Vec::with_capacity(max.min(length as usize));
+    file.take(max as u64).read_to_end(&mut tail).ok()?;
+    Some(String::from_utf8_lossy(&tail).into_owned())
 }
 
 /// The last non-empty line of the file at `path`, reading only its end.

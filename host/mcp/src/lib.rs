@@ -18,6 +18,9 @@
 
 pub mod audit;
 pub mod auth;
+pub mod client;
+mod content;
+pub mod offers;
 pub mod http;
 pub mod identity;
 pub mod stdio;
@@ -31,10 +34,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock, CreateTaskResult, DetailedTask, GetTaskParams,
+    CallToolRequestParams, CallToolResponse, CompleteRequestParams, CompleteResult, GetPromptRequestParams, GetPromptResponse, ListPromptsResult,
+    ListResourceTemplatesResult, ListResourcesResult, PromptsCapability, ReadResourceRequestParams, ReadResourceResponse, ResourcesCapability,
+    SubscribeRequestParams, UnsubscribeRequestParams, CallToolResult, CancelTaskParams, ContentBlock, CreateTaskResult, DetailedTask, GetTaskParams,
     GetTaskResult, Implementation, InitializeResult, ListToolsResult, PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, Task as McpTask,
     ProtocolVersion, TaskPayload, TaskStatus as McpTaskStatus, Tool as McpTool,
 };
+// Logging is in every revision served; rmcp marks it deprecated for a draft.
+#[allow(deprecated)]
+use rmcp::model::SetLevelRequestParams;
 use rmcp::service::{NotificationContext, RequestContext, RoleServer};
 use rmcp::{ErrorData as McpError, ServerHandler, ServiceExt};
 use serde_json::Value;
@@ -60,6 +68,9 @@ pub const DEFAULT_WAIT_BUDGET: Duration = Duration::from_secs(50);
 /// How long a call made as a task may take before the client gets the task
 /// instead of the answer.
 pub const TASK_GRACE: Duration = Duration::from_secs(1);
+
+/// How long a call's answer waits for its log records to be sent.
+pub const LOG_FLUSH: Duration = Duration::from_secs(1);
 
 /// How often clients are asked to poll a task.
 pub const TASK_POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -241,6 +252,10 @@ pub struct McpServer {
     /// Dropped with the last clone of this server, which the transport
     /// drops when the session ends: what the session started ends with it.
     alive: Arc<tokio::sync::watch::Sender<()>>,
+    /// The level this session asked for with `logging/setLevel`.
+    log_level: Arc<client::SessionLevel>,
+    /// The resources this session is subscribed to.
+    subscriptions: Arc<offers::Subscriptions>,
 }
 
 impl McpServer {
@@ -248,7 +263,7 @@ impl McpServer {
     /// `session_chat` (default: a new chat).
     pub fn new(host: Arc<Toolshed>, settings: Arc<ServerSettings>, session_chat: Option<String>) -> Self {
         let session_chat = session_chat.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        Self { host, settings, session_chat, alive: Arc::new(tokio::sync::watch::channel(()).0) }
+        Self { host, settings, session_chat, alive: Arc::new(tokio::sync::watch::channel(()).0), log_level: Arc::default(), subscriptions: Arc::default() }
     }
 
     /// Serves MCP on stdin and stdout until the client goes away.
@@ -310,7 +325,21 @@ pub fn mcp_tool(tool: &Tool) -> McpTool {
 impl ServerHandler for McpServer {
     fn get_info(&self) -> InitializeResult {
         let capabilities = ServerCapabilities::builder().enable_tools().enable_tool_list_changed();
-        let capabilities = if self.settings.tasks.is_some() { capabilities.enable_tasks().build() } else { capabilities.build() };
+        let mut capabilities = if self.settings.tasks.is_some() { capabilities.enable_tasks().build() } else { capabilities.build() };
+        // Plugins' log records reach the caller that asks for them
+        // (`logging/setLevel`); completion answers with no suggestions.
+        #[allow(deprecated)]
+        {
+            capabilities.logging = Some(Default::default());
+        }
+        capabilities.completions = Some(Default::default());
+        // Resources and prompts come from plugins, which may arrive after
+        // this session starts: both are always offered, listed empty when
+        // no plugin has any.
+        let mut resources = ResourcesCapability::default();
+        resources.subscribe = Some(true);
+        capabilities.resources = Some(resources);
+        capabilities.prompts = Some(PromptsCapability::default());
         let info = InitializeResult::new(capabilities).with_server_info(Implementation::new(&self.settings.name, &self.settings.version));
         match &self.settings.instructions {
             Some(instructions) => info.with_instructions(instructions.clone()),
@@ -355,6 +384,57 @@ impl ServerHandler for McpServer {
         });
     }
 
+    #[allow(deprecated)]
+    async fn set_level(&self, request: SetLevelRequestParams, _context: RequestContext<RoleServer>) -> Result<(), McpError> {
+        self.log_level.set(request.level);
+        Ok(())
+    }
+
+    /// No argument of a served prompt or resource template has values to
+    /// suggest: the answer is an empty list, which the protocol allows.
+    async fn complete(&self, _request: CompleteRequestParams, _context: RequestContext<RoleServer>) -> Result<CompleteResult, McpError> {
+        Ok(CompleteResult::default())
+    }
+
+    async fn list_resources(&self, _request: Option<PaginatedRequestParams>, context: RequestContext<RoleServer>) -> Result<ListResourcesResult, McpError> {
+        let cx = self.offer_caller(&context).await?;
+        offers::list_resources(&self.host, &cx).await
+    }
+
+    async fn list_resource_templates(&self, _request: Option<PaginatedRequestParams>, context: RequestContext<RoleServer>) -> Result<ListResourceTemplatesResult, McpError> {
+        let cx = self.offer_caller(&context).await?;
+        offers::list_templates(&self.host, &cx).await
+    }
+
+    async fn read_resource(&self, request: ReadResourceRequestParams, context: RequestContext<RoleServer>) -> Result<ReadResourceResponse, McpError> {
+        let cx = self.offer_caller(&context).await?;
+        offers::read_resource(&self.host, &cx, &request.uri).await.map(Into::into)
+    }
+
+    async fn subscribe(&self, request: SubscribeRequestParams, context: RequestContext<RoleServer>) -> Result<(), McpError> {
+        let cx = self.offer_caller(&context).await?;
+        self.subscriptions.subscribe(&self.host, &cx, &request.uri).await?;
+        if self.subscriptions.start_watching() {
+            self.watch_subscriptions(&context, cx);
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, request: UnsubscribeRequestParams, _context: RequestContext<RoleServer>) -> Result<(), McpError> {
+        self.subscriptions.unsubscribe(&request.uri);
+        Ok(())
+    }
+
+    async fn list_prompts(&self, _request: Option<PaginatedRequestParams>, context: RequestContext<RoleServer>) -> Result<ListPromptsResult, McpError> {
+        let cx = self.offer_caller(&context).await?;
+        offers::list_prompts(&self.host, &cx).await
+    }
+
+    async fn get_prompt(&self, request: GetPromptRequestParams, context: RequestContext<RoleServer>) -> Result<GetPromptResponse, McpError> {
+        let cx = self.offer_caller(&context).await?;
+        offers::get_prompt(&self.host, &cx, &request.name, request.arguments.unwrap_or_default()).await.map(Into::into)
+    }
+
     async fn list_tools(&self, _request: Option<PaginatedRequestParams>, _context: RequestContext<RoleServer>) -> Result<ListToolsResult, McpError> {
         // Plugins install in the background, so `initialize` never waits for
         // them; give installs under way a moment before the first listing.
@@ -375,7 +455,7 @@ impl ServerHandler for McpServer {
                     _ => "-".into(),
                 };
                 self.audit_call(&self.principal(&context), &asked, &request.name, "refused", started);
-                return Ok(respond(ToolOutput { is_error: true, value: refusal.to_json() }));
+                return Ok(respond(ToolOutput::new(true, refusal.to_json())));
             }
         };
         // Tasks outlive their request, so they count against the cap too.
@@ -389,7 +469,7 @@ impl ServerHandler for McpServer {
                 format!("you have {} calls running, the most one caller may have; wait for one to finish", self.settings.calls_per_principal),
             )
             .field("limit", self.settings.calls_per_principal);
-            return Ok(respond(ToolOutput { is_error: true, value: busy.to_json() }));
+            return Ok(respond(ToolOutput::new(true, busy.to_json())));
         };
         let cx = principal.context(&chat);
         let arguments = Value::Object(request.arguments.unwrap_or_default());
@@ -417,7 +497,7 @@ impl ServerHandler for McpServer {
                 }
                 Err(refused) => {
                     self.audit_call(&principal, &chat, &request.name, "refused", started);
-                    return Ok(respond(ToolOutput { is_error: true, value: refused.to_json() }));
+                    return Ok(respond(ToolOutput::new(true, refused.to_json())));
                 }
             };
             let ended = tokio::time::timeout(TASK_GRACE, tasks.wait(&principal.owner_id, &task.id)).await;
@@ -426,7 +506,7 @@ impl ServerHandler for McpServer {
                 && let Some(value) = done.result
             {
                 self.audit_call(&principal, &chat, &request.name, if done.is_error { "error" } else { "ok" }, started);
-                return Ok(respond(ToolOutput { is_error: done.is_error, value }));
+                return Ok(respond(ToolOutput::new(done.is_error, value)));
             }
             self.audit_call(&principal, &chat, &request.name, "task", started);
             return Ok(CallToolResponse::Task(CreateTaskResult::new(mcp_task(&task))));
@@ -453,7 +533,14 @@ impl ServerHandler for McpServer {
             None => (None, None),
         };
 
-        let options = CallOptions { progress: sink, wait_budget: self.settings.wait_budget };
+        // Log records and questions go to this caller only; a client over
+        // HTTP without a session has no stream to take a question on.
+        let in_session = context.extensions.get::<::http::request::Parts>().is_none_or(|p| p.headers.contains_key("mcp-session-id"));
+        let capabilities = context.peer.peer_info().map(|info| info.capabilities.clone()).unwrap_or_default();
+        let can_ask = in_session && capabilities.elicitation.is_some();
+        let can_sample = in_session && capabilities.sampling.is_some();
+        let (client, logs) = client::CallClient::new(context.peer.clone(), self.log_level.clone(), can_ask, can_sample);
+        let options = CallOptions { progress: sink, wait_budget: self.settings.wait_budget, client: Some(client) };
         let call = self.host.call_with(&cx, &request.name, sized, options);
         let outcome = tokio::select! {
             out = call => Some(out),
@@ -462,6 +549,11 @@ impl ServerHandler for McpServer {
         };
         if let Some(forwarder) = forwarder {
             forwarder.abort();
+        }
+        // The call's log records are sent before its answer: the forwarder
+        // ends once the call's last handle on the client is gone.
+        if tokio::time::timeout(LOG_FLUSH, logs).await.is_err() {
+            tracing::warn!("a call's log records were not all sent within {LOG_FLUSH:?}");
         }
         let Some(out) = outcome else {
             self.audit_call(&principal, &chat, &request.name, "cancelled", started);
@@ -495,6 +587,35 @@ impl ServerHandler for McpServer {
 }
 
 impl McpServer {
+    /// Tells this session's client, for as long as the session lasts, when
+    /// a resource it subscribed to reads differently, as the caller who
+    /// subscribed (`notifications/resources/updated`).
+    fn watch_subscriptions(&self, context: &RequestContext<RoleServer>, cx: toolshed_runtime::CallContext) {
+        let (host, subscriptions, peer, mut session) = (self.host.clone(), self.subscriptions.clone(), context.peer.clone(), self.alive.subscribe());
+        tokio::spawn(async move {
+            let read = |uri: String| {
+                let (host, cx) = (host.clone(), cx.clone());
+                async move { offers::read_resource(&host, &cx, &uri).await.ok().map(|read| offers::digest(&read)) }
+            };
+            let notify = |uri: String| {
+                let peer = peer.clone();
+                async move { peer.notify_resource_updated(rmcp::model::ResourceUpdatedNotificationParam::new(uri)).await.is_ok() }
+            };
+            tokio::select! {
+                () = offers::watch(subscriptions, read, notify) => {}
+                // The server's last clone is gone: the session ended.
+                _ = session.changed() => {}
+            }
+        });
+    }
+
+    /// The calling context a resource or prompt request is answered for.
+    async fn offer_caller(&self, context: &RequestContext<RoleServer>) -> Result<toolshed_runtime::CallContext, McpError> {
+        self.host.installs_settled(LIST_GRACE).await;
+        let (principal, chat) = self.caller(context).await.map_err(|refusal| McpError::invalid_request(refusal.message.to_string(), None))?;
+        Ok(principal.context(&chat))
+    }
+
     /// The tasks and the owner a tasks request is made for.
     async fn task_caller(&self, context: &RequestContext<RoleServer>) -> Result<(Arc<Tasks>, Principal), McpError> {
         let tasks = self.settings.tasks.clone().ok_or_else(|| McpError::internal_error("this server keeps no tasks", None))?;
@@ -551,7 +672,7 @@ fn detailed_task(task: &TaskRecord) -> DetailedTask {
         TaskState::Working => TaskPayload::Working,
         TaskState::Cancelled => TaskPayload::Cancelled,
         TaskState::Completed => {
-            let out = ToolOutput { is_error: task.is_error, value: task.result.clone().unwrap_or_default() };
+            let out = ToolOutput::new(task.is_error, task.result.clone().unwrap_or_default());
             let result = match respond(out) {
                 CallToolResponse::Complete(result) => serde_json::to_value(result).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default(),
                 _ => Default::default(),
@@ -572,11 +693,14 @@ fn detailed_task(task: &TaskRecord) -> DetailedTask {
     DetailedTask::new(mcp_task(task), payload)
 }
 
-/// A tool output as an MCP result: the object as structured content and as
-/// compact text, with `isError` for error objects.
+/// A tool output as an MCP result: the content blocks the tool added, then
+/// the object as compact text; the object as structured content; `isError`
+/// for error objects.
 fn respond(out: ToolOutput) -> CallToolResponse {
     let text = serde_json::to_string(&out.value).unwrap_or_default();
-    let mut result = if out.is_error { CallToolResult::error(vec![ContentBlock::text(text)]) } else { CallToolResult::success(vec![ContentBlock::text(text)]) };
+    let mut blocks: Vec<ContentBlock> = out.content.into_iter().map(content::mcp_block).collect();
+    blocks.push(ContentBlock::text(text));
+    let mut result = if out.is_error { CallToolResult::error(blocks) } else { CallToolResult::success(blocks) };
     result.structured_content = Some(out.value);
     result.into()
 }

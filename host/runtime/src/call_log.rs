@@ -45,8 +45,9 @@ pub struct Origin<'a> {
 
 impl CallLog {
     /// Writes one record of `message` at `level`, unless the call's budget
-    /// is spent. The first line past the budget writes one warning instead.
-    pub fn write(&mut self, origin: &Origin<'_>, level: Level, message: &str) {
+    /// is spent, and answers the line written. The first line past the
+    /// budget writes one warning instead.
+    pub fn write(&mut self, origin: &Origin<'_>, level: Level, message: &str) -> Option<String> {
         if self.written >= MAX_BYTES_PER_CALL {
             self.dropped += 1;
             if self.dropped == 1 {
@@ -57,7 +58,7 @@ impl CallLog {
                     "the plugin logged {MAX_BYTES_PER_CALL} bytes in this call; its further lines are dropped"
                 );
             }
-            return;
+            return None;
         }
         let line = text::one_line(&text::clip(message, MAX_RECORD_BYTES));
         self.written += line.len();
@@ -68,6 +69,7 @@ impl CallLog {
             Level::Warn => tracing::warn!(plugin, tool, chat, "{line}"),
             Level::Error => tracing::error!(plugin, tool, chat, "{line}"),
         }
+        Some(line)
     }
 
     /// Lines dropped because the budget was spent.

@@ -4,7 +4,7 @@
 //! compiles plugins (caching the code on disk), checks their imports against
 //! a [`Policy`], and links each with exactly what it was granted: WASI,
 //! denied everything; the runtime interfaces (clock, locks, events, log,
-//! call, park); and the [`Capability`] families the embedder registers. A
+//! call, park, content, ask); and the [`Capability`] families the embedder registers. A
 //! [`Toolshed`] serves the tools of its plugins: it reflects each into JSON
 //! Schema, checks JSON arguments against it, runs every call in a fresh
 //! sandboxed instance under the plugin's limits, and swaps plugin versions
@@ -35,7 +35,9 @@ pub mod call_log;
 pub mod capability;
 pub mod chat_events;
 pub mod chats;
+pub mod client;
 pub mod clock;
+pub mod content;
 pub mod context;
 pub mod engine;
 pub mod error;

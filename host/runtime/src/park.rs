@@ -65,5 +65,6 @@ pub(crate) struct Carried {
     pub(crate) locks: CallLocks,
     pub(crate) progress: Reporter,
     pub(crate) log: CallLog,
+    pub(crate) content: crate::content::CallContent,
     pub(crate) import_calls: u64,
 }

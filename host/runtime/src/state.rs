@@ -122,6 +122,10 @@ pub struct CallState {
     pub(crate) locks: CallLocks,
     pub(crate) progress: Reporter,
     pub(crate) log: CallLog,
+    /// The caller's client, if the transport gave one.
+    pub(crate) client: Option<Arc<dyn crate::client::Client>>,
+    /// The content blocks the call has added.
+    pub(crate) content: crate::content::CallContent,
     /// When the caller stops waiting, in ms on the host clock, if it does.
     pub(crate) wait_until: Option<u64>,
     /// The state the call's previous run parked with.
@@ -139,6 +143,7 @@ pub(crate) struct CallSetup<'a> {
     pub(crate) limits: &'a Limits,
     pub(crate) epoch: Arc<AtomicU64>,
     pub(crate) progress: Option<Arc<dyn ProgressSink>>,
+    pub(crate) client: Option<Arc<dyn crate::client::Client>>,
     pub(crate) wait_until: Option<u64>,
     /// When the whole call must end.
     pub(crate) deadline: tokio::time::Instant,
@@ -169,6 +174,8 @@ impl CallState {
             locks: CallLocks::default(),
             progress: Reporter::new(setup.progress),
             log: CallLog::default(),
+            client: setup.client,
+            content: crate::content::CallContent::default(),
             wait_until: setup.wait_until,
             resumed: None,
             parks: 0,
@@ -185,6 +192,7 @@ impl CallState {
         self.locks = carried.locks;
         self.progress = carried.progress;
         self.log = carried.log;
+        self.content = carried.content;
         self.call.limiter.carry_imports(carried.import_calls);
     }
 
@@ -198,6 +206,7 @@ impl CallState {
             locks: self.locks,
             progress: self.progress,
             log: self.log,
+            content: self.content,
             import_calls: self.call.limiter.import_calls(),
         }
     }
@@ -234,7 +243,13 @@ impl CallState {
     /// Writes a plugin's log line under this call's budget.
     pub(crate) fn write_log(&mut self, level: crate::call_log::Level, message: &str) {
         let origin = Origin { plugin: &self.call.plugin, tool: &self.call.tool, chat: &self.call.cx.chat_id };
-        self.log.write(&origin, level, message);
+        // The caller's client sees what the operator's log took, no more:
+        // the same per-call budget bounds both.
+        if let Some(line) = self.log.write(&origin, level, message)
+            && let Some(client) = &self.client
+        {
+            client.log(level, &self.call.plugin, &line);
+        }
     }
 }
 

@@ -22,6 +22,7 @@ mod fuzz;
 mod hostile;
 mod list_templates;
 mod manual_update;
+mod mcp_surface;
 mod park;
 mod policy;
 mod pool;

@@ -20,7 +20,7 @@ fn parking_env() -> TestEnv {
 /// progress as [`TestEnv::call`] does.
 fn spawn_call(env: &TestEnv, tool: &'static str, arguments: Value) -> JoinHandle<ToolOutput> {
     let (host, cx) = (env.host.clone(), env.context());
-    let options = CallOptions { progress: Some(env.backend.recorder().progress_sink(&cx)), wait_budget: None };
+    let options = CallOptions { progress: Some(env.backend.recorder().progress_sink(&cx)), wait_budget: None, client: None };
     tokio::spawn(async move { host.call_with(&cx, tool, Arguments::Json(&arguments), options).await })
 }
 

@@ -1,7 +1,8 @@
 //! The conformance suites, run through the workspace tools as they were
 //! built for toolshed API 0.1.0: an archived `.wasm`, never rebuilt. It
 //! imports `toolshed:runtime@0.1.0`, which the host still serves by
-//! delegating to the 0.2.0 implementation.
+//! delegating to the newest implementation. A plugin built for 0.2.0 (the
+//! parking fixture) loads and runs beside it.
 //!
 //! The suite files are the same as in `tests/all`; only the plugin differs.
 
@@ -30,6 +31,21 @@ mod stop_workspace;
 #[allow(dead_code)]
 #[path = "../all/support.rs"]
 mod support;
+
+/// A plugin built for API 0.2.0 (the parking fixture, on the frozen 0.2.0
+/// WIT) loads under a 0.3.0 host, reads as 0.2.0, and its calls run, park
+/// and resume through the 0.2.0 interfaces, which delegate to the newest.
+#[tokio::test(start_paused = true)]
+async fn a_plugin_built_for_0_2_0_keeps_loading_and_running() {
+    use toolshed_harness::OutputExt;
+    let plugin = support::plugin("parking", toolshed_fixtures::PARKING);
+    assert_eq!(plugin.api_version, "0.2.0");
+    let env = support::env_with(&[("parking", toolshed_fixtures::PARKING)]);
+    let out = env.call("park_runs", serde_json::json!({ "runs": 3, "ms": 10, "lock": true })).await;
+    assert_eq!(out.ok()["text"], "runs: 3");
+    let newest = support::plugin("conformance", toolshed_fixtures::CONFORMANCE);
+    assert_eq!(newest.api_version, "0.3.0", "a plugin of the newest API reads as it");
+}
 
 #[test]
 fn the_archived_plugin_is_the_0_1_0_api() {

@@ -77,7 +77,7 @@ pub(crate) async fn call_many(host: &Arc<Toolshed>, calls: usize, in_flight: usi
             let (host, cx, next) = (host.clone(), cx.clone(), next.clone());
             tokio::spawn(async move {
                 while next.fetch_add(1, Ordering::Relaxed) < calls {
-                    let options = CallOptions { progress: None, wait_budget: Some(toolshed_mcp::DEFAULT_WAIT_BUDGET) };
+                    let options = CallOptions { progress: None, wait_budget: Some(toolshed_mcp::DEFAULT_WAIT_BUDGET), client: None };
                     let out = host.call_with(&cx, TOOL, Arguments::Text("{}"), options).await;
                     anyhow::ensure!(!out.is_error, "{TOOL} failed in process: {}", out.value);
                 }

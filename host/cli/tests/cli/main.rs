@@ -26,5 +26,6 @@ mod sessions;
 mod sockets;
 mod backend;
 mod support;
+mod surface;
 mod tasks;
 mod trust;

@@ -17,7 +17,7 @@ interface tools {
 }
 
 world hand-plugin {
-    import toolshed:runtime/log@0.2.0;
+    import toolshed:runtime/log@0.3.0;
     export tools;
 }
 ";

@@ -28,11 +28,18 @@ pub struct ToolOutput {
     pub is_error: bool,
     /// The result or error object.
     pub value: Value,
+    /// Content blocks the tool added beside it (`toolshed:runtime/content`).
+    pub content: Vec<crate::content::Block>,
 }
 
 impl ToolOutput {
     pub(super) fn error(err: HostError) -> ToolOutput {
-        ToolOutput { is_error: true, value: err.to_json() }
+        ToolOutput { is_error: true, value: err.to_json(), content: Vec::new() }
+    }
+
+    /// An answer of `value` alone, without content blocks.
+    pub fn new(is_error: bool, value: Value) -> ToolOutput {
+        ToolOutput { is_error, value, content: Vec::new() }
     }
 
     /// Whether this is the answer for a tool no plugin serves, which a
@@ -64,6 +71,9 @@ pub struct CallOptions {
     /// (`toolshed:runtime/call.wait-budget`) and answers in time with how to
     /// continue. `None`: the caller waits as long as the call may take.
     pub wait_budget: Option<std::time::Duration>,
+    /// The caller's client: where the call's log records go, and who asks
+    /// the user. Without one, logs stay the operator's and the tool cannot ask.
+    pub client: Option<Arc<dyn crate::client::Client>>,
 }
 
 /// Counts an instance, or a call, as live until it is dropped, however the
@@ -220,6 +230,7 @@ impl Toolshed {
             limits: &plugin.policy.limits,
             epoch: self.runtime.epoch.clone(),
             progress: None,
+            client: None,
             wait_until: None,
             deadline: tokio::time::Instant::now() + plugin.policy.limits.deadline,
             network: plugin.policy.network.clone(),
@@ -248,6 +259,7 @@ impl Toolshed {
         // A call runs once, or once more after each time it parks; between
         // runs it holds no instance and no slot, only what it carries.
         let mut carried = None;
+        let content;
         let results = loop {
             // Wait for a free instance slot before taking one; a full host
             // answers "busy" instead of failing inside the pool.
@@ -257,6 +269,7 @@ impl Toolshed {
                 limits,
                 epoch: self.runtime.epoch.clone(),
                 progress: options.progress.clone(),
+                client: options.client.clone(),
                 wait_until,
                 deadline,
                 network: plugin.policy.network.clone(),
@@ -283,7 +296,10 @@ impl Toolshed {
             }
             .await;
             match outcome {
-                Ok(results) => break results,
+                Ok(results) => {
+                    content = std::mem::take(&mut store.data_mut().content).into_blocks();
+                    break results;
+                }
                 Err(e) => {
                     let Some(park) = store.data_mut().park.take().filter(|_| e.is::<crate::park::Parked>()) else {
                         let hit = store.data().call.limiter.hit();
@@ -309,6 +325,7 @@ impl Toolshed {
         let output = match results.into_iter().next() {
             Some(Val::Result(Ok(value))) => ToolOutput {
                 is_error: false,
+                content,
                 value: match (value, &tool.ok) {
                     (Some(v), Some(ty)) => answer::conform_result(val_into_json(*v, ty)),
                     _ => Value::Object(Default::default()),
@@ -316,13 +333,14 @@ impl Toolshed {
             },
             Some(Val::Result(Err(value))) => ToolOutput {
                 is_error: true,
+                content,
                 value: match (value, &tool.err) {
                     (Some(v), Some(ty)) => answer::conform_error(val_into_json(*v, ty), &plugin.name, &tool.name),
                     _ => HostError::new(Category::InternalError, "TOOL_FAILED", format!("{} failed", tool.name)).to_json(),
                 },
             },
-            Some(other) => ToolOutput { is_error: false, value: answer::conform_result(tool.ok.as_ref().map_or(Value::Null, |ty| val_into_json(other, ty))) },
-            None => ToolOutput { is_error: false, value: Value::Object(Default::default()) },
+            Some(other) => ToolOutput { is_error: false, value: answer::conform_result(tool.ok.as_ref().map_or(Value::Null, |ty| val_into_json(other, ty))), content },
+            None => ToolOutput { is_error: false, value: Value::Object(Default::default()), content },
         };
         Ok(output)
     }

@@ -10,6 +10,7 @@
 mod builder;
 mod call;
 mod generation;
+mod offers;
 mod publish;
 mod tier_up;
 

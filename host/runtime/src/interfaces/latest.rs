@@ -1,4 +1,4 @@
-//! `toolshed:runtime@0.2.0`, the newest runtime interfaces, and the one
+//! `toolshed:runtime@0.3.0`, the newest runtime interfaces, and the one
 //! implementation every version delegates to.
 
 use std::time::Duration;
@@ -16,12 +16,14 @@ pub(crate) mod bindings {
         inline: "
             package toolshed:runtime-host;
             world host {
-                import toolshed:runtime/clock@0.2.0;
-                import toolshed:runtime/locks@0.2.0;
-                import toolshed:runtime/events@0.2.0;
-                import toolshed:runtime/log@0.2.0;
-                import toolshed:runtime/call@0.2.0;
-                import toolshed:runtime/park@0.2.0;
+                import toolshed:runtime/clock@0.3.0;
+                import toolshed:runtime/locks@0.3.0;
+                import toolshed:runtime/events@0.3.0;
+                import toolshed:runtime/log@0.3.0;
+                import toolshed:runtime/call@0.3.0;
+                import toolshed:runtime/park@0.3.0;
+                import toolshed:runtime/content@0.3.0;
+                import toolshed:runtime/ask@0.3.0;
             }
         ",
         world: "toolshed:runtime-host/host",
@@ -31,7 +33,7 @@ pub(crate) mod bindings {
     });
 }
 
-use bindings::toolshed::runtime::{call, clock, events, locks, log, park};
+use bindings::toolshed::runtime::{ask, call, clock, content, events, locks, log, park};
 
 /// The longest single sleep; the call's deadline ends any wait sooner.
 const LONGEST_SLEEP: Duration = Duration::from_secs(24 * 60 * 60);
@@ -113,6 +115,60 @@ impl CallState {
         Ok(())
     }
 
+    /// Adds a content block to the call's answer, or says why not.
+    pub(crate) async fn add_content(&mut self, block: crate::content::Block) -> wasmtime::Result<Result<(), crate::content::Refusal>> {
+        let content = &mut self.content;
+        self.call.import(async |_| content.add(block)).await
+    }
+
+    /// Asks the caller's user through their client, waiting at most until
+    /// the call's deadline; the answer is checked against the schema
+    /// before the tool sees it.
+    pub(crate) async fn ask_user(&mut self, message: String, schema: String) -> wasmtime::Result<Result<crate::client::Answer, crate::client::AskError>> {
+        use crate::client::{Answer, AskError, MAX_MESSAGE_BYTES, MAX_SCHEMA_BYTES, check_answer, check_schema};
+        let client = self.client.clone();
+        let deadline = self.call.deadline();
+        self.call
+            .import(async |_| {
+                if message.len() > MAX_MESSAGE_BYTES {
+                    return Err(AskError::BadSchema(format!("the message is {} bytes, more than {MAX_MESSAGE_BYTES}", message.len())));
+                }
+                if schema.len() > MAX_SCHEMA_BYTES {
+                    return Err(AskError::BadSchema(format!("the schema is {} bytes, more than {MAX_SCHEMA_BYTES}", schema.len())));
+                }
+                let schema: serde_json::Value = serde_json::from_str(&schema).map_err(|e| AskError::BadSchema(format!("not JSON: {e}")))?;
+                check_schema(&schema).map_err(AskError::BadSchema)?;
+                let asking = client.as_ref().and_then(|client| client.ask(message, schema.clone())).ok_or(AskError::CannotAsk)?;
+                let answer = tokio::time::timeout_at(deadline, asking)
+                    .await
+                    .map_err(|_| AskError::NoAnswer("the call's deadline passed before the user answered".into()))??;
+                if let Answer::Accept(fields) = &answer {
+                    check_answer(&schema, fields).map_err(AskError::AnswerMismatch)?;
+                }
+                Ok(answer)
+            })
+            .await
+    }
+
+    /// Asks the caller's model, waiting at most until the call's deadline.
+    pub(crate) async fn sample_model(&mut self, prompt: String, max_tokens: u32) -> wasmtime::Result<Result<String, crate::client::AskError>> {
+        use crate::client::{AskError, MAX_PROMPT_BYTES};
+        let client = self.client.clone();
+        let deadline = self.call.deadline();
+        self.call
+            .import(async |_| {
+                if prompt.len() > MAX_PROMPT_BYTES {
+                    return Err(AskError::BadSchema(format!("the prompt is {} bytes, more than {MAX_PROMPT_BYTES}", prompt.len())));
+                }
+                let sampling = client.as_ref().and_then(|client| client.sample(prompt, max_tokens)).ok_or(AskError::CannotAsk)?;
+                let text = tokio::time::timeout_at(deadline, sampling)
+                    .await
+                    .map_err(|_| AskError::NoAnswer("the call's deadline passed before the model answered".into()))??;
+                Ok(crate::text::clip(&text, MAX_PROMPT_BYTES))
+            })
+            .await
+    }
+
     pub(crate) async fn wait_budget(&mut self) -> wasmtime::Result<Option<u64>> {
         let (clock, until) = (&self.shared.clock, self.wait_until);
         self.call.import(async |_| until.map(|until| until.saturating_sub(clock.now_ms()))).await
@@ -164,6 +220,60 @@ impl log::Host for CallState {
             log::Level::Error => Level::Error,
         };
         self.log_line(level, message).await
+    }
+}
+
+impl content::Host for CallState {
+    async fn add(&mut self, block: content::Block) -> wasmtime::Result<Result<(), content::ContentError>> {
+        use crate::content::{Block, Body, Refusal};
+        let body = |body: content::Body| match body {
+            content::Body::Text(text) => Body::Text(text),
+            content::Body::Blob(bytes) => Body::Blob(bytes),
+        };
+        let block = match block {
+            content::Block::Text(text) => Block::Text(text),
+            content::Block::Image(media) => Block::Image { data: media.data, mime_type: media.mime_type },
+            content::Block::Audio(media) => Block::Audio { data: media.data, mime_type: media.mime_type },
+            content::Block::Resource(r) => Block::Resource { uri: r.uri, mime_type: r.mime_type, body: body(r.body) },
+            content::Block::ResourceLink(l) => Block::ResourceLink { uri: l.uri, name: l.name, description: l.description, mime_type: l.mime_type },
+        };
+        Ok(self.add_content(block).await?.map_err(|refusal| match refusal {
+            Refusal::TooLarge(_) => content::ContentError::TooLarge,
+            Refusal::TooMuch => content::ContentError::TooMuch,
+            Refusal::BadMimeType(_) => content::ContentError::BadMimeType,
+            Refusal::BadUri => content::ContentError::BadUri,
+        }))
+    }
+}
+
+impl ask::Host for CallState {
+    async fn can_ask(&mut self) -> wasmtime::Result<bool> {
+        let client = self.client.clone();
+        self.call.import(async |_| client.is_some_and(|c| c.can_ask())).await
+    }
+
+    async fn ask(&mut self, message: String, schema: String) -> wasmtime::Result<Result<ask::Answer, ask::AskError>> {
+        use crate::client::Answer;
+        Ok(match self.ask_user(message, schema).await? {
+            Ok(Answer::Accept(fields)) => Ok(ask::Answer::Accept(serde_json::Value::Object(fields).to_string())),
+            Ok(Answer::Decline) => Ok(ask::Answer::Decline),
+            Ok(Answer::Cancel) => Ok(ask::Answer::Cancel),
+            Err(error) => Err(wit_ask_error(error)),
+        })
+    }
+
+    async fn sample(&mut self, prompt: String, max_tokens: u32) -> wasmtime::Result<Result<String, ask::AskError>> {
+        Ok(self.sample_model(prompt, max_tokens).await?.map_err(wit_ask_error))
+    }
+}
+
+fn wit_ask_error(error: crate::client::AskError) -> ask::AskError {
+    use crate::client::AskError;
+    match error {
+        AskError::CannotAsk => ask::AskError::CannotAsk,
+        AskError::BadSchema(_) => ask::AskError::BadSchema,
+        AskError::AnswerMismatch(_) => ask::AskError::AnswerMismatch,
+        AskError::NoAnswer(_) => ask::AskError::NoAnswer,
     }
 }
 

@@ -155,6 +155,10 @@ pub struct Plugin {
     pub hash: String,
     /// The tools the plugin exports.
     pub tools: Vec<Arc<Tool>>,
+    /// The functions of the offer interfaces it exports
+    /// (`toolshed:tools/resources`, `toolshed:tools/prompts`), by their
+    /// JSON names (`read_resource`): called like tools, never listed as tools.
+    pub offers: Vec<Arc<Tool>>,
     /// Its policy: grants, limits, smoke call.
     pub policy: PluginPolicy,
     /// The toolshed API version it was built for: declared in its
@@ -221,28 +225,37 @@ impl Plugin {
             }
         }
         let mut tools = Vec::new();
+        let mut offers = Vec::new();
         for (export_name, item) in component.component_type().exports(engine) {
             let ComponentItem::ComponentInstance(instance) = item.ty else { continue };
             if !is_tool_interface(export_name) {
                 continue;
             }
+            let reflected = if is_offer_interface(export_name) { &mut offers } else { &mut tools };
             let Some(instance_index) = component.get_export_index(None, export_name) else { continue };
             for (func_name, item) in instance.exports(engine) {
                 let ComponentItem::ComponentFunc(func) = item.ty else { continue };
                 let Some(index) = component.get_export_index(Some(&instance_index), func_name) else { continue };
                 let tool = Tool::reflect(name, func_name, &func, index, docs)
                     .map_err(|source| LoadError::Unsupported { plugin: name.to_string(), source })?;
-                tools.push(Arc::new(tool));
+                reflected.push(Arc::new(tool));
             }
         }
-        if tools.is_empty() {
+        if tools.is_empty() && offers.is_empty() {
             return Err(LoadError::NoTools { plugin: name.to_string() });
         }
         let pre = linker
             .instantiate_pre(component)
             .map_err(|e| LoadError::Link { plugin: name.to_string(), reason: format!("{e:#}") })?;
-        Ok(Plugin { name: name.into(), hash, tools, policy, api_version, tier, footprint, slots: footprint.slots(), pre, _compiled: compiled })
+        Ok(Plugin { name: name.into(), hash, tools, offers, policy, api_version, tier, footprint, slots: footprint.slots(), pre, _compiled: compiled })
     }
+}
+
+/// Whether `export` is an interface of things a plugin offers besides
+/// tools: resources or prompts, at any API version that has them.
+fn is_offer_interface(export: &str) -> bool {
+    let unversioned = export.split('@').next().unwrap_or(export);
+    matches!(unversioned, "toolshed:tools/resources" | "toolshed:tools/prompts")
 }
 
 /// Refuses a plugin one call of which would hold more call slots than the

@@ -209,7 +209,7 @@ impl Tasks {
                 }
             })
         };
-        let options = CallOptions { progress: Some(sink), wait_budget: None };
+        let options = CallOptions { progress: Some(sink), wait_budget: None, client: None };
         let out = self.host.call_with(&cx, &task.tool, Arguments::Json(&task.arguments), options).await;
         notes.abort();
         let end = TaskEnd { state: TaskState::Completed, result: out.value, is_error: out.is_error, message: None };
