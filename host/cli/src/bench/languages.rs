@@ -223,13 +223,7 @@ fn swap_to_first_call(bytes: &[u8], swaps: usize) -> anyhow::Result<f64> {
 
 /// This thread's minor page faults so far.
 fn thread_minor_faults() -> i64 {
-    // SAFETY: getrusage only writes the struct it is given.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_THREAD, &mut usage);
-        usage
-    };
-    usage.ru_minflt
+    super::stdio::rusage(libc::RUSAGE_THREAD).ru_minflt
 }
 
 /// The linear memory a component's instance starts with, over all its

@@ -35,14 +35,19 @@ pub struct StdioFigures {
 /// The tool both sides call: quick, and answered from the local store.
 pub(crate) const TOOL: &str = "list_templates";
 
+/// What `getrusage(who)` says of this process or thread.
+pub(crate) fn rusage(who: libc::c_int) -> libc::rusage {
+    // SAFETY: getrusage only writes the struct it is given.
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(who, &mut usage);
+        usage
+    }
+}
+
 /// This process's CPU time so far (user and system), in µs.
 pub(crate) fn own_cpu_us() -> f64 {
-    // SAFETY: getrusage only writes the struct it is given.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
+    let usage = rusage(libc::RUSAGE_SELF);
     let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
     us(usage.ru_utime) + us(usage.ru_stime)
 }

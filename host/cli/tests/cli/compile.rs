@@ -1,5 +1,6 @@
 //! `serve` compiles a plugin its cache lacks in a child process
-//! (`toolshed precompile`) and loads the artifact; when the child fails,
+//! (`toolshed precompile`) and loads the artifact; when the child fails
+//! (or is killed mid-answer),
 //! answers bytes that are no artifact, or one made for another engine,
 //! the compile runs in the host process instead and the plugin still
 //! serves.
@@ -46,6 +47,7 @@ async fn a_child_that_fails_answers_garbage_or_compiles_for_another_engine_leave
     for (program, args) in [
         ("/nonexistent/compiler", vec![]),
         ("sh", vec!["-c", "cat >/dev/null; exit 3", "sh"]),
+        ("sh", vec!["-c", "cat >/dev/null; printf '\\177ELF'; kill -9 $$", "sh"]),
         ("sh", vec!["-c", "cat >/dev/null; printf 'not an artifact'", "sh"]),
         ("sh", vec!["-c", wrong_engine.as_str(), "sh"]),
     ] {

@@ -40,25 +40,12 @@ fn language_builds() -> Option<(Vec<u8>, Vec<u8>)> {
     None
 }
 
-/// One policy for the three: the built-in one's registry-tools entry and
-/// limits, and each language project's own entry.
-const MIXED_POLICY: &str = r#"
-[limits]
-memory_mib = 64
-compute_ms = 1000
-deadline_s = 1800
-
-[plugins.registry-tools]
-grants = ["toolshed:runtime/clock", "toolshed:runtime/events", "toolshed:runtime/log", "toolshed:runtime/call", "toolshed:platform/registry"]
-
-[plugins.hello]
-grants = ["toolshed:runtime/log"]
-smoke = { tool = "greet", arguments = { name = "smoke" } }
-
-[plugins.templates]
-grants = ["toolshed:infra/db"]
-smoke = { tool = "list_templates", arguments = {} }
-"#;
+/// One policy for the three: the built-in one (limits, registry-tools)
+/// with each language project's own entry, as its author wrote it.
+fn mixed_policy() -> String {
+    let project = |name: &str| std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest").join(name).join("policy.toml")).unwrap();
+    [toolshed_builtin::POLICY_TOML.to_string(), project("hello-python"), project("templates-javascript")].join("\n")
+}
 
 async fn serve(data: &Path, extra: &[&std::ffi::OsStr]) -> RunningService<RoleClient, ()> {
     let mut command = tokio::process::Command::new(TOOLSHED);
@@ -100,7 +87,7 @@ async fn python_and_javascript_plugins_serve_beside_a_rust_one_and_answer_as_the
     std::fs::write(plugins.join("hello.wasm"), &python).unwrap();
     std::fs::write(plugins.join("templates.wasm"), &javascript).unwrap();
     let policy = dir.path().join("policy.toml");
-    std::fs::write(&policy, MIXED_POLICY).unwrap();
+    std::fs::write(&policy, mixed_policy()).unwrap();
     let mixed = serve(&data, &["--plugins".as_ref(), plugins.as_os_str(), "--policy".as_ref(), policy.as_os_str()]).await;
 
     // The initial load installs in the background: wait until all three serve.
