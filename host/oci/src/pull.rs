@@ -75,21 +75,22 @@ pub async fn pull_verified(source: &PluginRef, registries: &Registries, store: &
     // Refuse before any request when no key could accept it.
     trust.key_for(source)?;
     let registry = || registries.get(&source.registry);
-    let (reference, manifest) = match &source.digest {
+    // Each blob says whether it was fetched: only those are stored below.
+    let (reference, manifest, manifest_fetched) = match &source.digest {
         Some(digest) => {
             let reference = source.clone();
             match store.get(digest)? {
-                Some(bytes) => (reference, bytes),
+                Some(bytes) => (reference, bytes, false),
                 None if online => {
                     let (bytes, _) = registry()?.manifest(&reference).await?;
-                    (reference, bytes)
+                    (reference, bytes, true)
                 }
                 None => return Err(missing(&reference, "manifest")),
             }
         }
         None => {
             let (bytes, digest) = registry()?.manifest(source).await?;
-            (source.pinned(&digest), bytes)
+            (source.pinned(&digest), bytes, true)
         }
     };
     let digest = reference.digest.clone().expect("pinned above");
@@ -105,14 +106,19 @@ pub async fn pull_verified(source: &PluginRef, registries: &Registries, store: &
         Err(e) => return Err(e),
     };
 
-    let wasm = match store.get(&layer.digest)? {
-        Some(bytes) => bytes,
-        None if online => registry()?.blob(&reference, &layer, "layer", artifact::MAX_COMPONENT_BYTES).await?,
+    let (wasm, wasm_fetched) = match store.get(&layer.digest)? {
+        Some(bytes) => (bytes, false),
+        None if online => (registry()?.blob(&reference, &layer, "layer", artifact::MAX_COMPONENT_BYTES).await?, true),
         None => return Err(missing(&reference, "layer")),
     };
-    // Kept only now that everything checked.
-    store.put(&reference.to_string(), "manifest", &digest, &manifest)?;
-    store.put(&reference.to_string(), "layer", &layer.digest, &wasm)?;
+    // Kept only now that everything checked; what came from the store is
+    // there already.
+    if manifest_fetched {
+        store.put(&reference.to_string(), "manifest", &digest, &manifest)?;
+    }
+    if wasm_fetched {
+        store.put(&reference.to_string(), "layer", &layer.digest, &wasm)?;
+    }
     if stored != signatures {
         store.put_signatures(&digest, &signatures)?;
     }
